@@ -1,0 +1,58 @@
+"""Settings from the command line and the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+ENV_ROOT = "RUNWISE_PROJECT_ROOT"
+ENV_STALE = "RUNWISE_STALE_MINUTES"
+ENV_DEPTH = "RUNWISE_SCAN_DEPTH"
+ENV_MAIN_METRIC = "RUNWISE_MAIN_METRIC"
+
+DEFAULT_STALE_MINUTES = 10.0
+DEFAULT_DEPTH = 6
+
+
+@dataclass
+class Settings:
+    roots: list[str]
+    stale_after: float = DEFAULT_STALE_MINUTES * 60  # seconds without a write before "killed"
+    max_depth: int = DEFAULT_DEPTH
+    main_metrics: list[str] = field(default_factory=list)  # preferred main metric keys, in order
+    roots_from: str = "cwd"  # "--root" | ENV_ROOT | "cwd"
+
+
+def _float_env(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if not v > 0:
+        raise ValueError(f"{name}={raw!r} must be greater than 0")
+    return v
+
+
+def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = None,
+                  cwd: str | None = None) -> Settings:
+    """--root wins, else RUNWISE_PROJECT_ROOT (os.pathsep-separated), else the working directory."""
+    env = dict(os.environ) if env is None else env
+    if roots:
+        chosen, source = list(roots), "--root"
+    elif env.get(ENV_ROOT, "").strip():
+        chosen = [p for p in env[ENV_ROOT].split(os.pathsep) if p.strip()]
+        source = ENV_ROOT
+    else:
+        chosen, source = [cwd or os.getcwd()], "cwd"
+    chosen = [os.path.abspath(os.path.expanduser(p.strip())) for p in chosen]
+    depth = int(_float_env(env, ENV_DEPTH, DEFAULT_DEPTH))
+    return Settings(
+        roots=list(dict.fromkeys(chosen)),
+        stale_after=_float_env(env, ENV_STALE, DEFAULT_STALE_MINUTES) * 60,
+        max_depth=depth,
+        main_metrics=[m.strip() for m in env.get(ENV_MAIN_METRIC, "").split(",") if m.strip()],
+        roots_from=source,
+    )

@@ -1,0 +1,286 @@
+"""The run index every tool shares: discovery under the roots, identity, grouping of resume
+segments, resolution of a ``run`` argument, and caching.
+
+Discovery walks each root to a limited depth, never follows directory symlinks, skips
+``.git``, ``node_modules`` and virtualenvs, and never writes anything. Directory listings are
+cached by the directory's mtime; run directories by the (size, mtime) of each file they read,
+so a second call on unchanged runs parses nothing and a grown log is read only from where the
+previous read stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .config import Settings
+from .model import Run, Segment, merge_histories
+from .sources.wandb_dir import RunDir, is_run_dir, looks_like_run_dir
+
+log = logging.getLogger(__name__)
+
+SKIP_DIRS = frozenset({
+    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".ipynb_checkpoints",
+    ".idea", ".vscode",
+})
+
+
+class RunNotFound(LookupError):
+    """An unknown or ambiguous ``run`` argument; ``candidates`` are the closest runs."""
+
+    def __init__(self, ref: str, reason: str, candidates: list[Run]) -> None:
+        super().__init__(reason)
+        self.ref = ref
+        self.reason = reason
+        self.candidates = candidates
+
+
+@dataclass
+class ScanReport:
+    roots: list[str]
+    problems: list[str] = field(default_factory=list)  # roots missing, unreadable dirs
+    run_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _DirEntry:
+    mtime_ns: int
+    subdirs: list[str]
+    run_dir: bool
+
+
+class RunIndex:
+    """Discovers and caches runs under the configured roots. Thread-safe."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._dirs: dict[str, _DirEntry] = {}
+        self._segments: dict[str, RunDir] = {}
+        self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
+        self.last_scan = ScanReport(roots=list(settings.roots))
+        self._real_roots = [os.path.realpath(r) for r in settings.roots]
+
+    # ---- discovery -----------------------------------------------------------------------------
+
+    def scan(self) -> ScanReport:
+        report = ScanReport(roots=list(self.settings.roots))
+        seen: set[str] = set()
+        for root in self.settings.roots:
+            if not os.path.exists(root):
+                report.problems.append(f"root {root} does not exist")
+                continue
+            if not os.path.isdir(root):
+                report.problems.append(f"root {root} is a file, not a directory")
+                continue
+            real = os.path.realpath(root)
+            if is_run_dir(real) and real not in seen:
+                seen.add(real)
+                report.run_dirs.append(real)
+                continue
+            self._walk(real, 0, report, seen)
+        self.last_scan = report
+        return report
+
+    def _walk(self, path: str, depth: int, report: ScanReport, seen: set[str]) -> None:
+        entry = self._list_dir(path, report)
+        if entry is None:
+            return
+        for sub in entry.subdirs:
+            name = os.path.basename(sub)
+            if looks_like_run_dir(name):
+                sub_entry = self._list_dir(sub, report)
+                if sub_entry is not None and sub_entry.run_dir:
+                    if sub not in seen:
+                        seen.add(sub)
+                        report.run_dirs.append(sub)
+                    continue
+            if depth + 1 <= self.settings.max_depth and name not in SKIP_DIRS:
+                self._walk(sub, depth + 1, report, seen)
+
+    def _list_dir(self, path: str, report: ScanReport) -> _DirEntry | None:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            report.problems.append(f"cannot read {path}: {e.strerror or e}")
+            return None
+        cached = self._dirs.get(path)
+        if cached is not None and cached.mtime_ns == st.st_mtime_ns:
+            return cached
+        subdirs: list[str] = []
+        has_log = has_legacy = venv = False
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    name = e.name
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            subdirs.append(e.path)
+                        elif name.startswith("run-") and name.endswith(".wandb"):
+                            has_log = True
+                        elif name in ("wandb-history.jsonl", "wandb-metadata.json"):
+                            has_legacy = True
+                        elif name == "pyvenv.cfg":
+                            venv = True
+                    except OSError:
+                        continue
+        except OSError as e:
+            report.problems.append(f"cannot read directory {path}: {e.strerror or e}")
+            return None
+        if venv:
+            subdirs = []
+        subdirs.sort()
+        run_dir = looks_like_run_dir(os.path.basename(path)) and (has_log or has_legacy)
+        entry = _DirEntry(st.st_mtime_ns, subdirs, run_dir)
+        self._dirs[path] = entry
+        return entry
+
+    def within_roots(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._real_roots)
+
+    # ---- runs ------------------------------------------------------------------------------------
+
+    def runs(self) -> list[Run]:
+        """All runs, newest start first. Re-reads only what changed since the last call."""
+        with self._lock:
+            report = self.scan()
+            groups: dict[str, list[RunDir]] = {}
+            live = set(report.run_dirs)
+            for path in list(self._segments):
+                if path not in live:
+                    del self._segments[path]
+            for path in report.run_dirs:
+                seg = self._segments.get(path)
+                if seg is None:
+                    seg = self._segments[path] = RunDir(path)
+                if seg.log is not None and not self.within_roots(seg.log.path):
+                    report.problems.append(f"skipped {seg.log.path}: it points outside the roots")
+                    continue
+                try:
+                    seg.refresh()
+                except Exception as e:  # a reader bug must not take the index down
+                    log.exception("failed to read %s", path)
+                    report.problems.append(f"cannot read {path}: {type(e).__name__}: {e}")
+                    continue
+                groups.setdefault(seg.run_id, []).append(seg)
+            now = self.clock()
+            runs: list[Run] = []
+            fresh: dict[str, tuple[tuple, Run]] = {}
+            for run_id, segs in groups.items():
+                segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
+                key = tuple((s.path, s.version) for s in segs)
+                cached = self._runs.get(run_id)
+                if cached is not None and cached[0] == key:
+                    run = cached[1]
+                else:
+                    run = build_run(run_id, segs)
+                # state depends on the clock, so it is judged on every call
+                self._apply_state(run, segs, now)
+                fresh[run_id] = (key, run)
+                runs.append(run)
+            self._runs = fresh
+            runs.sort(key=lambda r: (-(r.start_time or 0.0), r.id))
+            return runs
+
+    def _apply_state(self, run: Run, segs: list[RunDir], now: float) -> None:
+        stale = self.settings.stale_after
+        for seg, s in zip(segs, run.segments):
+            s.state = seg.state(now, stale)
+        run.state = run.segments[-1].state if run.segments else run.state
+
+    def resolve(self, ref: str | None) -> Run:
+        """A run by exact id, exact name (case-insensitive), unique prefix of either, or latest."""
+        runs = self.runs()
+        return resolve(runs, ref)
+
+    def problems(self) -> list[str]:
+        out = list(self.last_scan.problems)
+        with self._lock:
+            for path in sorted(self._segments):
+                for p in self._segments[path].problems():
+                    out.append(f"{os.path.basename(path)}: {p}")
+        return out
+
+
+def build_run(run_id: str, segs: list[RunDir]) -> Run:
+    """Combine the segments of one run id (ordered by start time) into a Run."""
+    run = Run(id=run_id)
+    for seg in segs:
+        ident = seg.identity
+        for attr in ("name", "project", "entity", "group", "job_type", "notes", "host"):
+            v = ident.get(attr)
+            if isinstance(v, str) and v:
+                setattr(run, attr, v)
+        if ident.get("tags") or seg is segs[-1]:
+            tags = ident.get("tags") or run.tags
+            run.tags = [str(t) for t in tags]
+        run.config.update(seg.config)
+        run.summary.update(seg.summary)
+        if seg.log is not None:
+            run.metrics.update(seg.log.metrics)
+            run.environment.update(seg.log.environment)
+        h = seg.history
+        run.segments.append(Segment(
+            path=seg.path, log_path=seg.log.path if seg.log is not None else None, layout=seg.layout,
+            start_time=seg.start_time, producer=seg.producer, rows=h.rows,
+            first_step=h.first_step, last_step=h.last_step,
+            skipped="; ".join(seg.problems() + ([seg.tail_note] if seg.tail_note else [])),
+        ))
+    run.start_time = next((s.start_time for s in segs if s.start_time), None)
+    runtimes = [s.runtime for s in segs if s.runtime is not None]
+    run.runtime = sum(runtimes) if runtimes else None
+    run.history, notes = merge_histories([s.history for s in segs])
+    run.system, _ = merge_histories([s.system for s in segs])
+    run.notes_read.extend(notes)
+    last = segs[-1]
+    run.console_tail = last.console_tail
+    return run
+
+
+def resolve(runs: list[Run], ref: str | None) -> Run:
+    ref = (ref or "").strip()
+    if not runs:
+        raise RunNotFound(ref, "no runs found", [])
+    if not ref or ref.lower() == "latest":
+        return max(runs, key=lambda r: (r.start_time or 0.0, r.id))
+    low = ref.lower()
+    for test in (lambda r: r.id == ref, lambda r: r.id.lower() == low, lambda r: r.name.lower() == low):
+        hits = [r for r in runs if test(r)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise RunNotFound(ref, f"{len(hits)} runs are named {ref!r}; pass an id", hits[:8])
+    hits = [r for r in runs if r.id.lower().startswith(low) or r.name.lower().startswith(low)]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise RunNotFound(ref, f"{ref!r} matches {len(hits)} runs", hits[:8])
+    return_close = closest(runs, ref)
+    raise RunNotFound(ref, f"no run matches {ref!r}", return_close)
+
+
+def closest(runs: list[Run], ref: str, n: int = 5) -> list[Run]:
+    import difflib
+
+    low = ref.lower()
+
+    def score(r: Run) -> float:
+        best = 0.0
+        for s in (r.name.lower(), r.id.lower()):
+            if not s:
+                continue
+            q = difflib.SequenceMatcher(None, low, s).ratio()
+            if low in s:
+                q += 0.5
+            best = max(best, q)
+        return best
+
+    ranked = sorted(runs, key=lambda r: (-score(r), r.display_name))
+    return [r for r in ranked[:n] if score(r) > 0.3] or ranked[: min(n, 3)]

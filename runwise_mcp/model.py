@@ -1,0 +1,340 @@
+"""The run model every reader produces and every tool consumes.
+
+History is columnar: one ``Column`` per metric key with compact arrays, never a dict per row.
+A column that has been logged in every row since it first appeared shares the history's
+step array (8 bytes a point); a sparse column keeps its own steps (16 bytes a point).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+# Keys wandb adds to every row; they are kept but are not "metrics".
+RESERVED_KEYS = ("_step", "_runtime", "_timestamp")
+
+
+class Column:
+    """The numeric points of one key. Steps ascend within one file."""
+
+    __slots__ = ("name", "values", "_steps", "_start_row", "_last_row", "_history")
+
+    def __init__(self, name: str, history: History) -> None:
+        self.name = name
+        self.values = array("d")
+        self._steps: array | None = None  # None while dense (rows _start_row.._last_row)
+        self._start_row = -1
+        self._last_row = -2
+        self._history = history
+
+    def append(self, row: int, step: int, value: float) -> None:
+        if self._steps is None:
+            if self._start_row < 0:
+                self._start_row = row
+            elif row != self._last_row + 1:
+                # Became sparse: materialise the steps shared so far.
+                self._steps = self._history.steps[self._start_row : self._last_row + 1]
+                self._steps.append(step)
+                self._last_row = row
+                self.values.append(value)
+                return
+            self._last_row = row
+        else:
+            self._steps.append(step)
+            self._last_row = row
+        self.values.append(value)
+
+    @property
+    def last_row(self) -> int:
+        """Index of the history row that holds the last point (-1 when empty)."""
+        return self._last_row if self.values else -1
+
+    @property
+    def steps(self) -> array:
+        if self._steps is not None:
+            return self._steps
+        if self._start_row < 0:
+            return array("q")
+        return self._history.steps[self._start_row : self._last_row + 1]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def last_step(self) -> int | None:
+        if not self.values:
+            return None
+        if self._steps is not None:
+            return self._steps[-1]
+        return self._history.steps[self._last_row]
+
+    @property
+    def first_step(self) -> int | None:
+        if not self.values:
+            return None
+        if self._steps is not None:
+            return self._steps[0]
+        return self._history.steps[self._start_row]
+
+
+@dataclass
+class OtherKey:
+    """A key whose values are not numbers (text, media objects, lists, null)."""
+
+    count: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    last: Any = None
+    kind: str = ""
+    last_row: int = -1
+
+
+class History:
+    """Sparse rows stored by column."""
+
+    def __init__(self) -> None:
+        self.steps = array("q")  # step of every row, in file order
+        self.columns: dict[str, Column] = {}
+        self.other: dict[str, OtherKey] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.steps)
+
+    def column(self, name: str) -> Column:
+        col = self.columns.get(name)
+        if col is None:
+            col = self.columns[name] = Column(name, self)
+        return col
+
+    def add_other(self, name: str, step: int, value: Any, row: int = -1) -> None:
+        o = self.other.get(name)
+        if o is None:
+            o = self.other[name] = OtherKey(first_step=step)
+        o.count += 1
+        o.last_step = step
+        o.last = value
+        o.kind = value_kind(value)
+        o.last_row = row if row >= 0 else len(self.steps) - 1
+
+    def add_row(self, step: int, items: list[tuple[str, Any]]) -> None:
+        """Append one row of (name, value) pairs; numbers go to columns, the rest to ``other``."""
+        row = len(self.steps)
+        self.steps.append(step)
+        for name, v in items:
+            if v.__class__ is float:
+                self.column(name).append(row, step, v)
+            elif isinstance(v, (int, bool)) and abs(v) < 2**63:
+                self.column(name).append(row, step, float(v))
+            else:
+                self.add_other(name, step, v, row)
+
+    @property
+    def first_step(self) -> int | None:
+        return self.steps[0] if self.steps else None
+
+    @property
+    def last_step(self) -> int | None:
+        return self.steps[-1] if self.steps else None
+
+    def keys(self) -> list[str]:
+        return sorted(set(self.columns) | set(self.other))
+
+    def series(self, name: str) -> tuple[array, array]:
+        col = self.columns.get(name)
+        if col is None:
+            return array("q"), array("d")
+        return col.steps, col.values
+
+    def last_value(self, name: str) -> Any:
+        col = self.columns.get(name)
+        if col is not None and len(col):
+            return col.values[-1]
+        o = self.other.get(name)
+        return o.last if o is not None else None
+
+
+def value_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, dict):
+        t = v.get("_type")
+        return str(t) if isinstance(t, str) else "object"
+    if isinstance(v, list):
+        return "list"
+    return type(v).__name__
+
+
+def merge_histories(parts: list[History]) -> tuple[History, list[str]]:
+    """Concatenate the histories of resume segments (in start order).
+
+    A later segment overrides the earlier ones from its first step on: points of earlier
+    segments at or after that step are dropped. Returns the merged history and notes that
+    say what was overridden.
+    """
+    parts = [p for p in parts if p.rows]
+    if len(parts) <= 1:
+        return (parts[0] if parts else History()), []
+    notes: list[str] = []
+    # cut[i]: first step of the nearest later segment that has history (exclusive upper bound)
+    cuts: list[float] = []
+    for i in range(len(parts)):
+        later = [p.first_step for p in parts[i + 1 :] if p.first_step is not None]
+        cuts.append(min(later) if later else math.inf)
+    merged = History()
+    # rows: walk segment rows in order, keeping rows below the cut
+    for i, part in enumerate(parts):
+        cut = cuts[i]
+        keep = sum(1 for s in part.steps if s < cut)
+        dropped = part.rows - keep
+        if dropped:
+            notes.append(
+                f"segment {i + 1} steps {_fmt_int(int(cut))}..{_fmt_int(part.last_step or 0)} "
+                f"({dropped:,} rows) overridden by a later segment"
+            )
+        merged.steps.extend(s for s in part.steps if s < cut)
+    # columns: concatenate each key's points below the cut, marking them sparse
+    names: list[str] = []
+    for part in parts:
+        for n in part.columns:
+            if n not in merged.columns and n not in names:
+                names.append(n)
+    for name in names:
+        col = Column(name, merged)
+        col._steps = array("q")
+        for i, part in enumerate(parts):
+            c = part.columns.get(name)
+            if c is None:
+                continue
+            cut = cuts[i]
+            steps, values = c.steps, c.values
+            if cut == math.inf or not steps or steps[-1] < cut:
+                col._steps.extend(steps)
+                col.values.extend(values)
+            else:
+                for s, v in zip(steps, values):
+                    if s < cut:
+                        col._steps.append(s)
+                        col.values.append(v)
+        col._start_row = 0
+        col._last_row = len(col.values) - 1
+        merged.columns[name] = col
+    for i, part in enumerate(parts):
+        for name, o in part.other.items():
+            if o.first_step >= cuts[i]:
+                continue
+            m = merged.other.get(name)
+            if m is None:
+                merged.other[name] = OtherKey(o.count, o.first_step, o.last_step, o.last, o.kind)
+            else:
+                m.count += o.count
+                m.last_step, m.last, m.kind = o.last_step, o.last, o.kind
+    return merged, notes
+
+
+def _fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Run state
+
+
+FINISHED, CRASHED, RUNNING, KILLED, UNKNOWN = "finished", "crashed", "running", "killed", "unknown"
+STATES = (RUNNING, FINISHED, CRASHED, KILLED)
+
+
+@dataclass
+class RunState:
+    state: str  # finished | crashed | running | killed | unknown
+    basis: str  # why we say so, e.g. "exit code 1" or "no exit record, nothing written for 3h"
+    exit_code: int | None = None
+    last_write: float | None = None  # epoch seconds of the newest write we know of
+    certain: bool = True  # False for running/killed, which are judged from file ages
+
+
+@dataclass
+class MetricDef:
+    name: str = ""
+    glob: str = ""
+    step_metric: str = ""
+    summary: tuple[str, ...] = ()
+    goal: str = ""  # "minimize" | "maximize" | ""
+    hidden: bool = False
+
+
+@dataclass
+class Segment:
+    """One run directory (a resumed run has several)."""
+
+    path: str  # run directory
+    log_path: str | None  # the .wandb file, if any
+    layout: str  # "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl)
+    start_time: float | None
+    producer: str = ""  # e.g. "wandb 0.31.0"
+    rows: int = 0
+    first_step: int | None = None
+    last_step: int | None = None
+    state: RunState | None = None
+    skipped: str = ""  # what the reader skipped or could not read
+
+
+@dataclass
+class Run:
+    """A run as tools see it: identity, state, history, summary, config."""
+
+    id: str
+    name: str = ""
+    project: str = ""
+    entity: str = ""
+    group: str = ""
+    job_type: str = ""
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    host: str = ""
+    start_time: float | None = None
+    runtime: float | None = None  # seconds
+    state: RunState = field(default_factory=lambda: RunState(UNKNOWN, "not read"))
+    segments: list[Segment] = field(default_factory=list)
+    history: History = field(default_factory=History)
+    system: History = field(default_factory=History)
+    summary: dict[str, Any] = field(default_factory=dict)  # flat dotted keys
+    config: dict[str, Any] = field(default_factory=dict)  # nested, without _wandb
+    metrics: dict[str, MetricDef] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    console_tail: list[str] = field(default_factory=list)
+    console_lines: int = 0
+    notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def last_step(self) -> int | None:
+        return self.history.last_step
+
+
+def judge_state(has_exit: bool, exit_code: int | None, last_write: float | None, now: float,
+                stale_after: float, *, empty: bool = False, source: str = "no exit record") -> RunState:
+    """Decide a run's state from its exit record and how recently its files were written.
+
+    With an exit record the state is certain. Without one, a run written to within
+    ``stale_after`` seconds is taken as running, otherwise as killed: the files alone cannot
+    tell a killed run from a silent one, so those two are marked uncertain.
+    """
+    if has_exit:
+        code = exit_code or 0
+        if code == 0:
+            return RunState(FINISHED, "exit code 0", 0, last_write)
+        if code == 255:
+            return RunState(CRASHED, "interrupted, exit code 255", code, last_write)
+        return RunState(CRASHED, f"exit code {code}", code, last_write)
+    basis = "nothing logged yet" if empty else source
+    if last_write is not None and now - last_write <= stale_after:
+        return RunState(RUNNING, basis, None, last_write, certain=False)
+    return RunState(KILLED, basis, None, last_write, certain=False)

@@ -1,0 +1,66 @@
+"""Incremental reader of JSON-lines files (wandb 0.9 `wandb-history.jsonl`, generic logs).
+
+Only complete lines are parsed; a line still being written is left for the next read. NaN and
+±Infinity tokens are accepted (Python ``json`` does). Lines that are not JSON objects are
+counted, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+READ_SIZE = 1 << 20
+MAX_LINE = 16 << 20  # a longer "line" is skipped, not buffered
+
+
+class JsonlReader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0  # byte offset after the last complete line
+        self.bad_lines = 0
+        self.lines = 0
+
+    def read(self, emit: Callable[[dict[str, Any]], None]) -> int:
+        """Emit every complete new line that holds a JSON object; return how many."""
+        n = 0
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < self.offset:  # truncated/replaced: start over (the caller resets state)
+                self.offset = 0
+            f.seek(self.offset)
+            carry = b""
+            pos = self.offset
+            while pos < size:
+                block = f.read(min(READ_SIZE, size - pos))
+                if not block:
+                    break
+                pos += len(block)
+                data = carry + block
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    if len(carry) > MAX_LINE:  # one enormous line: skip past it
+                        self.bad_lines += 1
+                        self.offset += len(carry)
+                        carry = b""
+                    continue
+                complete, carry = data[: cut + 1], data[cut + 1 :]
+                for line in complete.split(b"\n")[:-1]:
+                    self.lines += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except (ValueError, RecursionError):
+                        self.bad_lines += 1
+                        continue
+                    if isinstance(obj, dict):
+                        emit(obj)
+                        n += 1
+                    else:
+                        self.bad_lines += 1
+                self.offset += len(complete)
+        return n

@@ -1,0 +1,212 @@
+"""Incremental, damage-tolerant reader of LevelDB-log framed files (the `.wandb` framing).
+
+Layout (see WANDB_FORMAT.md §6): a 7-byte file header, then 32 KiB blocks of chunks
+``crc u32 | length u16 | type u8 | payload``. The CRC is plain zlib CRC-32 over the type byte
+followed by the payload. Records are FULL chunks, or FIRST + MIDDLE* + LAST.
+
+The reader remembers the offset just after the last complete record. ``read()`` parses only
+bytes after it, so a grown file costs only its new part. A partly written tail (short chunk,
+missing LAST, bad checksum in the file's last block) ends the read quietly and is retried next
+time. Damage before the last block is skipped to the next block and counted. Memory use is
+bounded by the read window plus the largest record, never by a length a chunk claims.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+BLOCK = 32768
+CHUNK_HEADER = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+WINDOW_BLOCKS = 32  # read 1 MiB at a time
+MAX_RECORD = 64 * 1024 * 1024  # a record larger than this is dropped, not buffered
+
+_CHUNK = struct.Struct("<IHB")
+
+
+@dataclass
+class Damage:
+    """What the reader skipped, for reports. Counts only grow."""
+
+    corrupt_chunks: int = 0  # bad checksum / impossible length before the last block
+    dropped_fragments: int = 0  # FIRST/MIDDLE/LAST pieces that did not form a record
+    oversized_records: int = 0
+    first_offsets: list[int] = field(default_factory=list)  # where damage was seen (first few)
+
+    def note(self, offset: int) -> None:
+        if len(self.first_offsets) < 5:
+            self.first_offsets.append(offset)
+
+    @property
+    def any(self) -> bool:
+        return bool(self.corrupt_chunks or self.dropped_fragments or self.oversized_records)
+
+    def describe(self) -> str:
+        parts = []
+        if self.corrupt_chunks:
+            parts.append(f"{self.corrupt_chunks} corrupt chunk(s) skipped")
+        if self.dropped_fragments:
+            parts.append(f"{self.dropped_fragments} orphan record fragment(s) dropped")
+        if self.oversized_records:
+            parts.append(f"{self.oversized_records} record(s) over {MAX_RECORD >> 20} MiB skipped")
+        if not parts:
+            return ""
+        where = ", ".join(f"{o:,}" for o in self.first_offsets)
+        return "; ".join(parts) + (f" (at byte {where})" if where else "")
+
+
+class LogReader:
+    """Reads complete records of one framed file, incrementally."""
+
+    def __init__(self, path: str, header: bytes) -> None:
+        self.path = path
+        self.header = header
+        self.offset = 0  # next chunk to read; every record before it has been emitted
+        self.header_ok: bool | None = None  # None until at least len(header) bytes exist
+        self.damage = Damage()
+        self.tail = ""  # why the last read stopped before the end of the file ("" = clean end)
+        self.size = 0  # file size at the last read
+
+    def read(self, emit: Callable[[bytes], None]) -> int:
+        """Emit every complete record after ``self.offset``; return how many were emitted.
+
+        Never raises for file content. OSError (file vanished, permission) propagates so
+        the caller can report it.
+        """
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self.size = size
+            if self.offset == 0:
+                head = f.read(len(self.header))
+                if len(head) < len(self.header):
+                    self.header_ok = None if self.header.startswith(head) else False
+                    self.tail = "file shorter than its header" if self.header_ok is None else ""
+                    return 0
+                if head != self.header:
+                    self.header_ok = False
+                    self.tail = ""
+                    return 0
+                self.header_ok = True
+                self.offset = len(self.header)
+            if self.header_ok is False:
+                return 0
+            return self._read_chunks(f, size, emit)
+
+    def _read_chunks(self, f, size: int, emit: Callable[[bytes], None]) -> int:
+        emitted = 0
+        pos = self.offset
+        last_block = (size - 1) // BLOCK if size else 0
+        parts: list[bytes] = []  # pieces of the record being assembled
+        part_len = 0
+        part_start = -1  # offset of its FIRST chunk
+        skipping = False  # inside an oversized record: drop pieces until its LAST
+        damage = self.damage
+        self.tail = ""
+        crc32 = zlib.crc32
+        unpack = _CHUNK.unpack_from
+        window = WINDOW_BLOCKS * BLOCK
+
+        # Windows are block-aligned and chunks never cross blocks, so every chunk lies
+        # inside one window; only the file's end can cut one short.
+        window_start = pos - pos % BLOCK
+        f.seek(window_start)
+        buf = f.read(min(window, size - window_start))
+        mv = memoryview(buf)
+        while pos < size:
+            in_block = pos % BLOCK
+            if BLOCK - in_block < CHUNK_HEADER:  # block trailer: zero padding
+                pos += BLOCK - in_block
+                if not parts and not skipping and pos <= size:
+                    self.offset = pos
+                continue
+            i = pos - window_start
+            if i >= len(buf):
+                window_start += len(buf)
+                f.seek(window_start)
+                buf = f.read(min(window, size - window_start))
+                mv = memoryview(buf)
+                if not buf:
+                    break
+                continue
+            if i + CHUNK_HEADER > len(buf):
+                self.tail = f"partial chunk header at byte {pos:,}"
+                break
+            crc, length, ctype = unpack(buf, i)
+            end = i + CHUNK_HEADER + length
+            in_last_block = pos // BLOCK >= last_block
+            if length > BLOCK - in_block - CHUNK_HEADER:
+                bad = "impossible chunk length"  # a chunk never crosses a block boundary
+            elif end > len(buf):
+                # The payload is not (yet) all on disk.
+                self.tail = f"record at byte {pos:,} not completely written"
+                break
+            elif crc32(mv[i + 6 : end]) != crc or not (FULL <= ctype <= LAST):
+                bad = "checksum mismatch"
+            else:
+                bad = ""
+            if bad:
+                if in_last_block:
+                    self.tail = f"{bad} at byte {pos:,} in the last block (torn write or damage)"
+                    break
+                damage.corrupt_chunks += 1
+                damage.note(pos)
+                if parts:
+                    damage.dropped_fragments += 1
+                    parts, part_len, part_start = [], 0, -1
+                skipping = False
+                pos += BLOCK - in_block  # resume at the next block, as LevelDB does
+                self.offset = min(pos, size)
+                continue
+            next_pos = pos + CHUNK_HEADER + length
+            if ctype == FULL:
+                if parts or skipping:
+                    damage.dropped_fragments += 1
+                    damage.note(part_start if part_start >= 0 else pos)
+                    parts, part_len, part_start, skipping = [], 0, -1, False
+                emit(buf[i + CHUNK_HEADER : end])
+                emitted += 1
+                self.offset = next_pos
+            elif ctype == FIRST:
+                if parts or skipping:
+                    damage.dropped_fragments += 1
+                    damage.note(part_start if part_start >= 0 else pos)
+                skipping = False
+                parts = [buf[i + CHUNK_HEADER : end]]
+                part_len = length
+                part_start = pos
+            elif not parts and not skipping:  # MIDDLE or LAST with nothing open
+                damage.dropped_fragments += 1
+                damage.note(pos)
+                if ctype == LAST:
+                    self.offset = next_pos
+            elif skipping:
+                if ctype == LAST:
+                    skipping = False
+                    self.offset = next_pos
+            else:
+                part_len += length
+                if part_len > MAX_RECORD:
+                    damage.oversized_records += 1
+                    damage.note(part_start)
+                    parts, part_len, part_start = [], 0, -1
+                    skipping = ctype != LAST
+                    if ctype == LAST:
+                        self.offset = next_pos
+                else:
+                    parts.append(buf[i + CHUNK_HEADER : end])
+                    if ctype == LAST:
+                        record = b"".join(parts)
+                        parts, part_len, part_start = [], 0, -1
+                        emit(record)
+                        emitted += 1
+                        self.offset = next_pos
+            pos = next_pos
+        if parts and not self.tail:
+            self.tail = f"record starting at byte {part_start:,} not completely written"
+        elif skipping and not self.tail:
+            self.tail = "oversized record not completely written"
+        return emitted

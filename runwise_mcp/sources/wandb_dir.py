@@ -1,0 +1,429 @@
+"""One wandb run directory of any generation, read incrementally.
+
+* 0.10+ (``run-*``, ``offline-run-*``): ``run-<id>.wandb`` is authoritative; ``files/``
+  (``wandb-summary.json``, ``config.yaml``, ``wandb-metadata.json``, ``output.log``) only fills
+  in what the log does not hold.
+* pre-0.10 (``dryrun-*`` and old online ``run-*`` without a ``.wandb``): everything is in the
+  run directory itself: ``wandb-history.jsonl``, ``wandb-events.jsonl``, ``config.yaml``,
+  ``wandb-summary.json``, ``wandb-metadata.json``, ``output.log``.
+
+Each file is re-read only when its (size, mtime) changes; the log and the jsonl files are read
+from where the previous read stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import yaml
+
+from ..model import History, RunState, judge_state
+from .jsonl import JsonlReader
+from .wandb_log import WandbLog, flatten
+
+RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
+_DRYRUN_ID = re.compile(r"^(?:dryrun|run)-\d{8}_\d{6}-(.+)$")
+MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
+CONSOLE_TAIL_BYTES = 64 << 10
+
+
+def looks_like_run_dir(name: str) -> bool:
+    return name.startswith(RUN_DIR_PREFIXES)
+
+
+def find_logs(path: str) -> list[str]:
+    """`run-<id>.wandb` files directly in a run directory."""
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return sorted(os.path.join(path, n) for n in names if n.startswith("run-") and n.endswith(".wandb"))
+
+
+def is_run_dir(path: str) -> bool:
+    """A directory that holds a `.wandb` log, or the pre-0.10 jsonl layout."""
+    name = os.path.basename(path.rstrip(os.sep))
+    if not looks_like_run_dir(name):
+        return False
+    if find_logs(path):
+        return True
+    return any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json"))
+
+
+def _stat_key(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def parse_time(text: Any) -> float | None:
+    """RFC 3339 / ISO time (as in wandb-metadata.json) -> epoch seconds. Naive = UTC."""
+    if not isinstance(text, str) or not text:
+        return None
+    t = text.strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(.*)$", t)
+        if not m:
+            return None
+        frac = (m.group(2) or "")[:7]
+        try:
+            dt = datetime.fromisoformat(m.group(1) + frac + m.group(3))
+        except ValueError:
+            return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def unwrap_config_yaml(data: Any) -> dict[str, Any]:
+    """config.yaml -> plain config: unwrap ``value:``, drop ``desc``, ``_wandb``, ``wandb_version``."""
+    out: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        return out
+    for k, v in data.items():
+        k = str(k)
+        if k in ("wandb_version", "_wandb"):
+            continue
+        if isinstance(v, dict) and "value" in v and set(v) <= {"value", "desc"}:
+            v = v["value"]
+        out[k] = v
+    return out
+
+
+class SideFile:
+    """A small json/yaml/text file re-read only when it changes."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        self.path = path
+        self.kind = kind  # "json" | "yaml" | "tail"
+        self.key: tuple[int, int] | None = None
+        self.value: Any = None
+        self.error = ""
+
+    def refresh(self) -> bool:
+        key = _stat_key(self.path)
+        if key == self.key:
+            return False
+        self.key = key
+        self.value, self.error = None, ""
+        if key is None:
+            return True
+        try:
+            if self.kind == "tail":
+                with open(self.path, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    f.seek(max(0, size - CONSOLE_TAIL_BYTES))
+                    data = f.read(CONSOLE_TAIL_BYTES)
+                text = data.decode("utf-8", "replace")
+                lines = text.split("\n")
+                if size > CONSOLE_TAIL_BYTES:
+                    lines = lines[1:]  # first line is probably cut
+                self.value = [ln.rsplit("\r", 1)[-1] for ln in lines]
+                if self.value and self.value[-1] == "":
+                    self.value.pop()
+                return True
+            if key[0] > MAX_SIDE_FILE:
+                self.error = f"{os.path.basename(self.path)} is {key[0] >> 20} MiB; not loaded"
+                return True
+            with open(self.path, "rb") as f:
+                data = f.read()
+            if self.kind == "json":
+                self.value = json.loads(data)
+            else:
+                self.value = yaml.safe_load(data)
+        except (OSError, ValueError, yaml.YAMLError, RecursionError) as e:
+            self.error = f"{os.path.basename(self.path)} unreadable: {type(e).__name__}"
+            self.value = None
+        return True
+
+    @property
+    def mtime(self) -> float | None:
+        return self.key[1] / 1e9 if self.key else None
+
+
+class RunDir:
+    """A run directory and everything we keep from it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        logs = find_logs(path)
+        # One directory holds one log; if a copy left two, read the biggest.
+        self.log_path = max(logs, key=lambda p: _stat_key(p) or (0, 0)) if logs else None
+        self.layout = "wandb" if self.log_path else "dryrun"
+        base = path if self.layout == "dryrun" else os.path.join(path, "files")
+        self.files_dir = base
+        self.log: WandbLog | None = WandbLog(self.log_path) if self.log_path else None
+        self.log_key: tuple[int, int] | None = None
+        self.log_error = ""
+        self.summary_file = SideFile(os.path.join(base, "wandb-summary.json"), "json")
+        self.config_file = SideFile(os.path.join(base, "config.yaml"), "yaml")
+        self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json")
+        self.output_file = SideFile(os.path.join(base, "output.log"), "tail")
+        self.history_jsonl: JsonlReader | None = None
+        self.events_jsonl: JsonlReader | None = None
+        self.history_key: tuple[int, int] | None = None
+        self.events_key: tuple[int, int] | None = None
+        self.jsonl_history = History()
+        self.jsonl_system = History()
+        if self.layout == "dryrun":
+            self.history_jsonl = JsonlReader(os.path.join(path, "wandb-history.jsonl"))
+            self.events_jsonl = JsonlReader(os.path.join(path, "wandb-events.jsonl"))
+        self.version = 0  # bumped whenever anything we hold changed
+
+    # ---- refresh ------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Re-read what changed on disk. Returns True if anything changed."""
+        changed = False
+        if self.log is not None:
+            key = _stat_key(self.log.path)
+            if key != self.log_key:
+                if key is None:
+                    self.log_error = "the .wandb file disappeared"
+                else:
+                    if self.log_key is not None and key[0] < self.log_key[0]:
+                        self.log = WandbLog(self.log.path)  # shrank: rewritten, start over
+                    try:
+                        self.log.update()
+                        self.log_error = ""
+                    except OSError as e:
+                        self.log_error = f"cannot read {os.path.basename(self.log.path)}: {e.strerror or e}"
+                self.log_key = key
+                changed = True
+        for side in (self.summary_file, self.config_file, self.meta_file, self.output_file):
+            changed |= side.refresh()
+        if self.history_jsonl is not None:
+            changed |= self._refresh_jsonl()
+        if changed:
+            self.version += 1
+        return changed
+
+    def _refresh_jsonl(self) -> bool:
+        changed = False
+        assert self.history_jsonl is not None and self.events_jsonl is not None
+        key = _stat_key(self.history_jsonl.path)
+        if key != self.history_key:
+            if key is not None:
+                if self.history_key is not None and key[0] < self.history_key[0]:
+                    self.history_jsonl = JsonlReader(self.history_jsonl.path)
+                    self.jsonl_history = History()
+                try:
+                    self.history_jsonl.read(self._history_row)
+                except OSError:
+                    pass
+            self.history_key = key
+            changed = True
+        key = _stat_key(self.events_jsonl.path)
+        if key != self.events_key:
+            if key is not None:
+                if self.events_key is not None and key[0] < self.events_key[0]:
+                    self.events_jsonl = JsonlReader(self.events_jsonl.path)
+                    self.jsonl_system = History()
+                try:
+                    self.events_jsonl.read(self._events_row)
+                except OSError:
+                    pass
+            self.events_key = key
+            changed = True
+        return changed
+
+    def _history_row(self, row: dict[str, Any]) -> None:
+        h = self.jsonl_history
+        step = row.get("_step")
+        if not isinstance(step, (int, float)) or isinstance(step, bool) or step != step:
+            step = h.steps[-1] + 1 if h.rows else 0
+        items: list[tuple[str, Any]] = []
+        for k, v in row.items():
+            if k != "_step":
+                flatten(str(k), v, items)
+        h.add_row(int(step), items)
+
+    def _events_row(self, row: dict[str, Any]) -> None:
+        ts = row.get("_timestamp")
+        items: list[tuple[str, Any]] = []
+        for k, v in row.items():
+            if k in ("_wandb", "_timestamp", "_runtime"):
+                continue
+            flatten(str(k).removeprefix("system."), v, items)
+        if isinstance(ts, (int, float)):
+            self.jsonl_system.add_row(int(ts), items)
+
+    # ---- the segment's view ---------------------------------------------------------------------
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        v = self.meta_file.value
+        return v if isinstance(v, dict) else {}
+
+    @property
+    def run_id(self) -> str:
+        if self.log is not None:
+            if self.log.run_id:
+                return self.log.run_id
+            name = os.path.basename(self.log.path)
+            return name[len("run-") : -len(".wandb")]
+        m = _DRYRUN_ID.match(os.path.basename(self.path.rstrip(os.sep)))
+        # pre-0.10 directories hold no id anywhere else
+        return m.group(1) if m else os.path.basename(self.path.rstrip(os.sep))
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        meta = self.meta
+        ident: dict[str, Any] = {
+            "name": meta.get("name") or meta.get("display_name") or "",
+            "notes": meta.get("notes") or "",
+            "job_type": meta.get("jobType") or meta.get("job_type") or "",
+            "project": meta.get("project") or "",
+            "host": meta.get("host") or "",
+            "tags": [],
+            "group": meta.get("group") or "",
+        }
+        ident = {k: (v if isinstance(v, (str, list)) else str(v)) for k, v in ident.items()}
+        if self.log is not None:
+            for k, v in self.log.identity.items():
+                if v not in ("", None, []) or k == "tags":
+                    ident[k] = v
+        return ident
+
+    @property
+    def start_time(self) -> float | None:
+        if self.log is not None and self.log.start_time:
+            return self.log.start_time
+        t = parse_time(self.meta.get("startedAt"))
+        if t is not None:
+            return t
+        if self.layout == "dryrun" and self.jsonl_history.rows:
+            col = self.jsonl_history.columns.get("_timestamp")
+            rt = self.jsonl_history.columns.get("_runtime")
+            if col is not None and len(col):
+                return col.values[0] - (rt.values[0] if rt is not None and len(rt) else 0.0)
+        return None
+
+    @property
+    def history(self) -> History:
+        return self.log.history if self.log is not None else self.jsonl_history
+
+    @property
+    def system(self) -> History:
+        return self.log.system if self.log is not None else self.jsonl_system
+
+    @property
+    def config(self) -> dict[str, Any]:
+        cfg = unwrap_config_yaml(self.config_file.value)
+        if self.log is not None:
+            cfg.update({k: v for k, v in self.log.config.items() if k != "_wandb"})
+        return cfg
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Log summary, filled in from wandb-summary.json where the log lacks a key."""
+        out: dict[str, Any] = {}
+        file = self.summary_file.value
+        if isinstance(file, dict):
+            flat: list[tuple[str, Any]] = []
+            aggregates = set(self.log.metrics) if self.log is not None else set()
+            for k, v in file.items():
+                if k in aggregates and isinstance(v, dict):
+                    flat.append((k, v))
+                else:
+                    flatten(str(k), v, flat)
+            out.update(flat)
+        if self.log is not None:
+            out.update(self.log.summary())
+        return {k: v for k, v in out.items() if not k.startswith("_wandb")}
+
+    @property
+    def last_write(self) -> float | None:
+        times = []
+        if self.log_key:
+            times.append(self.log_key[1] / 1e9)
+        for t in (self.output_file.mtime, self.history_key and self.history_key[1] / 1e9,
+                  self.events_key and self.events_key[1] / 1e9):
+            if t:
+                times.append(t)
+        return max(times) if times else None
+
+    @property
+    def runtime(self) -> float | None:
+        if self.log is not None:
+            if self.log.exit_runtime:
+                return max(self.log.exit_runtime, self.log.last_runtime or 0.0)
+            return self.log.last_runtime
+        col = self.jsonl_history.columns.get("_runtime")
+        if col is not None and len(col):
+            return col.values[-1]
+        return None
+
+    @property
+    def console_tail(self) -> list[str]:
+        if isinstance(self.output_file.value, list):
+            return self.output_file.value
+        if self.log is not None:
+            return self.log.console.tail()
+        return []
+
+    @property
+    def producer(self) -> str:
+        if self.log is not None:
+            v = self.log.version
+            return f"wandb {v}" if v else "wandb"
+        v = ""
+        cfg = self.config_file.value
+        if isinstance(cfg, dict):
+            w = cfg.get("_wandb")
+            if isinstance(w, dict):
+                w = w.get("value", w)
+                if isinstance(w, dict):
+                    v = str(w.get("cli_version") or "")
+        return f"wandb {v}" if v else "wandb <0.10"
+
+    def state(self, now: float, stale_after: float) -> RunState:
+        if self.log is not None:
+            log = self.log
+            empty = log.reader.header_ok is None or (log.reader.header_ok and log.records == 0)
+            return judge_state(log.has_exit, log.exit_code, self.last_write, now, stale_after,
+                               empty=bool(empty), source="no exit record")
+        meta = self.meta
+        code = meta.get("exitcode")
+        if isinstance(code, int) and not isinstance(code, bool):
+            st = judge_state(True, code, self.last_write, now, stale_after)
+            st.basis += " (wandb-metadata.json)"
+            return st
+        return judge_state(False, None, self.last_write, now, stale_after, source="no exit code in wandb-metadata.json")
+
+    def problems(self) -> list[str]:
+        """What could not be read here, for reports."""
+        out: list[str] = []
+        if self.log is not None:
+            r = self.log.reader
+            name = os.path.basename(self.log.path)
+            if self.log_error:
+                out.append(self.log_error)
+            if r.header_ok is False:
+                out.append(f"{name} does not start with the wandb header; not a .wandb log")
+            if r.damage.any:
+                out.append(f"{name}: {r.damage.describe()}")
+            if self.log.bad_records:
+                out.append(f"{name}: {self.log.bad_records} record(s) did not decode")
+        for side in (self.summary_file, self.config_file, self.meta_file):
+            if side.error:
+                out.append(side.error)
+        for rd in (self.history_jsonl, self.events_jsonl):
+            if rd is not None and rd.bad_lines:
+                out.append(f"{os.path.basename(rd.path)}: {rd.bad_lines} line(s) not JSON objects, skipped")
+        return out
+
+    @property
+    def tail_note(self) -> str:
+        """Why reading stopped before the end of the log (torn tail of a live or killed run)."""
+        if self.log is not None:
+            return self.log.reader.tail
+        return ""

@@ -1,0 +1,648 @@
+"""Reader of the wandb transaction log `run-<id>.wandb` (wandb 0.10 through 0.31+).
+
+Standard library only. Framing comes from ``leveldb_log``; each record is a protobuf
+``wandb_internal.Record`` of which we decode only the fields we use (WANDB_FORMAT.md §7).
+``WandbLog`` folds records into history columns, summary, config, identity, exit, metric
+definitions, console tail and system stats. ``update()`` reads only bytes added since the
+previous call, so following a live run costs only its new records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from array import array
+from collections import deque
+from typing import Any
+
+from ..model import History, MetricDef
+from . import protowire as pw
+from .leveldb_log import LogReader
+
+HEADER = b":W&B" + b"\xe1\xbe" + b"\x00"
+
+# Record oneof field numbers
+R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
+R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
+
+CONSOLE_TAIL_LINES = 200
+_SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
+
+
+def decode_json(raw: bytes) -> Any:
+    """A value_json payload: JSON with NaN/Infinity tokens allowed. Never raises."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return raw.decode("utf-8", "replace")
+
+
+def _number_or_json(raw: bytes) -> Any:
+    try:
+        return float(raw)  # fast path: most history values are numbers (also NaN/Infinity)
+    except ValueError:
+        return decode_json(raw)
+
+
+def flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
+    """Nested dicts become dotted keys (wandb's naming); media objects (``_type``) stay whole."""
+    if isinstance(value, dict) and value and "_type" not in value:
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out.append((prefix, value))
+
+
+def _split_items(buf: bytes) -> list[bytes] | None:
+    """Split a message made only of field-1 sub-messages into their raw bytes (tag included)."""
+    out = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        if buf[pos] != 0x0A:
+            return None
+        ln = buf[pos + 1]
+        if ln < 0x80:
+            s = pos + 2
+        else:
+            ln, s = pw.varint(buf, pos + 1, end)
+        out.append(buf[pos : s + ln])
+        pos = s + ln
+    return out if pos == end else None
+
+
+class Console:
+    """Bounded console tail rebuilt from output records (`\\r` redraws resolved)."""
+
+    def __init__(self, max_lines: int = CONSOLE_TAIL_LINES) -> None:
+        self.lines: deque[str] = deque(maxlen=max_lines)
+        self.pending: dict[int, str] = {}
+        self.count = 0
+
+    def write(self, stream: int, text: str) -> None:
+        buf = self.pending.get(stream, "") + text
+        if "\n" in buf:
+            *done, buf = buf.split("\n")
+            for line in done:
+                line = line.rstrip("\r")
+                cut = line.rfind("\r")
+                self.lines.append(line[cut + 1 :] if cut >= 0 else line)
+                self.count += 1
+        cut = buf.rfind("\r")
+        if cut > 0:
+            buf = buf[cut:]
+        self.pending[stream] = buf[-4096:]
+
+    def tail(self) -> list[str]:
+        out = list(self.lines)
+        for stream in sorted(self.pending):
+            rest = self.pending[stream].lstrip("\r")
+            if rest:
+                out.append(rest)
+        return out
+
+
+class WandbLog:
+    """Everything we keep from one `.wandb` file, updated incrementally."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.reader = LogReader(path, HEADER)
+        self.records = 0
+        self.bad_records = 0  # complete records whose protobuf did not decode
+        self.producer = ""  # HeaderRecord producer, e.g. "0.31.0+abc"; "" for 0.16.x
+        self.cli_version = ""  # from run telemetry
+        self.run_id = ""
+        self.identity: dict[str, Any] = {}
+        self.start_time: float | None = None
+        self.config: dict[str, Any] = {}
+        self.history = History()
+        self.system = History()
+        self.metrics: dict[str, MetricDef] = {}
+        self.exit_code: int | None = None
+        self.has_exit = False
+        self.exit_runtime: float | None = None
+        self.environment: dict[str, Any] = {}
+        self.console = Console()
+        self.last_runtime: float | None = None
+        self.last_timestamp: float | None = None
+        # Summary updates that are not row mirrors: name -> (record number, value_json or None
+        # for a removal). Row mirrors are kept as the record number of each row (row_seq).
+        self._summary_raw: dict[str, tuple[int, bytes | None]] = {}
+        self._row_seq = array("q")  # per history row: record number of its mirror, or -1
+        self._pending: tuple[int, bytes] | None = None  # a summary record not yet classified
+        self._fold_memo: tuple[bytes, list] | None = None
+        self._summary_cache: dict[str, Any] | None = None
+        self._names: dict[bytes, list] = {}  # item key bytes -> [name, column or None]
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def update(self) -> int:
+        """Read records added since the last call. Returns the number of new records."""
+        n = self.reader.read(self._record)
+        if n:
+            self._summary_cache = None
+        return n
+
+    @property
+    def offset(self) -> int:
+        return self.reader.offset
+
+    def _record(self, rec: bytes) -> None:
+        self.records += 1
+        try:
+            end = len(rec)
+            pos = 0
+            if end and rec[0] == 0x08:  # field 1: num (varint)
+                pos = 1
+                while rec[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            while pos < end:
+                tag = rec[pos]
+                if tag == 0x12 or tag == 0x1A:  # history / summary: the hot path
+                    ln = rec[pos + 1]
+                    if ln < 0x80:
+                        a = pos + 2
+                    else:
+                        ln, a = pw.varint(rec, pos + 1, end)
+                    b = a + ln
+                    if b > end:
+                        raise pw.WireError("record field runs past the record")
+                    if tag == 0x12:
+                        self._history(rec, a, b)
+                    else:
+                        # Hold it: if the next history row has the very same items, the
+                        # update is that row (0.31 mirrors every row into the summary).
+                        if self._pending is not None:
+                            self._flush_pending()
+                        self._pending = (self.records, rec[a:b])
+                    pos = b
+                    continue
+                for f, wt, a, b in pw.fields(rec, pos, end):
+                    if wt == pw.LEN:
+                        self._other(f, rec, a, b)
+                break
+        except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
+            self.bad_records += 1
+
+    def _other(self, f: int, rec: bytes, a: int, b: int) -> None:
+        if f == R_RUN:
+            self._run(rec, a, b)
+        elif f == R_CONFIG:
+            self._config(rec, a, b)
+        elif f == R_OUTPUT_RAW or f == R_OUTPUT:
+            self._output(rec, a, b)
+        elif f == R_STATS:
+            self._stats(rec, a, b)
+        elif f == R_METRIC:
+            self._metric(rec, a, b)
+        elif f == R_EXIT:
+            self._exit(rec, a, b)
+        elif f == R_HEADER:
+            self._header(rec, a, b)
+        elif f == R_ENVIRONMENT and self.producer:  # 0.16.x used 26 for something else
+            self._environment(rec, a, b)
+
+    # ---- items (HistoryItem / SummaryItem / ConfigItem / StatsItem share this layout) ----
+
+    @staticmethod
+    def _item(buf: bytes, s: int, e: int) -> tuple[int, int, int, int]:
+        """Return (key end, value kind, value start, value end) of an item at buf[s:e].
+
+        Key fields (1 key, 2 nested_key) come first; kind 16 = value_json, 3..8 = typed value.
+        """
+        p = s
+        kend = s
+        kind = vs = ve = 0
+        while p < e:
+            t = buf[p]
+            if t == 0x0A or t == 0x12:
+                ln = buf[p + 1]
+                if ln < 0x80:
+                    p += 2 + ln
+                else:
+                    ln, q = pw.varint(buf, p + 1, e)
+                    p = q + ln
+                kend = p
+            elif t == 0x82 and buf[p + 1] == 0x01:
+                ln = buf[p + 2]
+                if ln < 0x80:
+                    vs = p + 3
+                else:
+                    ln, vs = pw.varint(buf, p + 2, e)
+                ve = vs + ln
+                kind = 16
+                p = ve
+            else:
+                key, q = pw.varint(buf, p, e)
+                f, wt = key >> 3, key & 7
+                if wt == pw.VARINT:
+                    _, p2 = pw.varint(buf, q, e)
+                    if kind != 16 and 3 <= f <= 5:
+                        kind, vs, ve = f, q, p2
+                    p = p2
+                elif wt == pw.FIXED64:
+                    if kind != 16 and f == 6:
+                        kind, vs, ve = 6, q, q + 8
+                    p = q + 8
+                elif wt == pw.LEN:
+                    ln, q2 = pw.varint(buf, q, e)
+                    if kind != 16 and f in (7, 8):
+                        kind, vs, ve = f, q2, q2 + ln
+                    p = q2 + ln
+                elif wt == pw.FIXED32:
+                    p = q + 4
+                else:
+                    raise pw.WireError("bad wire type in item")
+        if p != e or ve > e:
+            raise pw.WireError("item fields run past the item")
+        return kend, kind, vs, ve
+
+    @staticmethod
+    def _key_name(sig: bytes) -> str:
+        key = ""
+        path: list[str] = []
+        for f, wt, a, b in pw.fields(sig):
+            if wt != pw.LEN:
+                continue
+            if f == 1:
+                key = pw.text(sig, a, b)
+            elif f == 2:
+                path.append(pw.text(sig, a, b))
+        return key if key else ".".join(path)
+
+    @staticmethod
+    def _typed(buf: bytes, kind: int, vs: int, ve: int) -> Any:
+        if kind == 6:
+            return pw.double(buf, vs)
+        if kind == 5:
+            return pw.zigzag(pw.varint(buf, vs, ve)[0])
+        if kind == 4:
+            return bool(pw.varint(buf, vs, ve)[0])
+        if kind == 3:
+            return None
+        if kind == 7:
+            return pw.text(buf, vs, ve)
+        if kind == 8:
+            return decode_json(buf[vs:ve])
+        return None
+
+    # ---- history ---------------------------------------------------------------------------
+
+    def _history(self, buf: bytes, pos: int, end: int) -> None:
+        pending = self._pending
+        seen: set[bytes] | None = None if pending is None else set()
+        items: list[tuple[list, Any]] = []
+        step = None
+        names = self._names
+        while pos < end:
+            tag = buf[pos]
+            ln = buf[pos + 1]
+            if ln < 0x80:
+                s = pos + 2
+            else:
+                ln, s = pw.varint(buf, pos + 1, end)
+            e = s + ln
+            if e > end:
+                raise pw.WireError("history field runs past the record")
+            if tag == 0x0A:  # item
+                if seen is not None:
+                    seen.add(buf[pos:e])
+                # fast path: one nested_key component then value_json, short lengths
+                kend = s + 2 + buf[s + 1]
+                if (buf[s] == 0x12 and buf[s + 1] < 0x80 and kend + 3 <= e and buf[kend] == 0x82
+                        and buf[kend + 1] == 0x01 and kend + 3 + buf[kend + 2] == e):
+                    kind, vs, ve = 16, kend + 3, e
+                else:
+                    kend, kind, vs, ve = self._item(buf, s, e)
+                sig = buf[s:kend]
+                ent = names.get(sig)
+                if ent is None:
+                    ent = names[sig] = [self._key_name(sig), None]
+                if kind == 16:
+                    raw = buf[vs:ve]
+                    try:
+                        v = float(raw)
+                    except ValueError:
+                        v = decode_json(raw)
+                elif kind:
+                    v = self._typed(buf, kind, vs, ve)
+                else:
+                    pos = e
+                    continue
+                items.append((ent, v))
+            elif tag == 0x12:  # HistoryStep {1 num}
+                step = 0
+                if e > s:
+                    if buf[s] == 0x08:
+                        step = pw.int64(pw.varint(buf, s + 1, e)[0])
+                    else:
+                        for f, wt, a, _ in pw.fields(buf, s, e):
+                            if f == 1 and wt == pw.VARINT:
+                                step = pw.int64(a)
+            elif (tag & 7) != pw.LEN:
+                # an unexpected scalar field: validate the rest generically and stop
+                for _ in pw.fields(buf, pos, end):
+                    pass
+                break
+            pos = e
+        mirror = -1
+        if pending is not None:
+            # 0.31 writes each row into the summary just before the row (same items, in
+            # another order). Such an update is the row itself: remember its record number.
+            self._pending = None
+            seq, sbytes = pending
+            parts = _split_items(sbytes)
+            if parts is not None and len(parts) == len(seen) and all(x in seen for x in parts):
+                mirror = seq
+            else:
+                self._fold_summary(seq, sbytes)
+        self._row_seq.append(mirror)
+        self._add_row(step, items)
+
+    def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> None:
+        h = self.history
+        if step is None:  # 0.16.x: no HistoryStep, use the _step item
+            for ent, v in items:
+                if ent[0] == "_step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    step = int(v)
+                    break
+            else:
+                step = h.steps[-1] + 1 if h.steps else 0
+        row = len(h.steps)
+        h.steps.append(step)
+        for ent, v in items:
+            col = ent[1]
+            if col is not None and v.__class__ is float:
+                col.append(row, step, v)
+                continue
+            name = ent[0]
+            if name == "_step":
+                continue
+            if name == "_runtime" and isinstance(v, (int, float)):
+                self.last_runtime = float(v)
+            elif name == "_timestamp" and isinstance(v, (int, float)):
+                self.last_timestamp = float(v)
+            if v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
+                if col is None:
+                    col = ent[1] = h.column(name)
+                col.append(row, step, float(v))
+            elif isinstance(v, dict) and v and "_type" not in v:  # 0.16.x nested dict
+                flat: list[tuple[str, Any]] = []
+                flatten(name, v, flat)
+                for n, x in flat:
+                    if x.__class__ is float or (isinstance(x, (int, bool)) and abs(x) < 2**63):
+                        h.column(n).append(row, step, float(x))
+                    else:
+                        h.add_other(n, step, x, row)
+            else:
+                h.add_other(name, step, v, row)
+        if items:
+            # keep _runtime/_timestamp current without a name test per item on the fast path
+            rt = h.columns.get("_runtime")
+            if rt is not None and len(rt):
+                self.last_runtime = rt.values[-1]
+            ts = h.columns.get("_timestamp")
+            if ts is not None and len(ts):
+                self.last_timestamp = ts.values[-1]
+
+    # ---- summary ---------------------------------------------------------------------------
+
+    def _flush_pending(self) -> None:
+        if self._pending is not None:
+            seq, sbytes = self._pending
+            self._pending = None
+            self._fold_summary(seq, sbytes)
+
+    def _fold_summary(self, seq: int, buf: bytes) -> None:
+        """Apply a SummaryRecord {1 update, 2 remove} that is not a row mirror."""
+        memo = self._fold_memo
+        if memo is not None and memo[0] == buf:
+            ops = memo[1]  # same bytes as the previous one (0.31's per-row runtime record)
+        else:
+            ops = []
+            for f, wt, s, e in pw.fields(buf):
+                if wt != pw.LEN or f not in (1, 2):
+                    continue
+                kend, kind, vs, ve = self._item(buf, s, e)
+                sig = buf[s:kend]
+                ent = self._names.get(sig)
+                if ent is None:
+                    ent = self._names[sig] = [self._key_name(sig), None]
+                if f == 2:
+                    ops.append((ent[0], None))
+                elif kind == 16:
+                    ops.append((ent[0], buf[vs:ve]))
+                else:
+                    ops.append((ent[0], json.dumps(self._typed(buf, kind, vs, ve)).encode()))
+            self._fold_memo = (buf, ops)
+        raw = self._summary_raw
+        for name, value in ops:
+            raw[name] = (seq, value)
+        self._summary_cache = None
+
+    def summary(self) -> dict[str, Any]:
+        """The folded summary: flat dotted keys; define_metric aggregates stay objects.
+
+        Updates apply in file order. A row mirror sets every key of its row to the row's
+        value, which is the history's value of that key at that row.
+        """
+        self._flush_pending()
+        if self._summary_cache is not None:
+            return self._summary_cache
+        ops: list[tuple[int, str, Any, bool]] = []  # (seq, name, value, is_removal)
+        for name, (seq, raw) in self._summary_raw.items():
+            ops.append((seq, name, None if raw is None else decode_json(raw), raw is None))
+        h, row_seq = self.history, self._row_seq
+        if h.rows:
+            seq = row_seq[-1]
+            if seq >= 0:
+                ops.append((seq, "_step", h.steps[-1], False))
+            for name, col in h.columns.items():
+                seq = row_seq[col.last_row] if col.last_row >= 0 else -1
+                if seq >= 0:
+                    ops.append((seq, name, col.values[-1], False))
+            for name, o in h.other.items():
+                seq = row_seq[o.last_row] if 0 <= o.last_row < len(row_seq) else -1
+                if seq >= 0:
+                    ops.append((seq, name, o.last, False))
+        ops.sort(key=lambda op: op[0])
+        aggregates = {m.name for m in self.metrics.values() if m.summary and m.name}
+        out: dict[str, Any] = {}
+        for _, name, value, removal in ops:
+            if removal or isinstance(value, dict):
+                prefix = name + "."
+                for k in [k for k in out if k.startswith(prefix)]:
+                    del out[k]
+            if removal:
+                out.pop(name, None)
+            elif isinstance(value, dict) and name not in aggregates and "_type" not in value:
+                flat: list[tuple[str, Any]] = []
+                flatten(name, value, flat)
+                out.pop(name, None)
+                out.update(flat)
+            else:
+                out[name] = value
+        self._summary_cache = out
+        return out
+
+    # ---- the rest ---------------------------------------------------------------------------
+
+    def _config_items(self, buf: bytes, a: int, b: int) -> None:
+        """ConfigRecord {1 update, 2 remove} of ConfigItem; nested_key is a path."""
+        for f, wt, s, e in pw.fields(buf, a, b):
+            if wt != pw.LEN or f not in (1, 2):
+                continue
+            kend, kind, vs, ve = self._item(buf, s, e)
+            key = ""
+            path: list[str] = []
+            for f2, wt2, x, y in pw.fields(buf, s, kend):
+                if wt2 == pw.LEN and f2 == 1:
+                    key = pw.text(buf, x, y)
+                elif wt2 == pw.LEN and f2 == 2:
+                    path.append(pw.text(buf, x, y))
+            if not path:
+                path = [key]
+            node = self.config
+            for p in path[:-1]:
+                nxt = node.get(p)
+                if not isinstance(nxt, dict):
+                    nxt = node[p] = {}
+                node = nxt
+            if f == 1:
+                node[path[-1]] = decode_json(buf[vs:ve]) if kind == 16 else self._typed(buf, kind, vs, ve)
+            else:
+                node.pop(path[-1], None)
+
+    def _config(self, buf: bytes, a: int, b: int) -> None:
+        self._config_items(buf, a, b)
+
+    def _run(self, buf: bytes, a: int, b: int) -> None:
+        ident: dict[str, Any] = {"tags": []}
+        strings = {1: "run_id", 2: "entity", 3: "project", 6: "group", 7: "job_type", 8: "name", 9: "notes",
+                   12: "sweep_id", 13: "host"}
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if wt == pw.LEN:
+                if f in strings:
+                    ident[strings[f]] = pw.text(buf, x, y)
+                elif f == 10:
+                    ident["tags"].append(pw.text(buf, x, y))
+                elif f == 4:
+                    self._config_items(buf, x, y)
+                elif f == 17:
+                    ident["start_time"] = pw.timestamp(buf, x, y)
+                elif f == 19:
+                    for f2, wt2, p, q in pw.fields(buf, x, y):
+                        if f2 == 5 and wt2 == pw.LEN:
+                            self.cli_version = pw.text(buf, p, q)
+            elif wt == pw.VARINT and f in (18, 24):
+                ident["resumed" if f == 18 else "resume"] = bool(x)
+            elif wt == pw.VARINT and f == 14:
+                ident["starting_step"] = pw.int64(x)
+        if ident.get("run_id"):
+            self.run_id = ident["run_id"]
+        if ident.get("start_time") and not self.start_time:
+            self.start_time = ident["start_time"]
+        prev = self.identity
+        # The last RunRecord wins, but never forget the id, project or start time.
+        for k in ("run_id", "project", "entity", "start_time"):
+            if not ident.get(k) and prev.get(k):
+                ident[k] = prev[k]
+        self.identity = ident
+
+    def _output(self, buf: bytes, a: int, b: int) -> None:
+        stream, line = 1, ""
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if f == 1 and wt == pw.VARINT:
+                stream = x
+            elif f == 3 and wt == pw.LEN:
+                line = pw.text(buf, x, y)
+        if line:
+            self.console.write(stream, line)
+
+    def _stats(self, buf: bytes, a: int, b: int) -> None:
+        ts = 0.0
+        items: list[tuple[str, Any]] = []
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if f == 2 and wt == pw.LEN:
+                ts = pw.timestamp(buf, x, y)
+            elif f == 3 and wt == pw.LEN:
+                kend, kind, vs, ve = self._item(buf, x, y)
+                name = self._key_name(buf[x:kend])
+                if kind == 16:
+                    v = _number_or_json(buf[vs:ve])
+                    if isinstance(v, dict):
+                        flatten(name, v, items)
+                    else:
+                        items.append((name, v))
+        if items:
+            self.system.add_row(int(ts), items)
+
+    def _metric(self, buf: bytes, a: int, b: int) -> None:
+        m = MetricDef()
+        summary: list[str] = []
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if wt == pw.LEN:
+                if f == 1:
+                    m.name = pw.text(buf, x, y)
+                elif f == 2:
+                    m.glob = pw.text(buf, x, y)
+                elif f == 4:
+                    m.step_metric = pw.text(buf, x, y)
+                elif f == 6:
+                    for f2, wt2, v, _ in pw.fields(buf, x, y):
+                        if f2 == 2 and wt2 == pw.VARINT:
+                            m.hidden = bool(v)
+                elif f == 7:
+                    for f2, wt2, v, _ in pw.fields(buf, x, y):
+                        if wt2 == pw.VARINT and v and f2 in _SUMMARY_KINDS:
+                            summary.append(_SUMMARY_KINDS[f2])
+            elif wt == pw.VARINT and f == 8:
+                m.goal = {1: "minimize", 2: "maximize"}.get(x, "")
+        m.summary = tuple(summary)
+        key = m.name or m.glob
+        if key:
+            self.metrics[key] = m
+
+    def _exit(self, buf: bytes, a: int, b: int) -> None:
+        code = 0
+        for f, wt, x, _ in pw.fields(buf, a, b):
+            if f == 1 and wt == pw.VARINT:
+                code = pw.int64(x)
+            elif f == 2 and wt == pw.VARINT:
+                self.exit_runtime = float(pw.int64(x))
+        self.has_exit = True
+        self.exit_code = code
+
+    def _header(self, buf: bytes, a: int, b: int) -> None:
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if f == 1 and wt == pw.LEN:
+                for f2, wt2, p, q in pw.fields(buf, x, y):
+                    if f2 == 1 and wt2 == pw.LEN:
+                        self.producer = pw.text(buf, p, q)
+
+    def _environment(self, buf: bytes, a: int, b: int) -> None:
+        strings = {1: "os", 2: "python", 6: "program", 12: "host", 18: "gpu_type", 25: "cuda_version"}
+        env = self.environment
+        gpus: list[str] = []
+        for f, wt, x, y in pw.fields(buf, a, b):
+            if wt == pw.LEN and f in strings:
+                env[strings[f]] = pw.text(buf, x, y)
+            elif wt == pw.LEN and f == 3:
+                env["started_at"] = pw.timestamp(buf, x, y)
+            elif wt == pw.VARINT and f in (16, 17, 19):
+                env[{16: "cpu_count", 17: "cpu_count_logical", 19: "gpu_count"}[f]] = x
+            elif wt == pw.LEN and f == 24:
+                for f2, wt2, p, q in pw.fields(buf, x, y):
+                    if f2 == 1 and wt2 == pw.LEN:
+                        gpus.append(pw.text(buf, p, q))
+        if gpus:
+            env["gpus"] = gpus
+
+    # ---- derived -----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """The wandb version that wrote the file, as far as the file says."""
+        v = self.producer.split("+", 1)[0] or self.cli_version
+        return v
