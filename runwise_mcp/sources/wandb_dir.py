@@ -329,7 +329,8 @@ class RunDir:
         file = self.summary_file.value
         if isinstance(file, dict):
             flat: list[tuple[str, Any]] = []
-            aggregates = set(self.log.metrics) if self.log is not None else set()
+            aggregates = (self.log.aggregate_names([k for k, v in file.items() if isinstance(v, dict)])
+                          if self.log is not None else set())
             for k, v in file.items():
                 if k in aggregates and isinstance(v, dict):
                     flat.append((k, v))

@@ -9,6 +9,7 @@ previous call, so following a live run costs only its new records.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from array import array
@@ -132,7 +133,11 @@ class WandbLog:
         self._pending: tuple[int, bytes] | None = None  # a summary record not yet classified
         self._fold_memo: tuple[bytes, list] | None = None
         self._summary_cache: dict[str, Any] | None = None
-        self._names: dict[bytes, list] = {}  # item key bytes -> [name, column or None]
+        self._names: dict[bytes, list] = {}
+        self._media: set[str] = set()
+        # Optional callback(step, [(name, value), ...]) for every history row as decoded,
+        # before it is stored by column (used by iter_history).
+        self.row_sink = None  # item key bytes -> [name, column or None]
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -171,15 +176,18 @@ class WandbLog:
                     if tag == 0x12:
                         self._history(rec, a, b)
                     else:
-                        # Hold it: if the next history row has the very same items, the
-                        # update is that row (0.31 mirrors every row into the summary).
-                        if self._pending is not None:
-                            self._flush_pending()
-                        self._pending = (self.records, rec[a:b])
+                        self._summary(rec[a:b])
                     pos = b
                     continue
+                # any other layout (e.g. _info before the record body): walk generically
                 for f, wt, a, b in pw.fields(rec, pos, end):
-                    if wt == pw.LEN:
+                    if wt != pw.LEN:
+                        continue
+                    if f == R_HISTORY:
+                        self._history(rec, a, b)
+                    elif f == R_SUMMARY:
+                        self._summary(rec[a:b])
+                    else:
                         self._other(f, rec, a, b)
                 break
         except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
@@ -318,7 +326,7 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = names.get(sig)
                 if ent is None:
-                    ent = names[sig] = [self._key_name(sig), None]
+                    ent = names[sig] = self._new_entry(self._key_name(sig))
                 if kind == 16:
                     raw = buf[vs:ve]
                     try:
@@ -360,6 +368,27 @@ class WandbLog:
         self._row_seq.append(mirror)
         self._add_row(step, items)
 
+    def _new_entry(self, name: str) -> list:
+        """[name, column (set on first numeric value), media prefix or None] for a new key.
+
+        0.19+ writes a media object ({"_type": "histogram", ...}) as one item per field
+        (`w._type`, `w.bins`, ...); those items are regrouped into one object named `w`.
+        """
+        ent: list = [name, None, None]
+        if name.endswith("._type"):
+            prefix = name[: -len("._type")]
+            self._media.add(prefix)
+            for other in self._names.values():
+                if other[0].startswith(prefix + "."):
+                    other[2] = prefix
+            ent[2] = prefix
+        elif self._media:
+            for prefix in self._media:
+                if name.startswith(prefix + "."):
+                    ent[2] = prefix
+                    break
+        return ent
+
     def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> None:
         h = self.history
         if step is None:  # 0.16.x: no HistoryStep, use the _step item
@@ -369,8 +398,11 @@ class WandbLog:
                     break
             else:
                 step = h.steps[-1] + 1 if h.steps else 0
+        if self.row_sink is not None:
+            self.row_sink(step, [(ent[0], v) for ent, v in items])
         row = len(h.steps)
         h.steps.append(step)
+        media: dict[str, dict[str, Any]] | None = None
         for ent, v in items:
             col = ent[1]
             if col is not None and v.__class__ is float:
@@ -379,11 +411,11 @@ class WandbLog:
             name = ent[0]
             if name == "_step":
                 continue
-            if name == "_runtime" and isinstance(v, (int, float)):
-                self.last_runtime = float(v)
-            elif name == "_timestamp" and isinstance(v, (int, float)):
-                self.last_timestamp = float(v)
-            if v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
+            if ent[2] is not None:  # a field of a media object
+                if media is None:
+                    media = {}
+                media.setdefault(ent[2], {})[name[len(ent[2]) + 1 :]] = v
+            elif v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
                 if col is None:
                     col = ent[1] = h.column(name)
                 col.append(row, step, float(v))
@@ -397,6 +429,9 @@ class WandbLog:
                         h.add_other(n, step, x, row)
             else:
                 h.add_other(name, step, v, row)
+        if media:
+            for prefix, obj in media.items():
+                h.add_other(prefix, step, obj, row)
         if items:
             # keep _runtime/_timestamp current without a name test per item on the fast path
             rt = h.columns.get("_runtime")
@@ -407,6 +442,13 @@ class WandbLog:
                 self.last_timestamp = ts.values[-1]
 
     # ---- summary ---------------------------------------------------------------------------
+
+    def _summary(self, body: bytes) -> None:
+        # Hold it: if the next history row has the very same items, this update is that row
+        # (0.31 writes every row into the summary just before the row).
+        if self._pending is not None:
+            self._flush_pending()
+        self._pending = (self.records, body)
 
     def _flush_pending(self) -> None:
         if self._pending is not None:
@@ -428,7 +470,7 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = self._names.get(sig)
                 if ent is None:
-                    ent = self._names[sig] = [self._key_name(sig), None]
+                    ent = self._names[sig] = self._new_entry(self._key_name(sig))
                 if f == 2:
                     ops.append((ent[0], None))
                 elif kind == 16:
@@ -440,6 +482,17 @@ class WandbLog:
         for name, value in ops:
             raw[name] = (seq, value)
         self._summary_cache = None
+
+    def aggregate_names(self, names: list[str]) -> set[str]:
+        """Those of ``names`` whose summary is a define_metric aggregate ({"max": ...})."""
+        defs = [m for m in self.metrics.values() if m.summary]
+        out = set()
+        for name in names:
+            for m in defs:
+                if name == m.name or (m.glob and fnmatch.fnmatchcase(name, m.glob)):
+                    out.add(name)
+                    break
+        return out
 
     def summary(self) -> dict[str, Any]:
         """The folded summary: flat dotted keys; define_metric aggregates stay objects.
@@ -467,8 +520,8 @@ class WandbLog:
                 if seq >= 0:
                     ops.append((seq, name, o.last, False))
         ops.sort(key=lambda op: op[0])
-        aggregates = {m.name for m in self.metrics.values() if m.summary and m.name}
         out: dict[str, Any] = {}
+        aggregates = self.aggregate_names([name for _, name, v, _ in ops if isinstance(v, dict)])
         for _, name, value, removal in ops:
             if removal or isinstance(value, dict):
                 prefix = name + "."
@@ -646,3 +699,21 @@ class WandbLog:
         """The wandb version that wrote the file, as far as the file says."""
         v = self.producer.split("+", 1)[0] or self.cli_version
         return v
+
+
+def iter_history(path: str) -> list[tuple[int, dict[str, Any]]]:
+    """Every history row of a `.wandb` file as (step, {name: value}), values as decoded
+    (numbers, text, objects), nested dicts flattened to dotted names, ``_step`` left out."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+
+    def sink(step: int, items: list[tuple[str, Any]]) -> None:
+        flat: list[tuple[str, Any]] = []
+        for name, v in items:
+            if name != "_step":
+                flatten(name, v, flat)
+        rows.append((step, dict(flat)))
+
+    log = WandbLog(path)
+    log.row_sink = sink
+    log.update()
+    return rows
