@@ -84,7 +84,8 @@ class LogReader:
                 head = f.read(len(self.header))
                 if len(head) < len(self.header):
                     self.header_ok = None if self.header.startswith(head) else False
-                    self.tail = "file shorter than its header" if self.header_ok is None else ""
+                    if self.header_ok is None:
+                        self.tail = "empty file" if not head else "file shorter than its header"
                     return 0
                 if head != self.header:
                     self.header_ok = False
