@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Benchmark the .wandb reader and the run index on a 1,000,000-step run made by the real wandb.
+
+    python benchmarks/bench_reader.py            # makes the run once (~5 min), then measures
+    python benchmarks/bench_reader.py --steps 100000
+
+Measured, each in a fresh process (peak memory = the process's max RSS):
+  * full parse: a new index reads the whole run (history columns, summary, config, state);
+  * unchanged: a second index call on the same, unchanged file;
+  * append: the index has read the run up to 1,000 rows before its end; the rest is appended
+    (as a live run would flush it) and the index is called again;
+and, for reference on the same file: wandb's own decoder (`wandb leet inspect --json > /dev/null`)
+and the read floor (`cat file > /dev/null`). The run is cached in benchmarks/.data/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / ".data"
+
+GEN = """
+import math, os, sys
+os.environ["WANDB_MODE"] = "offline"; os.environ["WANDB_SILENT"] = "true"
+import wandb
+n = int(sys.argv[1])
+run = wandb.init(project="bench", name=f"bench-{n}", config={"lr": 0.001, "steps": n})
+for i in range(n):
+    run.log({"train/loss": 1.0 / (i + 1), "train/acc": i / n, "lr": 0.001, "val/loss": 2.0 / (i + 1),
+             "grad_norm": math.sin(i), "tokens": i * 512.0}, step=i)
+run.finish()
+"""
+
+CHILD = """
+import json, os, resource, sys, time
+sys.path.insert(0, {repo!r})
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+mode, root, log, cut = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+out = {{}}
+if mode == "append":
+    full = open(log + ".full", "rb").read()
+    with open(log, "wb") as f:
+        f.write(full[:cut])
+ix = RunIndex(load_settings([root], env={{}}))
+t = time.perf_counter(); runs = ix.runs(); out["first"] = time.perf_counter() - t
+out["rows"] = runs[0].history.rows
+out["keys"] = len(runs[0].history.columns)
+out["state"] = runs[0].state.state
+if mode == "unchanged":
+    times = []
+    for _ in range(5):
+        t = time.perf_counter(); ix.runs(); times.append(time.perf_counter() - t)
+    out["second"] = min(times)
+if mode == "append":
+    before = runs[0].history.rows
+    with open(log, "ab") as f:
+        f.write(full[cut:])
+    os.utime(log)
+    t = time.perf_counter(); runs = ix.runs(); out["append"] = time.perf_counter() - t
+    out["appended_rows"] = runs[0].history.rows - before
+    out["state_after"] = runs[0].state.state
+out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def make_run(steps: int) -> Path:
+    target = DATA / f"run{steps}"
+    logs = sorted(target.glob("wandb/*/run-*.wandb"))
+    if logs:
+        return logs[0]
+    print(f"making a {steps:,}-step run with the real wandb (once; cached in {target})...", file=sys.stderr)
+    tmp = DATA / f"tmp{steps}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    (tmp / "gen.py").write_text(textwrap.dedent(GEN))
+    t = time.time()
+    subprocess.run([sys.executable, "gen.py", str(steps)], cwd=tmp, check=True)
+    print(f"  took {time.time() - t:.0f}s", file=sys.stderr)
+    (tmp / "gen.py").unlink()
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return sorted(target.glob("wandb/*/run-*.wandb"))[0]
+
+
+def cut_before_last_rows(path: Path, rows: int) -> int:
+    """Byte offset of the record boundary that leaves ``rows`` history rows to append
+    (a walk of the LevelDB-log framing; history records are Record field 2, tag 0x12)."""
+    data = path.read_bytes()
+    block = 32768
+    ends: list[int] = []
+    pos, parts = 7, []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        n = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        parts.append(data[pos + 7 : pos + 7 + n])
+        pos += 7 + n
+        if kind in (1, 4):  # FULL or LAST: a record ends here
+            rec = b"".join(parts)
+            parts = []
+            i = 1
+            while rec[i] & 0x80:
+                i += 1
+            if rec[i + 1] == 0x12:
+                ends.append(pos)
+    return ends[-rows - 1]
+
+
+def timed(cmd: str) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def child(mode: str, root: Path, log: Path, cut: int) -> dict:
+    p = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), mode, str(root), str(log), str(cut)],
+                       capture_output=True, text=True, check=True)
+    return json.loads(p.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--append-rows", type=int, default=1000)
+    a = ap.parse_args()
+    log = make_run(a.steps)
+    size = log.stat().st_size
+    root = log.parent.parent.parent
+
+    full = child("full", root, log, 0)
+    unchanged = child("unchanged", root, log, 0)
+
+    work = DATA / "append"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(root, work, symlinks=True)
+    wlog = next(work.glob("wandb/*/run-*.wandb"))
+    shutil.copyfile(wlog, str(wlog) + ".full")
+    cut = cut_before_last_rows(log, a.append_rows)
+    app = child("append", work, wlog, cut)
+    shutil.rmtree(work, ignore_errors=True)
+
+    cat = min(timed(f"cat '{log}' > /dev/null") for _ in range(3))
+    wandb_cli = Path(sys.executable).parent / "wandb"
+    leet = timed(f"'{wandb_cli}' leet inspect --json '{log}' > /dev/null") if wandb_cli.exists() else None
+
+    print(f"\n{a.steps:,}-step run, {full['keys']} numeric keys (6 metrics + _runtime, _timestamp), "
+          f"{size / 2**20:,.0f} MiB .wandb file\n")
+    print("| measurement | time | peak memory |")
+    print("|---|---|---|")
+    print(f"| runwise: full parse (index, first call) | {full['first']:.2f} s | {full['maxrss_mb']:.0f} MB RSS |")
+    print(f"| runwise: second call, file unchanged | {unchanged['second'] * 1000:.2f} ms | |")
+    print(f"| runwise: pick up {app['appended_rows']:,} appended rows | {app['append'] * 1000:.0f} ms | |")
+    if leet is not None:
+        print(f"| wandb leet inspect --json > /dev/null (wandb's decoder) | {leet:.2f} s | |")
+    print(f"| cat file > /dev/null (read floor) | {cat:.2f} s | |")
+    print(f"\nrows read: {full['rows']:,}; state {full['state']}; after append: {app['state_after']}")
+
+
+if __name__ == "__main__":
+    main()

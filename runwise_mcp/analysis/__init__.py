@@ -1,0 +1,1 @@
+"""Pure functions on the run model: no I/O, no formatting."""

@@ -1,0 +1,220 @@
+"""One function per tool: resolve runs through the index, analyse, render.
+
+Shared by the MCP server and the command line. Problems the caller can act on raise
+``UserError`` with a message that says what was looked at and what to do next.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from typing import Any
+
+from .analysis.sampling import bucket_means
+from .analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
+from .analysis.stats import series_stats, trend
+from .index import RunIndex, RunNotFound
+from .model import RESERVED_KEYS, STATES, Run
+from .render import answers as ra
+from .render import text as t
+
+SPARK_BUCKETS = 10
+MAX_KEYS = 120
+MAX_CONFIG = 200
+CONFIG_CHARS = 120
+CONFIG_CHARS_ONE = 4000
+
+
+class UserError(Exception):
+    """A problem the caller can fix; the message is shown as the tool error."""
+
+
+# ---- shared ------------------------------------------------------------------------------------
+
+
+def get_run(index: RunIndex, ref: str) -> Run:
+    try:
+        return index.resolve(ref)
+    except RunNotFound as e:
+        roots = ", ".join(index.settings.roots)
+        if not e.candidates:
+            raise UserError(ra.no_runs_message(index.settings.roots, index.problems())) from None
+        cands = ", ".join(ra.run_label(r) for r in e.candidates)
+        raise UserError(f"{e.reason} under {roots}. Closest: {cands}. Pass an exact name or id, "
+                        f"or call list_runs(query=...) to search.") from None
+
+
+def empty_log_note(run: Run) -> str:
+    """Why a run has no data yet, when its only log is empty or header-only."""
+    seg = run.segments[-1] if run.segments else None
+    if seg is None or seg.log_path is None:
+        return "no history was found in this run directory"
+    name = os.path.basename(seg.log_path)
+    return (f"its {name} holds no records yet (only the 7-byte header): wandb writes the log every 15 s, "
+            f"so the run either just started or was killed in its first seconds. Call again in a minute; "
+            f"the console is in files/output.log")
+
+
+# ---- list_runs ---------------------------------------------------------------------------------
+
+
+def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0) -> str:
+    if state != "any" and state not in STATES:
+        raise UserError(f"state must be one of any, {', '.join(STATES)}; got {state!r}")
+    runs = index.runs()
+    now = index.clock()
+    matched = [r for r in runs if (not query or query_matches(r, query)) and (state == "any" or r.state.state == state)]
+    page = matched[offset : offset + limit]
+    lines = [_run_line(r, index.settings.main_metrics) for r in page]
+    return ra.run_list(lines, total=len(runs), matched=len(matched), offset=offset, limit=limit, query=query,
+                       state=state, roots=index.settings.roots, now=now, problems=index.problems())
+
+
+def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
+    key = main_metric(run, prefs)
+    if key is None:
+        return ra.RunLine(run)
+    values = run.history.columns[key].values
+    return ra.RunLine(run, key, values[-1], bucket_means(values, SPARK_BUCKETS), trend(values))
+
+
+# ---- list_keys ---------------------------------------------------------------------------------
+
+
+def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
+    r = get_run(index, run)
+    h = r.history
+    if h.rows == 0 and not r.system.rows:
+        raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}")
+    want_system = pattern.lower().startswith("system")
+    sys_pattern = pattern[len("system"):].lstrip("/.") if want_system else ""
+    names = [k for k in metric_keys(r) + list(h.other) if k not in RESERVED_KEYS]
+    matched = sorted(k for k in names if key_matches(k, pattern)) if not want_system else []
+    axes = x_axis_keys(r)
+    summary = r.summary
+    lines: list[ra.KeyLine] = []
+    for k in matched[:MAX_KEYS]:
+        lines.append(_key_line(r, k, summary))
+    groups = _group(lines, r, axes)
+    sys_keys = sorted(r.system.keys())
+    system = (len(sys_keys), r.system.rows, sys_keys) if sys_keys else None
+    system_lines = None
+    if want_system:
+        system_lines = [_key_line(r, k, {}, system=True) for k in sys_keys if key_matches(k, sys_pattern)]
+    if want_system:
+        return ra.system_keys_answer(r, system_lines or [], samples=r.system.rows, pattern=pattern)
+    return ra.keys_answer(r, groups, shown=len(lines), total=len(matched) if pattern else len(names),
+                          pattern=pattern, system=system if not pattern or want_system else None,
+                          system_lines=system_lines, cut=max(0, len(matched) - MAX_KEYS))
+
+
+def _key_line(run: Run, key: str, summary: dict[str, Any], system: bool = False) -> ra.KeyLine:
+    h = run.system if system else run.history
+    col = h.columns.get(key)
+    if col is not None:
+        st = series_stats(col.steps, col.values)
+        agg = summary.get(key)
+        line = ra.KeyLine(key, st.count, st.first_step, st.last_step, st.last, st.nan, st.inf,
+                          aggregate=agg if isinstance(agg, dict) and "_type" not in agg else None)
+        if system:  # system samples are keyed by wall-clock time: show time since start
+            t0 = run.start_time or (st.first_step or 0)
+            line.span = (f"t+{t.duration((st.first_step or 0) - t0)}–{t.duration((st.last_step or 0) - t0)}"
+                         if st.count > 1 else f"t+{t.duration((st.first_step or 0) - t0)}")
+        return line
+    o = h.other[key]
+    return ra.KeyLine(key, o.count, o.first_step, o.last_step, o.last, kind=o.kind or "value")
+
+
+def _group(lines: list[ra.KeyLine], run: Run, axes: set[str]) -> list[tuple[str, list[ra.KeyLine], str]]:
+    groups: dict[str, list[ra.KeyLine]] = {}
+    for k in lines:
+        if "/" in k.name:
+            g = k.name.split("/", 1)[0] + "/"
+        elif "." in k.name:
+            g = k.name.split(".", 1)[0] + "."
+        else:
+            g = ""
+        groups.setdefault(g, []).append(k)
+    out = []
+    steps = {m.glob or m.name: m.step_metric for m in run.metrics.values() if m.step_metric}
+    for g in sorted(groups, key=lambda x: (x == "", x)):
+        ks = groups[g]
+        xs = {x for pat, x in steps.items() for k in ks if fnmatch.fnmatchcase(k.name, pat)}
+        note = f"(x axis: {', '.join(sorted(xs))})" if xs else ""
+        if not g and axes & {k.name for k in ks}:
+            note = "(includes x-axis keys: " + ", ".join(sorted(axes & {k.name for k in ks})) + ")"
+        out.append((g, ks, note))
+    return out
+
+
+# ---- get_config --------------------------------------------------------------------------------
+
+
+def flatten_config(cfg: dict[str, Any], prefix: str = "", out: list[tuple[str, Any]] | None = None,
+                   budget: list[int] | None = None) -> list[tuple[str, Any]]:
+    """a.b.c: value pairs; lists stay values; at most 10,000 leaves (guards hostile YAML)."""
+    out = [] if out is None else out
+    budget = [10_000] if budget is None else budget
+    for k, v in cfg.items():
+        if budget[0] <= 0:
+            break
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            flatten_config(v, name, out, budget)
+        else:
+            out.append((name, v))
+            budget[0] -= 1
+    return out
+
+
+def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
+    r = get_run(index, run)
+    items = sorted((kv for kv in flatten_config(r.config) if not kv[0].startswith("_wandb")), key=lambda kv: kv[0])
+    if not items:
+        if r.history.rows == 0 and not r.summary:
+            raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
+        return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
+                f"later with run.config[...] or run.config.update().")
+    matched = [kv for kv in items if key_matches(kv[0], pattern)]
+    if not matched:
+        return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
+                f"{t.call('get_config', run=r.id)} lists all")
+    limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
+    source = "files/config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
+    return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
+                            max_items=MAX_CONFIG, source=source)
+
+
+# ---- check (for humans) ------------------------------------------------------------------------
+
+
+def check_report(index: RunIndex) -> tuple[bool, str]:
+    """What `runwise-mcp --check` prints, and whether everything is usable."""
+    s = index.settings
+    t0 = time.perf_counter()
+    runs = index.runs()
+    dt = time.perf_counter() - t0
+    now = index.clock()
+    out = [f"roots (from {s.roots_from}):"]
+    for root in s.roots:
+        out.append(f"  {root}")
+    out.append(f"scan depth {s.max_depth}, running/killed threshold {t.duration(s.stale_after)}")
+    out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
+    for r in runs:
+        segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
+        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
+                   f"{segs}, {r.segments[-1].producer if r.segments else ''}, {r.segments[-1].path if r.segments else ''}")
+    problems = index.problems()
+    if problems:
+        out.append("could not read:")
+        out.extend(f"  {p}" for p in problems)
+    missing = [p for p in index.last_scan.problems if p.startswith("root ")]
+    if missing:
+        out.append("FAIL: " + "; ".join(missing))
+        return False, "\n".join(out)
+    if not runs:
+        out.append("FAIL: " + ra.no_runs_message(s.roots, []))
+        return False, "\n".join(out)
+    out.append("OK")
+    return True, "\n".join(out)

@@ -1,0 +1,1 @@
+"""Compact, deterministic text for LLM readers. Formatting only: no statistics, no I/O."""

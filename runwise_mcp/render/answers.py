@@ -1,0 +1,202 @@
+"""The text of each tool's answer, from values computed elsewhere."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import Run
+from . import text as t
+
+
+def run_label(run: Run) -> str:
+    """'R008A (r008akil)': name first, id for exact follow-up calls."""
+    return f"{run.name} ({run.id})" if run.name and run.name != run.id else run.id
+
+
+# ---- list_runs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunLine:
+    run: Run
+    metric: str | None = None
+    last: float | None = None
+    spark: list[float] = field(default_factory=list)
+    direction: int = 0
+
+
+def run_line(line: RunLine, now: float) -> str:
+    r = line.run
+    parts = [f"{run_label(r)} {t.state(r.state, now)}"]
+    if len(r.segments) > 1:
+        parts.append(f"{len(r.segments)} segments (resumed)")
+    parts.append(t.when(r.start_time))
+    parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
+    parts.append(t.duration(r.runtime))
+    if line.metric:
+        parts.append(f"{line.metric} {t.num(line.last, line.metric)} {t.sparkline(line.spark)}{t.arrow(line.direction)}")
+    if r.group:
+        parts.append(f"group {r.group}")
+    if r.tags:
+        parts.append("tags " + ",".join(r.tags))
+    return " | ".join(parts)
+
+
+def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, limit: int, query: str,
+             state: str, roots: list[str], now: float, problems: list[str]) -> str:
+    filt = []
+    if query:
+        filt.append(f"query {query!r}")
+    if state != "any":
+        filt.append(f"state {state}")
+    where = ", ".join(roots)
+    if not lines:
+        if total == 0:
+            return no_runs_message(roots, problems)
+        if offset >= matched and matched:
+            return (f"offset {offset} is past the end: {t.plural(matched, 'run')} match. "
+                    f"Try {t.call('list_runs', **_args(query, state, 0, limit))}.")
+        return (f"No run matches {' and '.join(filt)} among {t.plural(total, 'run')} under {where}. "
+                f"Query terms match id, name, tags, group, notes and job type; tag:, group:, name: restrict "
+                f"to one field. Try {t.call('list_runs')} to see all runs.")
+    head = f"{t.plural(matched, 'run')}"
+    if filt:
+        head += f" matching {' and '.join(filt)} (of {total:,})"
+    head += f" under {where}; newest first, times UTC"
+    if offset or len(lines) < matched:
+        head += f"; showing {offset + 1}–{offset + len(lines)}"
+    out = [head] + [run_line(x, now) for x in lines]
+    if offset + len(lines) < matched:
+        out.append(f"next page: {t.call('list_runs', **_args(query, state, offset + len(lines), limit))}")
+    if problems:
+        out.append(f"unreadable: {t.plural(len(problems), 'problem')}, first: {problems[0]} "
+                   f"(runwise-mcp --check lists all)")
+    return "\n".join(out)
+
+
+def _args(query: str, state: str, offset: int, limit: int) -> dict[str, Any]:
+    a: dict[str, Any] = {}
+    if query:
+        a["query"] = query
+    if state != "any":
+        a["state"] = state
+    if offset:
+        a["offset"] = offset
+    if limit != 20:
+        a["limit"] = limit
+    return a
+
+
+def no_runs_message(roots: list[str], problems: list[str]) -> str:
+    msg = (f"No W&B runs found under {', '.join(roots)}. Looked for run-*, offline-run-* and dryrun-* "
+           f"directories (in wandb/ or .wandb/ folders) holding a run-<id>.wandb log or wandb-history.jsonl. "
+           f"Point the server at the directory that contains your wandb/ folder: --root PATH or "
+           f"RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
+    if problems:
+        msg += " Problems: " + "; ".join(problems[:5])
+    return msg
+
+
+# ---- list_keys ---------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyLine:
+    name: str
+    count: int
+    first_step: int | None
+    last_step: int | None
+    last: Any
+    nan: int = 0
+    inf: int = 0
+    kind: str = ""  # "" numeric, else text/histogram/...
+    aggregate: dict[str, Any] | None = None  # define_metric summary, e.g. {"max": 0.9}
+    span: str = ""  # shown instead of the step range (system metrics: time since start)
+
+
+def key_line(k: KeyLine, label: str, width: int) -> str:
+    if k.kind:
+        where = f"@{t.step(k.last_step)}" if k.count == 1 else f"{t.steps_range(k.first_step, k.last_step)}"
+        return f"  {label:<{width}}  {k.kind}, {t.plural(k.count, 'point')} {where}, last {t.short(k.last, 40)}"
+    rng = k.span or t.steps_range(k.first_step, k.last_step)
+    s = f"  {label:<{width}}  {k.count:>6,} pts  {rng:<15} last {t.num(k.last, k.name)}"
+    flags = []
+    if k.nan:
+        flags.append(f"{k.nan:,} NaN")
+    if k.inf:
+        flags.append(f"{k.inf:,} inf")
+    if k.aggregate:
+        flags.append("summary " + ", ".join(f"{a} {t.num(v, k.name)}" for a, v in k.aggregate.items()))
+    return s + (f"  ({'; '.join(flags)})" if flags else "")
+
+
+def system_keys_answer(run: Run, lines: list[KeyLine], *, samples: int, pattern: str) -> str:
+    if not lines:
+        return (f"{run_label(run)}: no system metric matches {pattern!r}"
+                + (f"; {t.call('list_keys', run=run.id, pattern='system/')} lists all" if samples else
+                   " (this run recorded no system metrics)"))
+    out = [f"{run_label(run)}: {t.plural(len(lines), 'system metric')}, {t.plural(samples, 'sample')} "
+           f"(time since start)"]
+    width = max(len(k.name) for k in lines)
+    out.extend(key_line(k, k.name, width) for k in lines)
+    return "\n".join(out)
+
+
+def keys_answer(run: Run, groups: list[tuple[str, list[KeyLine], str]], *, shown: int, total: int,
+                pattern: str, system: tuple[int, int, list[str]] | None, system_lines: list[KeyLine] | None,
+                cut: int) -> str:
+    h = run.history
+    head = (f"{run_label(run)}: {t.plural(total, 'key')}"
+            + (f" matching {pattern!r}" if pattern else "")
+            + f", {t.plural(h.rows, 'row')}, steps {t.steps_range(h.first_step, h.last_step)}")
+    out = [head]
+    for group, lines, note in groups:
+        width = max(len(_label(group, k.name)) for k in lines)
+        out.append(f"{group or '(no prefix)'}{' ' + note if note else ''}")
+        out.extend(key_line(k, _label(group, k.name), width) for k in lines)
+    if cut:
+        out.append(f"… {t.plural(cut, 'more key')} not shown; narrow with "
+                   f"{t.call('list_keys', run=run.id, pattern='<prefix or glob>')}")
+    if system:
+        n, samples, names = system
+        out.append(f"system: {t.plural(n, 'key')}, {t.plural(samples, 'sample')} ({', '.join(names[:4])}"
+                   f"{', …' if n > 4 else ''}); expand: {t.call('list_keys', run=run.id, pattern='system/')}")
+    if shown == 0:
+        out.append(f"no key matches {pattern!r}; {t.call('list_keys', run=run.id)} lists all" if pattern
+                   else "no metrics logged")
+    return "\n".join(out)
+
+
+def _label(group: str, name: str) -> str:
+    return name[len(group):] if group and name.startswith(group) else name
+
+
+# ---- get_config --------------------------------------------------------------------------------
+
+
+def config_answer(run: Run, items: list[tuple[str, Any]], *, total: int, pattern: str, limit_chars: int,
+                  max_items: int, source: str) -> str:
+    head = f"{run_label(run)} config: {t.plural(total, 'key')}" + (f" matching {pattern!r}" if pattern else "")
+    if source:
+        head += f" (from {source})"
+    out = [head]
+    shortened = 0
+    for k, v in items[:max_items]:
+        if isinstance(v, str):
+            s = v if v and v.strip() == v and "\n" not in v else repr(v)
+        else:
+            s = t.short(v, 10**9)
+        if len(s) > limit_chars:
+            s = f"{s[: max(limit_chars - 20, 20)]}… ({len(s):,} chars)"
+            shortened += 1
+        out.append(f"{k}: {s}")
+    if len(items) > max_items:
+        out.append(f"… {t.plural(len(items) - max_items, 'more key')}; narrow with "
+                   f"{t.call('get_config', run=run.id, pattern='<prefix or glob>')}")
+    if shortened:
+        ex = next(k for k, v in items[:max_items] if len(t.short(v, 10**9)) > limit_chars)
+        out.append(f"{t.plural(shortened, 'long value')} shortened; a pattern that matches one key shows up "
+                   f"to 4,000 chars: {t.call('get_config', run=run.id, pattern=ex)}")
+    return "\n".join(out)
