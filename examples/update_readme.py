@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Regenerate the README's "Tools" section from the live server: each tool's description and
+parameters from tools/list, and real calls with their real answers on the example runs.
+
+    python examples/update_readme.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+from demo import prepare
+from mcp import Client, StdioServerParameters
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+START, END = "<!-- tools:start -->", "<!-- tools:end -->"
+
+EXAMPLES = {
+    "list_runs": [{}, {"query": "tag:baseline"}, {"state": "crashed"}],
+    "list_keys": [{"run": "R003"}, {"run": "R001-baseline", "pattern": "system/"}, {"run": "R009"}],
+    "get_config": [{"run": "r002-lr1e-3"}, {"run": "R001", "pattern": "model.*"}],
+}
+
+
+def params_doc(schema: dict) -> str:
+    out = []
+    for name, p in schema.get("properties", {}).items():
+        kind = "|".join(p["enum"]) if "enum" in p else p.get("type", "")
+        bits = [f"`{name}`: {kind}, default `{json.dumps(p.get('default'))}`"]
+        if "minimum" in p or "maximum" in p:
+            bits.append(f"range {p.get('minimum', '')}..{p.get('maximum', '')}")
+        if p.get("description"):
+            bits.append(p["description"])
+        out.append("- " + "; ".join(bits))
+    return "\n".join(out)
+
+
+async def build() -> str:
+    root = prepare()
+    params = StdioServerParameters(command=sys.executable, args=["-m", "runwise_mcp", "--root", str(root)],
+                                   env={"PYTHONPATH": str(REPO)})
+    parts = []
+    async with Client(params) as client:
+        tools = (await client.list_tools()).tools
+        for tool in tools:
+            parts.append(f"### `{tool.name}`\n\n{tool.description}\n\n{params_doc(tool.input_schema)}\n")
+            for args in EXAMPLES.get(tool.name, []):
+                res = await client.call_tool(tool.name, args)
+                call = f"{tool.name}({', '.join(f'{k}={json.dumps(v)}' for k, v in args.items())})"
+                answer = "\n".join(c.text for c in res.content)
+                parts.append(f"```\n$ {call}{'   # -> tool error' if res.is_error else ''}\n{answer}\n```\n")
+    return "\n".join(parts)
+
+
+def main() -> None:
+    section = anyio.run(build)
+    text = README.read_text()
+    a, b = text.index(START) + len(START), text.index(END)
+    README.write_text(text[:a] + "\n" + section + text[b:])
+    print("README.md tools section updated")
+
+
+if __name__ == "__main__":
+    main()
