@@ -34,8 +34,9 @@ class UserError(Exception):
 
 
 def get_run(index: RunIndex, ref: str) -> Run:
+    """The run named by ``ref``, read in full."""
     try:
-        return index.resolve(ref)
+        return index.resolve(ref, full=True)
     except RunNotFound as e:
         roots = ", ".join(index.settings.roots)
         if not e.candidates:

@@ -9,9 +9,13 @@ ENV_ROOT = "RUNWISE_PROJECT_ROOT"
 ENV_STALE = "RUNWISE_STALE_MINUTES"
 ENV_DEPTH = "RUNWISE_SCAN_DEPTH"
 ENV_MAIN_METRIC = "RUNWISE_MAIN_METRIC"
+ENV_CACHE_MB = "RUNWISE_CACHE_MB"
 
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
+DEFAULT_CACHE_MB = 1024
+SKIM_ABOVE_BYTES = 32 << 20  # run lists only skim logs larger than this; tools on one run read it all
+BYTES_PER_POINT = 16  # memory estimate of one cached history value (value + step)
 
 
 @dataclass
@@ -21,6 +25,8 @@ class Settings:
     max_depth: int = DEFAULT_DEPTH
     main_metrics: list[str] = field(default_factory=list)  # preferred main metric keys, in order
     roots_from: str = "cwd"  # "--root" | ENV_ROOT | "cwd"
+    cache_mb: float = DEFAULT_CACHE_MB  # memory for fully read histories; least recently used go first
+    skim_above: int = SKIM_ABOVE_BYTES
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -55,4 +61,5 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         max_depth=depth,
         main_metrics=[m.strip() for m in env.get(ENV_MAIN_METRIC, "").split(",") if m.strip()],
         roots_from=source,
+        cache_mb=_float_env(env, ENV_CACHE_MB, DEFAULT_CACHE_MB),
     )

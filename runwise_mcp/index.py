@@ -10,6 +10,7 @@ previous read stopped.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .config import Settings
+from .config import BYTES_PER_POINT, Settings
 from .model import Run, Segment, merge_histories
 from .sources.wandb_dir import RunDir, is_run_dir, looks_like_run_dir
 
@@ -64,6 +65,9 @@ class RunIndex:
         self._dirs: dict[str, _DirEntry] = {}
         self._segments: dict[str, RunDir] = {}
         self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
+        self._groups: dict[str, list[RunDir]] = {}
+        self._used: dict[str, int] = {}  # run id -> last use, for the cache budget
+        self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
 
@@ -148,46 +152,67 @@ class RunIndex:
     # ---- runs ------------------------------------------------------------------------------------
 
     def runs(self) -> list[Run]:
-        """All runs, newest start first. Re-reads only what changed since the last call."""
+        """All runs, newest start first. Re-reads only what changed since the last call.
+
+        Large logs (over ``settings.skim_above`` bytes) that no tool has asked for in full are
+        only skimmed here (their Run has ``sampled=True``); ``resolve(..., full=True)`` reads one
+        run completely.
+        """
         with self._lock:
             report = self.scan()
-            groups: dict[str, list[RunDir]] = {}
             live = set(report.run_dirs)
             for path in list(self._segments):
                 if path not in live:
                     del self._segments[path]
+            groups: dict[str, list[RunDir]] = {}
             for path in report.run_dirs:
                 seg = self._segments.get(path)
                 if seg is None:
                     seg = self._segments[path] = RunDir(path)
-                if seg.log is not None and not self.within_roots(seg.log.path):
-                    report.problems.append(f"skipped {seg.log.path}: it points outside the roots")
+                if seg.log_path is not None and not self.within_roots(seg.log_path):
+                    report.problems.append(f"skipped {seg.log_path}: it points outside the roots")
                     continue
-                try:
-                    seg.refresh()
-                except Exception as e:  # a reader bug must not take the index down
-                    log.exception("failed to read %s", path)
-                    report.problems.append(f"cannot read {path}: {type(e).__name__}: {e}")
+                if not self._refresh(seg, full=False):
                     continue
                 groups.setdefault(seg.run_id, []).append(seg)
             now = self.clock()
             runs: list[Run] = []
             fresh: dict[str, tuple[tuple, Run]] = {}
             for run_id, segs in groups.items():
-                segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
-                key = tuple((s.path, s.version) for s in segs)
-                cached = self._runs.get(run_id)
-                if cached is not None and cached[0] == key:
-                    run = cached[1]
-                else:
-                    run = build_run(run_id, segs)
-                # state depends on the clock, so it is judged on every call
-                self._apply_state(run, segs, now)
-                fresh[run_id] = (key, run)
+                run = self._build(run_id, segs)
+                self._apply_state(run, segs, now)  # depends on the clock: judged on every call
+                fresh[run_id] = (self._key(segs), run)
                 runs.append(run)
             self._runs = fresh
+            self._groups = groups
             runs.sort(key=lambda r: (-(r.start_time or 0.0), r.id))
+            if self._over_budget() and self._enforce_budget(keep=""):
+                return self.runs()  # evicted runs are listed from skims now
             return runs
+
+    def _over_budget(self) -> bool:
+        budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
+        return sum(s.points for s in self._segments.values() if s.full) > budget
+
+    def _refresh(self, seg: RunDir, full: bool) -> bool:
+        try:
+            seg.refresh(full=full, skim_above=self.settings.skim_above)
+            return True
+        except Exception as e:  # a reader bug must not take the index down
+            log.exception("failed to read %s", seg.path)
+            self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
+            return False
+
+    @staticmethod
+    def _key(segs: list[RunDir]) -> tuple:
+        return tuple((s.path, s.version) for s in segs)
+
+    def _build(self, run_id: str, segs: list[RunDir]) -> Run:
+        segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
+        cached = self._runs.get(run_id)
+        if cached is not None and cached[0] == self._key(segs):
+            return cached[1]
+        return build_run(run_id, segs)
 
     def _apply_state(self, run: Run, segs: list[RunDir], now: float) -> None:
         stale = self.settings.stale_after
@@ -195,10 +220,41 @@ class RunIndex:
             s.state = seg.state(now, stale)
         run.state = run.segments[-1].state if run.segments else run.state
 
-    def resolve(self, ref: str | None) -> Run:
-        """A run by exact id, exact name (case-insensitive), unique prefix of either, or latest."""
-        runs = self.runs()
-        return resolve(runs, ref)
+    def resolve(self, ref: str | None, full: bool = False) -> Run:
+        """A run by exact id, exact name (case-insensitive), unique prefix of either, or latest.
+        With ``full``, its logs are read completely (the answer never rests on a skim)."""
+        run = resolve(self.runs(), ref)
+        if full and run.sampled:
+            with self._lock:
+                segs = self._groups[run.id]
+                for seg in segs:
+                    self._refresh(seg, full=True)
+                self._used[run.id] = next(self._tick)
+                run = self._build(run.id, segs)
+                self._apply_state(run, segs, self.clock())
+                self._runs[run.id] = (self._key(segs), run)
+                self._enforce_budget(keep=run.id)
+        else:
+            self._used[run.id] = next(self._tick)
+        return run
+
+    def _enforce_budget(self, keep: str) -> int:
+        """Evict the least recently used fully read logs beyond the memory budget; return how
+        many were evicted."""
+        budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
+        held = [s for s in self._segments.values() if s.full]
+        total = sum(s.points for s in held)
+        evicted = 0
+        for seg in sorted(held, key=lambda s: (self._used.get(s.run_id, -1), -s.points)):
+            if total <= budget:
+                break
+            if seg.run_id == keep:
+                continue
+            total -= seg.points
+            seg.evict()
+            self._runs.pop(seg.run_id, None)
+            evicted += 1
+        return evicted
 
     def problems(self) -> list[str]:
         out = list(self.last_scan.problems)
@@ -241,6 +297,7 @@ def build_run(run_id: str, segs: list[RunDir]) -> Run:
     run.notes_read.extend(notes)
     last = segs[-1]
     run.console_tail = last.console_tail
+    run.sampled = any(s.sampled for s in segs)
     return run
 
 

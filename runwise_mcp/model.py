@@ -309,6 +309,7 @@ class Run:
     console_tail: list[str] = field(default_factory=list)
     console_lines: int = 0
     notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
+    sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
 
     @property
     def display_name(self) -> str:

@@ -70,6 +70,7 @@ class LogReader:
         self.damage = Damage()
         self.tail = ""  # why the last read stopped before the end of the file ("" = clean end)
         self.size = 0  # file size at the last read
+        self.end = 0  # where the last read stopped
 
     def read(self, emit: Callable[[bytes], None]) -> int:
         """Emit every complete record after ``self.offset``; return how many were emitted.
@@ -97,7 +98,25 @@ class LogReader:
                 return 0
             return self._read_chunks(f, size, emit)
 
-    def _read_chunks(self, f, size: int, emit: Callable[[bytes], None]) -> int:
+    def read_span(self, start: int, stop: int, emit: Callable[[bytes], None], exact: bool = False) -> int:
+        """Emit the records that begin in [start, stop) and return where reading ended (a chunk
+        boundary). Reading resynchronises at the block boundary at or before ``start``
+        (fragments of a record begun earlier are dropped) unless ``exact`` says ``start`` is a
+        chunk boundary already. For sampling parts of a large file; ``self.offset`` is kept."""
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(0)
+            if f.read(len(self.header)) != self.header:
+                return size
+            saved = self.offset, self.tail
+            self.offset = max(len(self.header), start if exact else start - start % BLOCK)
+            try:
+                self._read_chunks(f, size, emit, stop=min(stop, size))
+                return self.end
+            finally:
+                self.offset, self.tail = saved
+
+    def _read_chunks(self, f, size: int, emit: Callable[[bytes], None], stop: int | None = None) -> int:
         emitted = 0
         pos = self.offset
         last_block = (size - 1) // BLOCK if size else 0
@@ -118,6 +137,8 @@ class LogReader:
         buf = f.read(min(window, size - window_start))
         mv = memoryview(buf)
         while pos < size:
+            if stop is not None and pos >= stop and not parts:
+                break
             in_block = pos % BLOCK
             if BLOCK - in_block < CHUNK_HEADER:  # block trailer: zero padding
                 pos += BLOCK - in_block
@@ -206,6 +227,7 @@ class LogReader:
                         emitted += 1
                         self.offset = next_pos
             pos = next_pos
+        self.end = pos
         if parts and not self.tail:
             self.tail = f"record starting at byte {part_start:,} not completely written"
         elif skipping and not self.tail:

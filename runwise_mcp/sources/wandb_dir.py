@@ -23,7 +23,7 @@ import yaml
 
 from ..model import History, RunState, judge_state
 from .jsonl import JsonlReader
-from .wandb_log import WandbLog, flatten
+from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run)-\d{8}_\d{6}-(.+)$")
@@ -160,7 +160,10 @@ class RunDir:
         self.layout = "wandb" if self.log_path else "dryrun"
         base = path if self.layout == "dryrun" else os.path.join(path, "files")
         self.files_dir = base
-        self.log: WandbLog | None = WandbLog(self.log_path) if self.log_path else None
+        self._full: WandbLog | None = WandbLog(self.log_path) if self.log_path else None  # read in full
+        self._skim: WandbLog | None = None  # a sampled read, for logs not (yet) read in full
+        self.full = False  # the whole log has been read (and is followed incrementally)
+        self.evicted = False  # dropped for memory: skim it until a tool asks for it in full
         self.log_key: tuple[int, int] | None = None
         self.log_error = ""
         self.summary_file = SideFile(os.path.join(base, "wandb-summary.json"), "json")
@@ -180,22 +183,51 @@ class RunDir:
 
     # ---- refresh ------------------------------------------------------------------------------
 
-    def refresh(self) -> bool:
-        """Re-read what changed on disk. Returns True if anything changed."""
+    @property
+    def log(self) -> WandbLog | None:
+        """The log as far as it has been read: in full, else the skim (None without a log)."""
+        if self._full is None:
+            return None
+        return self._full if self.full or self._skim is None else self._skim
+
+    @property
+    def sampled(self) -> bool:
+        """True while only a skim of the log has been read."""
+        return self._full is not None and not self.full
+
+    def refresh(self, full: bool = False, skim_above: int = 0) -> bool:
+        """Re-read what changed on disk. Returns True if anything changed.
+
+        A log larger than ``skim_above`` bytes (0: never) is only skimmed unless ``full`` is
+        asked for; once read in full it is followed incrementally until ``evict()``.
+        """
         changed = False
-        if self.log is not None:
-            key = _stat_key(self.log.path)
-            if key != self.log_key:
-                if key is None:
+        if self._full is not None:
+            path = self._full.path
+            key = _stat_key(path)
+            if key is None:
+                if self.log_key is not None or not self.log_error:
                     self.log_error = "the .wandb file disappeared"
-                else:
-                    if self.log_key is not None and key[0] < self.log_key[0]:
-                        self.log = WandbLog(self.log.path)  # shrank: rewritten, start over
+                    self.log_key = None
+                    changed = True
+            elif self.full or full or not skim_above or (key[0] <= skim_above and not self.evicted):
+                if key != self.log_key or not self.full:
+                    if self.full and self.log_key is not None and key[0] < self.log_key[0]:
+                        self._full = WandbLog(path)  # shrank: rewritten, start over
                     try:
-                        self.log.update()
+                        self._full.update()
                         self.log_error = ""
                     except OSError as e:
-                        self.log_error = f"cannot read {os.path.basename(self.log.path)}: {e.strerror or e}"
+                        self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
+                    self.full, self._skim, self.evicted = True, None, False
+                    self.log_key = key
+                    changed = True
+            elif key != self.log_key:
+                try:
+                    self._skim = skim(path)
+                    self.log_error = ""
+                except OSError as e:
+                    self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
                 self.log_key = key
                 changed = True
         for side in (self.summary_file, self.config_file, self.meta_file, self.output_file):
@@ -205,6 +237,23 @@ class RunDir:
         if changed:
             self.version += 1
         return changed
+
+    def evict(self) -> None:
+        """Forget the fully read log (to free memory); the next refresh skims or re-reads it."""
+        if self._full is not None and self.full:
+            self._full = WandbLog(self._full.path)
+            self.full = False
+            self.evicted = True
+            self._skim = None
+            self.log_key = None
+            self.version += 1
+
+    @property
+    def points(self) -> int:
+        """Values held in memory for this directory's history (for the cache budget)."""
+        log = self._full if self.full else None
+        hs = [log.history, log.system] if log is not None else [self.jsonl_history, self.jsonl_system]
+        return sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs)
 
     def _refresh_jsonl(self) -> bool:
         changed = False
@@ -403,11 +452,11 @@ class RunDir:
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
         out: list[str] = []
+        if self.log_error:
+            out.append(self.log_error)
         if self.log is not None:
             r = self.log.reader
             name = os.path.basename(self.log.path)
-            if self.log_error:
-                out.append(self.log_error)
             if r.header_ok is False:
                 out.append(f"{name} does not start with the wandb header; not a .wandb log")
             if r.damage.any:
@@ -425,6 +474,6 @@ class RunDir:
     @property
     def tail_note(self) -> str:
         """Why reading stopped before the end of the log (torn tail of a live or killed run)."""
-        if self.log is not None:
+        if self.log is not None and self.full:
             return self.log.reader.tail
         return ""

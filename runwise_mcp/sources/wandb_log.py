@@ -12,13 +12,14 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import os
 from array import array
 from collections import deque
 from typing import Any
 
 from ..model import History, MetricDef
 from . import protowire as pw
-from .leveldb_log import LogReader
+from .leveldb_log import BLOCK, MAX_RECORD, LogReader
 
 HEADER = b":W&B" + b"\xe1\xbe" + b"\x00"
 
@@ -27,6 +28,9 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
+SKIM_HEAD = 256 << 10  # a skim reads the head (run record, config),
+SKIM_TAIL = 1 << 20  # the tail (last rows, summary, exit record)
+SKIM_BLOCKS = 64  # and this many evenly spaced 32 KiB blocks in between (trend samples)
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
 
 
@@ -137,7 +141,8 @@ class WandbLog:
         self._media: set[str] = set()
         # Optional callback(step, [(name, value), ...]) for every history row as decoded,
         # before it is stored by column (used by iter_history).
-        self.row_sink = None  # item key bytes -> [name, column or None]
+        self.row_sink = None
+        self.sampled = False  # True for a skim: history holds only sampled rows  # item key bytes -> [name, column or None]
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -717,3 +722,59 @@ def iter_history(path: str) -> list[tuple[int, dict[str, Any]]]:
     log.row_sink = sink
     log.update()
     return rows
+
+
+def record_kind(rec: bytes) -> int:
+    """The field number that follows Record.num: the record's type in the usual layout."""
+    i = 0
+    if rec[:1] == b"\x08":
+        i = 1
+        while i < len(rec) and rec[i] & 0x80:
+            i += 1
+        i += 1
+    return rec[i] >> 3 if i < len(rec) else 0
+
+
+def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = SKIM_BLOCKS) -> WandbLog:
+    """A quick partial read of a large log for run lists: the head (identity, config), the tail
+    (last rows, summary, exit record, last run record) and evenly spaced blocks in between
+    (history samples for a trend picture). Records keep their file order."""
+    log = WandbLog(path)
+    log.sampled = True
+    size = os.path.getsize(path)
+    probe = LogReader(path, HEADER)
+    # The tail must hold the last history row whole: widen it while it holds no history record
+    # (e.g. one large row that starts before the tail, followed only by the exit record).
+    while size - tail > head and tail < MAX_RECORD:
+        got = [0]
+
+        def count(rec: bytes) -> None:
+            if record_kind(rec) == R_HISTORY:
+                got[0] += 1
+
+        probe.read_span(size - tail, size, count)
+        if got[0]:
+            break
+        tail *= 4
+    tail_start = max(head, size - tail)
+    spans = [(0, min(head, size))]
+    gap = tail_start - head
+    n = min(blocks, gap // BLOCK) if gap > 0 else 0
+    for i in range(n):
+        a = head + (i * gap) // n
+        spans.append((a, a + BLOCK))
+    if tail_start < size:
+        spans.append((tail_start, size))
+    with open(path, "rb") as f:
+        head = f.read(len(HEADER))
+    log.reader.header_ok = True if head == HEADER else (None if HEADER.startswith(head) else False)
+    reader = LogReader(path, HEADER)  # its own reader: fragments at span starts are expected
+    done = 0
+    for a, b in spans:
+        if a - a % BLOCK <= done:  # continue exactly where the previous span stopped: no record twice
+            if done < b:
+                done = reader.read_span(done, b, log._record, exact=True)
+        else:
+            done = reader.read_span(a, b, log._record)
+    log._flush_pending()
+    return log
