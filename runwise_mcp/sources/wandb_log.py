@@ -366,7 +366,7 @@ class WandbLog:
             self._pending = None
             seq, sbytes = pending
             parts = _split_items(sbytes)
-            if parts is not None and len(parts) == len(seen) and all(x in seen for x in parts):
+            if parts is not None and len(parts) == len(seen) and seen.issuperset(parts):
                 mirror = seq
             else:
                 self._fold_summary(seq, sbytes)
@@ -408,10 +408,15 @@ class WandbLog:
         row = len(h.steps)
         h.steps.append(step)
         media: dict[str, dict[str, Any]] | None = None
+        prev = row - 1
         for ent, v in items:
             col = ent[1]
             if col is not None and v.__class__ is float:
-                col.append(row, step, v)
+                if col._last_row == prev and col._steps is None:  # dense column: inline append
+                    col.values.append(v)
+                    col._last_row = row
+                else:
+                    col.append(row, step, v)
                 continue
             name = ent[0]
             if name == "_step":
