@@ -88,26 +88,19 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     h = r.history
     if h.rows == 0 and not r.system.rows:
         raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}")
-    want_system = pattern.lower().startswith("system")
-    sys_pattern = pattern[len("system"):].lstrip("/.") if want_system else ""
-    names = [k for k in metric_keys(r) + list(h.other) if k not in RESERVED_KEYS]
-    matched = sorted(k for k in names if key_matches(k, pattern)) if not want_system else []
-    axes = x_axis_keys(r)
-    summary = r.summary
-    lines: list[ra.KeyLine] = []
-    for k in matched[:MAX_KEYS]:
-        lines.append(_key_line(r, k, summary))
-    groups = _group(lines, r, axes)
     sys_keys = sorted(r.system.keys())
-    system = (len(sys_keys), r.system.rows, sys_keys) if sys_keys else None
-    system_lines = None
-    if want_system:
-        system_lines = [_key_line(r, k, {}, system=True) for k in sys_keys if key_matches(k, sys_pattern)]
-    if want_system:
-        return ra.system_keys_answer(r, system_lines or [], samples=r.system.rows, pattern=pattern)
+    if pattern.lower() == "system" or pattern.lower().startswith("system/"):
+        sub = pattern[len("system/"):]
+        system_lines = [_key_line(r, k, {}, system=True) for k in sys_keys if key_matches(k, sub)]
+        return ra.system_keys_answer(r, system_lines, samples=r.system.rows, pattern=pattern)
+    names = [k for k in metric_keys(r) + list(h.other) if k not in RESERVED_KEYS]
+    matched = sorted(k for k in names if key_matches(k, pattern))
+    summary = r.summary
+    lines = [_key_line(r, k, summary) for k in matched[:MAX_KEYS]]
+    groups = _group(lines, r, x_axis_keys(r))
+    system = (len(sys_keys), r.system.rows, sys_keys) if sys_keys and not pattern else None
     return ra.keys_answer(r, groups, shown=len(lines), total=len(matched) if pattern else len(names),
-                          pattern=pattern, system=system if not pattern or want_system else None,
-                          system_lines=system_lines, cut=max(0, len(matched) - MAX_KEYS))
+                          pattern=pattern, system=system, cut=max(0, len(matched) - MAX_KEYS))
 
 
 def _key_line(run: Run, key: str, summary: dict[str, Any], system: bool = False) -> ra.KeyLine:

@@ -145,8 +145,7 @@ def system_keys_answer(run: Run, lines: list[KeyLine], *, samples: int, pattern:
 
 
 def keys_answer(run: Run, groups: list[tuple[str, list[KeyLine], str]], *, shown: int, total: int,
-                pattern: str, system: tuple[int, int, list[str]] | None, system_lines: list[KeyLine] | None,
-                cut: int) -> str:
+                pattern: str, system: tuple[int, int, list[str]] | None, cut: int) -> str:
     h = run.history
     head = (f"{run_label(run)}: {t.plural(total, 'key')}"
             + (f" matching {pattern!r}" if pattern else "")

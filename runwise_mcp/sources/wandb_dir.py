@@ -149,6 +149,60 @@ class SideFile:
         return self.key[1] / 1e9 if self.key else None
 
 
+def _fold_history_row(h: History, row: dict[str, Any]) -> None:
+    step = row.get("_step")
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or step != step:
+        step = h.steps[-1] + 1 if h.rows else 0
+    items: list[tuple[str, Any]] = []
+    for k, v in row.items():
+        if k != "_step":
+            flatten(str(k), v, items)
+    h.add_row(int(step), items)
+
+
+def _fold_events_row(h: History, row: dict[str, Any]) -> None:
+    ts = row.get("_timestamp")
+    items: list[tuple[str, Any]] = []
+    for k, v in row.items():
+        if k in ("_wandb", "_timestamp", "_runtime"):
+            continue
+        flatten(str(k).removeprefix("system."), v, items)
+    if isinstance(ts, (int, float)):
+        h.add_row(int(ts), items)
+
+
+class JsonlHistory:
+    """A pre-0.10 jsonl file folded into a History, read on from where it stopped as it grows."""
+
+    def __init__(self, path: str, fold) -> None:
+        self.path = path
+        self.fold = fold
+        self.reset()
+
+    def reset(self) -> None:
+        self.reader = JsonlReader(self.path)
+        self.history = History()
+        self.key: tuple[int, int] | None = None
+
+    def refresh(self) -> bool:
+        key = _stat_key(self.path)
+        if key == self.key:
+            return False
+        if key is not None:
+            if self.key is not None and key[0] < self.key[0]:  # rewritten: start over
+                self.reset()
+            try:
+                self.reader.read(lambda row: self.fold(self.history, row))
+            except OSError:
+                pass
+        self.key = key
+        return True
+
+    @property
+    def mtime(self) -> float | None:
+        return self.key[1] / 1e9 if self.key else None
+
+
 class RunDir:
     """A run directory and everything we keep from it."""
 
@@ -170,15 +224,10 @@ class RunDir:
         self.config_file = SideFile(os.path.join(base, "config.yaml"), "yaml")
         self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json")
         self.output_file = SideFile(os.path.join(base, "output.log"), "tail")
-        self.history_jsonl: JsonlReader | None = None
-        self.events_jsonl: JsonlReader | None = None
-        self.history_key: tuple[int, int] | None = None
-        self.events_key: tuple[int, int] | None = None
-        self.jsonl_history = History()
-        self.jsonl_system = History()
+        self.jsonl: list[JsonlHistory] = []  # pre-0.10: [history, system events]
         if self.layout == "dryrun":
-            self.history_jsonl = JsonlReader(os.path.join(path, "wandb-history.jsonl"))
-            self.events_jsonl = JsonlReader(os.path.join(path, "wandb-events.jsonl"))
+            self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row),
+                          JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row)]
         self.version = 0  # bumped whenever anything we hold changed
 
     # ---- refresh ------------------------------------------------------------------------------
@@ -232,8 +281,8 @@ class RunDir:
                 changed = True
         for side in (self.summary_file, self.config_file, self.meta_file, self.output_file):
             changed |= side.refresh()
-        if self.history_jsonl is not None:
-            changed |= self._refresh_jsonl()
+        for j in self.jsonl:
+            changed |= j.refresh()
         if changed:
             self.version += 1
         return changed
@@ -252,58 +301,8 @@ class RunDir:
     def points(self) -> int:
         """Values held in memory for this directory's history (for the cache budget)."""
         log = self._full if self.full else None
-        hs = [log.history, log.system] if log is not None else [self.jsonl_history, self.jsonl_system]
+        hs = [log.history, log.system] if log is not None else [j.history for j in self.jsonl]
         return sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs)
-
-    def _refresh_jsonl(self) -> bool:
-        changed = False
-        assert self.history_jsonl is not None and self.events_jsonl is not None
-        key = _stat_key(self.history_jsonl.path)
-        if key != self.history_key:
-            if key is not None:
-                if self.history_key is not None and key[0] < self.history_key[0]:
-                    self.history_jsonl = JsonlReader(self.history_jsonl.path)
-                    self.jsonl_history = History()
-                try:
-                    self.history_jsonl.read(self._history_row)
-                except OSError:
-                    pass
-            self.history_key = key
-            changed = True
-        key = _stat_key(self.events_jsonl.path)
-        if key != self.events_key:
-            if key is not None:
-                if self.events_key is not None and key[0] < self.events_key[0]:
-                    self.events_jsonl = JsonlReader(self.events_jsonl.path)
-                    self.jsonl_system = History()
-                try:
-                    self.events_jsonl.read(self._events_row)
-                except OSError:
-                    pass
-            self.events_key = key
-            changed = True
-        return changed
-
-    def _history_row(self, row: dict[str, Any]) -> None:
-        h = self.jsonl_history
-        step = row.get("_step")
-        if not isinstance(step, (int, float)) or isinstance(step, bool) or step != step:
-            step = h.steps[-1] + 1 if h.rows else 0
-        items: list[tuple[str, Any]] = []
-        for k, v in row.items():
-            if k != "_step":
-                flatten(str(k), v, items)
-        h.add_row(int(step), items)
-
-    def _events_row(self, row: dict[str, Any]) -> None:
-        ts = row.get("_timestamp")
-        items: list[tuple[str, Any]] = []
-        for k, v in row.items():
-            if k in ("_wandb", "_timestamp", "_runtime"):
-                continue
-            flatten(str(k).removeprefix("system."), v, items)
-        if isinstance(ts, (int, float)):
-            self.jsonl_system.add_row(int(ts), items)
 
     # ---- the segment's view ---------------------------------------------------------------------
 
@@ -349,20 +348,24 @@ class RunDir:
         t = parse_time(self.meta.get("startedAt"))
         if t is not None:
             return t
-        if self.layout == "dryrun" and self.jsonl_history.rows:
-            col = self.jsonl_history.columns.get("_timestamp")
-            rt = self.jsonl_history.columns.get("_runtime")
+        if self.jsonl and self.jsonl[0].history.rows:
+            col = self.jsonl[0].history.columns.get("_timestamp")
+            rt = self.jsonl[0].history.columns.get("_runtime")
             if col is not None and len(col):
                 return col.values[0] - (rt.values[0] if rt is not None and len(rt) else 0.0)
         return None
 
     @property
     def history(self) -> History:
-        return self.log.history if self.log is not None else self.jsonl_history
+        if self.log is not None:
+            return self.log.history
+        return self.jsonl[0].history if self.jsonl else History()
 
     @property
     def system(self) -> History:
-        return self.log.system if self.log is not None else self.jsonl_system
+        if self.log is not None:
+            return self.log.system
+        return self.jsonl[1].history if self.jsonl else History()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -395,8 +398,7 @@ class RunDir:
         times = []
         if self.log_key:
             times.append(self.log_key[1] / 1e9)
-        for t in (self.output_file.mtime, self.history_key and self.history_key[1] / 1e9,
-                  self.events_key and self.events_key[1] / 1e9):
+        for t in [self.output_file.mtime] + [j.mtime for j in self.jsonl]:
             if t:
                 times.append(t)
         return max(times) if times else None
@@ -407,7 +409,7 @@ class RunDir:
             if self.log.exit_runtime:
                 return max(self.log.exit_runtime, self.log.last_runtime or 0.0)
             return self.log.last_runtime
-        col = self.jsonl_history.columns.get("_runtime")
+        col = self.history.columns.get("_runtime")
         if col is not None and len(col):
             return col.values[-1]
         return None
@@ -466,9 +468,9 @@ class RunDir:
         for side in (self.summary_file, self.config_file, self.meta_file):
             if side.error:
                 out.append(side.error)
-        for rd in (self.history_jsonl, self.events_jsonl):
-            if rd is not None and rd.bad_lines:
-                out.append(f"{os.path.basename(rd.path)}: {rd.bad_lines} line(s) not JSON objects, skipped")
+        for j in self.jsonl:
+            if j.reader.bad_lines:
+                out.append(f"{os.path.basename(j.path)}: {j.reader.bad_lines} line(s) not JSON objects, skipped")
         return out
 
     @property
