@@ -19,7 +19,7 @@ from .model import RESERVED_KEYS, STATES, Run
 from .render import answers as ra
 from .render import text as t
 
-SPARK_BUCKETS = 10
+SPARK_BUCKETS = 6  # ~2 tokens a character: a 6-step picture plus an arrow
 MAX_KEYS = 120
 MAX_CONFIG = 200
 CONFIG_CHARS = 120

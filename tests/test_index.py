@@ -234,3 +234,29 @@ def test_unreadable_directory_is_reported():
     finally:
         (top / "secret").chmod(0o755)
         shutil.rmtree(top)
+
+
+def test_suffixed_directory_and_id_with_dashes(tmp_path):
+    """`-1` suffixed directories (same id, same second) and ids containing '-': the id comes from
+    the log, never from the directory name."""
+    src = run_dir("resume2")
+    shutil.copytree(src, tmp_path / "wandb" / (src.name + "-1"), symlinks=True)
+    (r,) = index(tmp_path).runs()
+    assert r.id == "resume-me-1" and r.name == "R005-resumed"
+
+
+def test_summary_file_fills_in_what_the_log_lacks(tmp_path):
+    """An online run's files/wandb-summary.json and config.yaml (written at finish) fill in keys the
+    log does not hold; where both have a key, the log wins."""
+    src = run_dir("killed")  # killed: its log summary is partial
+    dst = tmp_path / "wandb" / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    legacy = run_dir("legacy097-dryrun")  # real wandb-written summary and config files
+    shutil.copy(legacy / "wandb-summary.json", dst / "files" / "wandb-summary.json")
+    shutil.copy(legacy / "config.yaml", dst / "files" / "config.yaml")
+    (r,) = index(tmp_path).runs()
+    log_only = index(FIXTURES).resolve("R004-killed")
+    assert r.summary["best_acc"] == 0.98 and "eval.acc" in r.summary  # only in the file
+    assert r.summary["train/loss"] == log_only.summary["train/loss"]  # in both: the log wins
+    assert r.config["model"] == {"width": 64}  # only in config.yaml
+    assert r.config["lr"] == log_only.config["lr"] == 0.003  # in both: the log wins

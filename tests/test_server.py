@@ -77,7 +77,8 @@ async def test_list_runs_lines():
     assert "2 segments (resumed)" in by["R005-resumed"] and "step 159" in by["R005-resumed"]
     assert "no exit record" in by["R004-killed"]
     assert "| train/loss " in by["R001-finished"] and "tags baseline,fixture" in by["R001-finished"]
-    assert "step 400" in by["R001-finished"] and "group R001" in by["R001-finished"]
+    assert "step 400" in by["R001-finished"] and "group" not in by["R001-finished"]  # group = name prefix
+    assert "group legacy" in by["L016-killed"]
     assert "↓" in by["R001-finished"] and "↑" in by["R002-crashed"]  # trend of the main metric
 
 

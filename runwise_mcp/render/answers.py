@@ -32,12 +32,12 @@ def run_line(line: RunLine, now: float) -> str:
     parts = [f"{run_label(r)} {t.state(r.state, now)}"]
     if len(r.segments) > 1:
         parts.append(f"{len(r.segments)} segments (resumed)")
-    parts.append(t.when(r.start_time))
+    parts.append(t.when(r.start_time, now))
     parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
     parts.append(t.duration(r.runtime))
     if line.metric:
         parts.append(f"{line.metric} {t.num(line.last, line.metric)} {t.sparkline(line.spark)}{t.arrow(line.direction)}")
-    if r.group:
+    if r.group and not r.name.startswith(r.group):
         parts.append(f"group {r.group}")
     if r.tags:
         parts.append("tags " + ",".join(r.tags))

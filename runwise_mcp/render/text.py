@@ -73,11 +73,14 @@ def duration(seconds: float | None) -> str:
     return f"{s / 86400:.1f}d"
 
 
-def when(epoch: float | None) -> str:
-    """Start time in UTC, to the minute."""
+def when(epoch: float | None, now: float | None = None) -> str:
+    """Start time in UTC, to the minute; the year only when it is not the current one."""
     if not epoch:
         return "-"
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    if now is not None and datetime.fromtimestamp(now, tz=timezone.utc).year == dt.year:
+        return dt.strftime("%m-%d %H:%M")
+    return dt.strftime("%Y-%m-%d %H:%M")
 
 
 def state(st: RunState, now: float) -> str:
