@@ -7,7 +7,7 @@ import logging
 import sys
 
 from . import __version__
-from .config import ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, load_settings
+from .config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -16,7 +16,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="MCP server (stdio) that reads ML training runs on this machine: W&B run directories "
                     "of every generation, including offline, killed and running runs.",
         epilog=f"Environment: {ENV_ROOT} (roots, os.pathsep-separated), {ENV_STALE} (default 10), "
-               f"{ENV_DEPTH} (default 6), {ENV_MAIN_METRIC} (comma-separated keys).",
+               f"{ENV_DEPTH} (default 6), {ENV_CACHE_MB} (default 1024), {ENV_MAIN_METRIC} (comma-separated keys).",
     )
     ap.add_argument("--root", action="append", metavar="PATH",
                     help=f"directory to search for runs (repeatable); default ${ENV_ROOT}, else the working directory")

@@ -126,7 +126,7 @@ class RunIndex:
                     try:
                         if e.is_dir(follow_symlinks=False):
                             subdirs.append(e.path)
-                        elif name.startswith("run-") and name.endswith(".wandb"):
+                        elif name.startswith("run-") and name.endswith(".wandb") and e.is_file():
                             has_log = True
                         elif name in ("wandb-history.jsonl", "wandb-metadata.json"):
                             has_legacy = True
@@ -168,7 +168,7 @@ class RunIndex:
             for path in report.run_dirs:
                 seg = self._segments.get(path)
                 if seg is None:
-                    seg = self._segments[path] = RunDir(path)
+                    seg = self._segments[path] = RunDir(path, allowed=self.within_roots)
                 if seg.log_path is not None and not self.within_roots(seg.log_path):
                     report.problems.append(f"skipped {seg.log_path}: it points outside the roots")
                     continue

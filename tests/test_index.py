@@ -260,3 +260,18 @@ def test_summary_file_fills_in_what_the_log_lacks(tmp_path):
     assert r.summary["train/loss"] == log_only.summary["train/loss"]  # in both: the log wins
     assert r.config["model"] == {"width": 64}  # only in config.yaml
     assert r.config["lr"] == log_only.config["lr"] == 0.003  # in both: the log wins
+
+
+def test_side_files_linking_outside_the_roots_are_not_read(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("TOP-SECRET-LINE\n")
+    dst = root / "wandb" / run_dir("crashed").name
+    shutil.copytree(run_dir("crashed"), dst, symlinks=True)
+    os.unlink(dst / "files" / "output.log")
+    os.symlink(secret, dst / "files" / "output.log")
+    ix = index(root)
+    (r,) = ix.runs()
+    assert not any("TOP-SECRET" in line for line in r.console_tail)
+    assert any("files/output.log not read: it leads outside the roots" in p for p in ix.problems())

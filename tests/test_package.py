@@ -12,7 +12,7 @@ import pytest
 from helpers import REPO
 
 from runwise_mcp import __version__
-from runwise_mcp.config import ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE
+from runwise_mcp.config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE
 
 README = (REPO / "README.md").read_text()
 SERVER_JSON = json.loads((REPO / "server.json").read_text())
@@ -32,12 +32,12 @@ def test_server_json_version_and_description():
         assert re.fullmatch(r"\d+\.\d+\.\d+", pkg["version"])
     assert len(SERVER_JSON["description"]) <= 100
     env = {e["name"] for p in SERVER_JSON["packages"] for e in p.get("environmentVariables", [])}
-    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC}
+    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB}
 
 
 def test_readme_contract():
     assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in README
-    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC):
+    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB):
         assert var in README
     for tool in ("list_runs", "list_keys", "get_config"):
         assert f"### `{tool}`" in README  # every tool has a section with a real call and answer

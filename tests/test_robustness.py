@@ -262,3 +262,17 @@ def test_index_survives_every_kind_of_damage(tmp_path):
     assert sum(len(r.segments) for r in runs) == 12
     probs = idx.problems()
     assert any("not a .wandb log" in p for p in probs)
+
+
+def test_fifos_and_devices_never_block(tmp_path):
+    """A named pipe where a log or output.log should be would block a naive open() forever."""
+    d = copy_run("crashed", tmp_path)
+    os.unlink(d / "files" / "output.log")
+    os.mkfifo(d / "files" / "output.log")
+    fifo_run = tmp_path / "wandb" / "offline-run-20261127_000000-fifo"
+    fifo_run.mkdir()
+    os.mkfifo(fifo_run / "run-fifo.wandb")
+    os.symlink("/dev/zero", d / "files" / "wandb-summary.json")
+    idx = RunIndex(load_settings([str(tmp_path)]))
+    runs = idx.runs()  # returns: nothing opened the FIFOs or /dev/zero
+    assert [r.name for r in runs] == ["R002-crashed"]

@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -41,7 +43,8 @@ def find_logs(path: str) -> list[str]:
         names = os.listdir(path)
     except OSError:
         return []
-    return sorted(os.path.join(path, n) for n in names if n.startswith("run-") and n.endswith(".wandb"))
+    return sorted(os.path.join(path, n) for n in names
+                  if n.startswith("run-") and n.endswith(".wandb") and _stat_key(os.path.join(path, n)))
 
 
 def is_run_dir(path: str) -> bool:
@@ -55,9 +58,13 @@ def is_run_dir(path: str) -> bool:
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
+    """(size, mtime) of a regular file; None if missing or not a regular file (a FIFO or a
+    device would block or never end)."""
     try:
         st = os.stat(path)
     except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
         return None
     return (st.st_size, st.st_mtime_ns)
 
@@ -101,15 +108,16 @@ def unwrap_config_yaml(data: Any) -> dict[str, Any]:
 class SideFile:
     """A small json/yaml/text file re-read only when it changes."""
 
-    def __init__(self, path: str, kind: str) -> None:
+    def __init__(self, path: str, kind: str, stat_key=_stat_key) -> None:
         self.path = path
+        self.stat_key = stat_key
         self.kind = kind  # "json" | "yaml" | "tail"
         self.key: tuple[int, int] | None = None
         self.value: Any = None
         self.error = ""
 
     def refresh(self) -> bool:
-        key = _stat_key(self.path)
+        key = self.stat_key(self.path)
         if key == self.key:
             return False
         self.key = key
@@ -174,9 +182,10 @@ def _fold_events_row(h: History, row: dict[str, Any]) -> None:
 class JsonlHistory:
     """A pre-0.10 jsonl file folded into a History, read on from where it stopped as it grows."""
 
-    def __init__(self, path: str, fold) -> None:
+    def __init__(self, path: str, fold, stat_key=_stat_key) -> None:
         self.path = path
         self.fold = fold
+        self.stat_key = stat_key
         self.reset()
 
     def reset(self) -> None:
@@ -185,7 +194,7 @@ class JsonlHistory:
         self.key: tuple[int, int] | None = None
 
     def refresh(self) -> bool:
-        key = _stat_key(self.path)
+        key = self.stat_key(self.path)
         if key == self.key:
             return False
         if key is not None:
@@ -206,8 +215,12 @@ class JsonlHistory:
 class RunDir:
     """A run directory and everything we keep from it."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, allowed: Callable[[str], bool] | None = None) -> None:
+        """``allowed(path)`` says whether a file may be read (e.g. it resolves inside the roots);
+        a file that may not is treated as absent and reported."""
         self.path = path
+        self.allowed = allowed
+        self.refused: set[str] = set()  # files not read because they lead outside the roots
         logs = find_logs(path)
         # One directory holds one log; if a copy left two, read the biggest.
         self.log_path = max(logs, key=lambda p: _stat_key(p) or (0, 0)) if logs else None
@@ -220,17 +233,24 @@ class RunDir:
         self.evicted = False  # dropped for memory: skim it until a tool asks for it in full
         self.log_key: tuple[int, int] | None = None
         self.log_error = ""
-        self.summary_file = SideFile(os.path.join(base, "wandb-summary.json"), "json")
-        self.config_file = SideFile(os.path.join(base, "config.yaml"), "yaml")
-        self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json")
-        self.output_file = SideFile(os.path.join(base, "output.log"), "tail")
+        self.summary_file = SideFile(os.path.join(base, "wandb-summary.json"), "json", self._stat)
+        self.config_file = SideFile(os.path.join(base, "config.yaml"), "yaml", self._stat)
+        self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json", self._stat)
+        self.output_file = SideFile(os.path.join(base, "output.log"), "tail", self._stat)
         self.jsonl: list[JsonlHistory] = []  # pre-0.10: [history, system events]
         if self.layout == "dryrun":
-            self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row),
-                          JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row)]
+            self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row, self._stat),
+                          JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row, self._stat)]
         self.version = 0  # bumped whenever anything we hold changed
 
     # ---- refresh ------------------------------------------------------------------------------
+
+    def _stat(self, path: str) -> tuple[int, int] | None:
+        key = _stat_key(path)
+        if key is not None and self.allowed is not None and not self.allowed(path):
+            self.refused.add(os.path.relpath(path, self.path))
+            return None
+        return key
 
     @property
     def log(self) -> WandbLog | None:
@@ -253,7 +273,7 @@ class RunDir:
         changed = False
         if self._full is not None:
             path = self._full.path
-            key = _stat_key(path)
+            key = self._stat(path)
             if key is None:
                 if self.log_key is not None or not self.log_error:
                     self.log_error = "the .wandb file disappeared"
@@ -453,7 +473,7 @@ class RunDir:
 
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
-        out: list[str] = []
+        out: list[str] = [f"{name} not read: it leads outside the roots" for name in sorted(self.refused)]
         if self.log_error:
             out.append(self.log_error)
         if self.log is not None:
