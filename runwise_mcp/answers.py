@@ -175,7 +175,7 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
         return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
                 f"{t.call('get_config', run=r.id)} lists all")
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
-    source = "files/config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
+    source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
                             max_items=MAX_CONFIG, source=source)
 

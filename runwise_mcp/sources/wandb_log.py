@@ -137,12 +137,12 @@ class WandbLog:
         self._pending: tuple[int, bytes] | None = None  # a summary record not yet classified
         self._fold_memo: tuple[bytes, list] | None = None
         self._summary_cache: dict[str, Any] | None = None
-        self._names: dict[bytes, list] = {}
+        self._names: dict[bytes, list] = {}  # item key bytes -> [name, column, media prefix]
         self._media: set[str] = set()
         # Optional callback(step, [(name, value), ...]) for every history row as decoded,
         # before it is stored by column (used by iter_history).
         self.row_sink = None
-        self.sampled = False  # True for a skim: history holds only sampled rows  # item key bytes -> [name, column or None]
+        self.sampled = False  # True for a skim: history holds only sampled rows
 
     # ---- reading ---------------------------------------------------------------------------
 
