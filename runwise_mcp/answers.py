@@ -52,9 +52,13 @@ def empty_log_note(run: Run) -> str:
     if seg is None or seg.log_path is None:
         return "no history was found in this run directory"
     name = os.path.basename(seg.log_path)
-    return (f"its {name} holds no records yet (only the 7-byte header): wandb writes the log every 15 s, "
-            f"so the run either just started or was killed in its first seconds. Call again in a minute; "
-            f"the console is in files/output.log")
+    if seg.log_bytes <= 7:
+        what = "holds no records yet (only the 7-byte header)" if seg.log_bytes == 7 else "is empty"
+        return (f"its {name} {what}: wandb writes the log every 15 s, so the run either just started or "
+                f"was killed in its first seconds. Call again in a minute; the console is in files/output.log")
+    return (f"its {name} ({seg.log_bytes:,} bytes) holds the run's start but no logged rows yet: the run has "
+            f"not called wandb.log() so far, or was killed before the first rows were written. "
+            f"Call again in a minute; the console is in files/output.log")
 
 
 # ---- list_runs ---------------------------------------------------------------------------------
@@ -100,7 +104,8 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     groups = _group(lines, r, x_axis_keys(r))
     system = (len(sys_keys), r.system.rows, sys_keys) if sys_keys and not pattern else None
     return ra.keys_answer(r, groups, shown=len(lines), total=len(matched) if pattern else len(names),
-                          pattern=pattern, system=system, cut=max(0, len(matched) - MAX_KEYS))
+                          pattern=pattern, system=system, cut=max(0, len(matched) - MAX_KEYS),
+                          empty_note=f"no metric rows yet: {empty_log_note(r)}" if h.rows == 0 else "")
 
 
 def _key_line(run: Run, key: str, summary: dict[str, Any], system: bool = False) -> ra.KeyLine:

@@ -285,7 +285,8 @@ def build_run(run_id: str, segs: list[RunDir]) -> Run:
         h = seg.history
         run.segments.append(Segment(
             path=seg.path, log_path=seg.log.path if seg.log is not None else None, layout=seg.layout,
-            start_time=seg.start_time, producer=seg.producer, rows=h.rows,
+            start_time=seg.start_time, log_bytes=seg.log_key[0] if seg.log_key else 0,
+            producer=seg.producer, rows=h.rows,
             first_step=h.first_step, last_step=h.last_step,
             skipped="; ".join(seg.problems() + ([seg.tail_note] if seg.tail_note else [])),
         ))

@@ -275,6 +275,7 @@ class Segment:
     log_path: str | None  # the .wandb file, if any
     layout: str  # "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl)
     start_time: float | None
+    log_bytes: int = 0  # its size when last read
     producer: str = ""  # e.g. "wandb 0.31.0"
     rows: int = 0
     first_step: int | None = None

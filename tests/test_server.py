@@ -273,3 +273,21 @@ def test_cli_check_and_version(tmp_path):
                        cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
     from runwise_mcp import __version__
     assert v.stdout.strip() == f"runwise-mcp {__version__}"
+
+
+async def test_run_with_start_but_no_rows(tmp_path):
+    """A log cut after its first records (run record, environment) but before any row."""
+    data = log_file("finished").read_bytes()
+    d = tmp_path / "wandb" / "offline-run-20261127_120000-early01"
+    d.mkdir(parents=True)
+    (d / "run-early01.wandb").write_bytes(data[:4000])
+    async with client_for(tmp_path) as c:
+        line = text(await c.call_tool("list_runs", {})).splitlines()[1]
+        assert line.startswith("R001-finished (") and "no history yet" in line  # name from the run record
+        res = await c.call_tool("list_keys", {"run": "R001"})  # system metrics exist already
+        assert not res.is_error and "system: 12 keys, 1 sample" in text(res)
+        assert text(res).endswith("holds the run's start but no logged rows yet: the run has not called "
+                                  "wandb.log() so far, or was killed before the first rows were written. "
+                                  "Call again in a minute; the console is in files/output.log")
+        cfg = text(await c.call_tool("get_config", {"run": "R001"}))
+        assert "model.width: 256" in cfg  # the config is in the run record, already written

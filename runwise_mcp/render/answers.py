@@ -145,7 +145,7 @@ def system_keys_answer(run: Run, lines: list[KeyLine], *, samples: int, pattern:
 
 
 def keys_answer(run: Run, groups: list[tuple[str, list[KeyLine], str]], *, shown: int, total: int,
-                pattern: str, system: tuple[int, int, list[str]] | None, cut: int) -> str:
+                pattern: str, system: tuple[int, int, list[str]] | None, cut: int, empty_note: str = "") -> str:
     h = run.history
     head = (f"{run_label(run)}: {t.plural(total, 'key')}"
             + (f" matching {pattern!r}" if pattern else "")
@@ -164,7 +164,7 @@ def keys_answer(run: Run, groups: list[tuple[str, list[KeyLine], str]], *, shown
                    f"{', …' if n > 4 else ''}); expand: {t.call('list_keys', run=run.id, pattern='system/')}")
     if shown == 0:
         out.append(f"no key matches {pattern!r}; {t.call('list_keys', run=run.id)} lists all" if pattern
-                   else "no metrics logged")
+                   else empty_note or "no metrics logged")
     return "\n".join(out)
 
 
