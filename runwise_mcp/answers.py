@@ -80,8 +80,9 @@ def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
     key = main_metric(run, prefs)
     if key is None:
         return ra.RunLine(run)
-    values = run.history.columns[key].values
-    return ra.RunLine(run, key, values[-1], bucket_means(values, SPARK_BUCKETS), trend(values))
+    col = run.history.columns[key]
+    values = col.values
+    return ra.RunLine(run, key, values[-1], bucket_means(values, SPARK_BUCKETS), trend(values), col.last_step)
 
 
 # ---- list_keys ---------------------------------------------------------------------------------

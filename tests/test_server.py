@@ -291,3 +291,13 @@ async def test_run_with_start_but_no_rows(tmp_path):
                                   "Call again in a minute; the console is in files/output.log")
         cfg = text(await c.call_tool("get_config", {"run": "R001"}))
         assert "model.width: 256" in cfg  # the config is in the run record, already written
+
+
+async def test_main_metric_preference_and_value_step():
+    """RUNWISE_MAIN_METRIC picks the metric; a value not from the run's last step says its step."""
+    settings = load_settings([str(FIXTURES)], env={"RUNWISE_MAIN_METRIC": "nope, val/loss"})
+    async with Client(build_server(settings)) as c:
+        out = text(await c.call_tool("list_runs", {"query": "R001"}))
+    line = out.splitlines()[1]
+    assert " | val/loss " in line and "@399 " in line  # val/loss is logged every 50 steps, last at 399
+    assert "step 400" in line

@@ -25,6 +25,7 @@ class RunLine:
     last: float | None = None
     spark: list[float] = field(default_factory=list)
     direction: int = 0
+    step: int | None = None  # step of ``last``
 
 
 def run_line(line: RunLine, now: float) -> str:
@@ -36,7 +37,9 @@ def run_line(line: RunLine, now: float) -> str:
     parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
     parts.append(t.duration(r.runtime))
     if line.metric:
-        parts.append(f"{line.metric} {t.num(line.last, line.metric)} {t.sparkline(line.spark)}{t.arrow(line.direction)}")
+        at = f"@{t.step(line.step)}" if line.step is not None and line.step != r.last_step else ""
+        parts.append(f"{line.metric} {t.num(line.last, line.metric)}{at} {t.sparkline(line.spark)}"
+                     f"{t.arrow(line.direction)}")
     if r.group and not r.name.startswith(r.group):
         parts.append(f"group {r.group}")
     if r.tags:
