@@ -206,7 +206,7 @@ def test_unreadable_directory_is_reported():
         shutil.copytree(run_dir("crashed"), top / "ok" / "wandb" / run_dir("crashed").name, symlinks=True)
         secret = top / "secret"
         shutil.copytree(run_dir("typed"), secret / "wandb" / run_dir("typed").name, symlinks=True)
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, _dirnames, filenames in os.walk(top):
             os.chmod(dirpath, 0o755)
             for n in filenames:
                 if not (Path(dirpath) / n).is_symlink():

@@ -750,15 +750,11 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     probe = LogReader(path, HEADER)
     # The tail must hold the last history row whole: widen it while it holds no history record
     # (e.g. one large row that starts before the tail, followed only by the exit record).
+    kinds: list[int] = []
     while size - tail > head and tail < MAX_RECORD:
-        got = [0]
-
-        def count(rec: bytes) -> None:
-            if record_kind(rec) == R_HISTORY:
-                got[0] += 1
-
-        probe.read_span(size - tail, size, count)
-        if got[0]:
+        kinds.clear()
+        probe.read_span(size - tail, size, lambda rec: kinds.append(record_kind(rec)))
+        if R_HISTORY in kinds:
             break
         tail *= 4
     tail_start = max(head, size - tail)
