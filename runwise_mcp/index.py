@@ -288,7 +288,6 @@ def build_run(run_id: str, segs: list[RunDir]) -> Run:
             start_time=seg.start_time, log_bytes=seg.log_key[0] if seg.log_key else 0,
             producer=seg.producer, rows=h.rows,
             first_step=h.first_step, last_step=h.last_step,
-            skipped="; ".join(seg.problems() + ([seg.tail_note] if seg.tail_note else [])),
         ))
     run.start_time = next((s.start_time for s in segs if s.start_time), None)
     runtimes = [s.runtime for s in segs if s.runtime is not None]

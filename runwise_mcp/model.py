@@ -123,6 +123,10 @@ class History:
         """Append one row of (name, value) pairs; numbers go to columns, the rest to ``other``."""
         row = len(self.steps)
         self.steps.append(step)
+        self.add_items(row, step, items)
+
+    def add_items(self, row: int, step: int, items: list[tuple[str, Any]]) -> None:
+        """Add (name, value) pairs to an existing row."""
         for name, v in items:
             if v.__class__ is float:
                 self.column(name).append(row, step, v)
@@ -147,13 +151,6 @@ class History:
         if col is None:
             return array("q"), array("d")
         return col.steps, col.values
-
-    def last_value(self, name: str) -> Any:
-        col = self.columns.get(name)
-        if col is not None and len(col):
-            return col.values[-1]
-        o = self.other.get(name)
-        return o.last if o is not None else None
 
 
 def value_kind(v: Any) -> str:
@@ -193,7 +190,7 @@ def merge_histories(parts: list[History]) -> tuple[History, list[str]]:
         dropped = part.rows - keep
         if dropped:
             notes.append(
-                f"segment {i + 1} steps {_fmt_int(int(cut))}..{_fmt_int(part.last_step or 0)} "
+                f"segment {i + 1} steps {int(cut):,}..{part.last_step or 0:,} "
                 f"({dropped:,} rows) overridden by a later segment"
             )
         merged.steps.extend(s for s in part.steps if s < cut)
@@ -234,10 +231,6 @@ def merge_histories(parts: list[History]) -> tuple[History, list[str]]:
                 m.count += o.count
                 m.last_step, m.last, m.kind = o.last_step, o.last, o.kind
     return merged, notes
-
-
-def _fmt_int(n: int) -> str:
-    return f"{n:,}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +274,6 @@ class Segment:
     first_step: int | None = None
     last_step: int | None = None
     state: RunState | None = None
-    skipped: str = ""  # what the reader skipped or could not read
 
 
 @dataclass
@@ -308,7 +300,6 @@ class Run:
     metrics: dict[str, MetricDef] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     console_tail: list[str] = field(default_factory=list)
-    console_lines: int = 0
     notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
     sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
 

@@ -492,10 +492,3 @@ class RunDir:
             if j.reader.bad_lines:
                 out.append(f"{os.path.basename(j.path)}: {j.reader.bad_lines} line(s) not JSON objects, skipped")
         return out
-
-    @property
-    def tail_note(self) -> str:
-        """Why reading stopped before the end of the log (torn tail of a live or killed run)."""
-        if self.log is not None and self.full:
-            return self.log.reader.tail
-        return ""

@@ -128,8 +128,6 @@ class WandbLog:
         self.exit_runtime: float | None = None
         self.environment: dict[str, Any] = {}
         self.console = Console()
-        self.last_runtime: float | None = None
-        self.last_timestamp: float | None = None
         # Summary updates that are not row mirrors: name -> (record number, value_json or None
         # for a removal). Row mirrors are kept as the record number of each row (row_seq).
         self._summary_raw: dict[str, tuple[int, bytes | None]] = {}
@@ -154,8 +152,10 @@ class WandbLog:
         return n
 
     @property
-    def offset(self) -> int:
-        return self.reader.offset
+    def last_runtime(self) -> float | None:
+        """Seconds since start at the last row (`_runtime`)."""
+        col = self.history.columns.get("_runtime")
+        return col.values[-1] if col is not None and len(col) else None
 
     def _record(self, rec: bytes) -> None:
         self.records += 1
@@ -202,7 +202,7 @@ class WandbLog:
         if f == R_RUN:
             self._run(rec, a, b)
         elif f == R_CONFIG:
-            self._config(rec, a, b)
+            self._config_items(rec, a, b)
         elif f == R_OUTPUT_RAW or f == R_OUTPUT:
             self._output(rec, a, b)
         elif f == R_STATS:
@@ -432,24 +432,12 @@ class WandbLog:
             elif isinstance(v, dict) and v and "_type" not in v:  # 0.16.x nested dict
                 flat: list[tuple[str, Any]] = []
                 flatten(name, v, flat)
-                for n, x in flat:
-                    if x.__class__ is float or (isinstance(x, (int, bool)) and abs(x) < 2**63):
-                        h.column(n).append(row, step, float(x))
-                    else:
-                        h.add_other(n, step, x, row)
+                h.add_items(row, step, flat)
             else:
                 h.add_other(name, step, v, row)
         if media:
             for prefix, obj in media.items():
                 h.add_other(prefix, step, obj, row)
-        if items:
-            # keep _runtime/_timestamp current without a name test per item on the fast path
-            rt = h.columns.get("_runtime")
-            if rt is not None and len(rt):
-                self.last_runtime = rt.values[-1]
-            ts = h.columns.get("_timestamp")
-            if ts is not None and len(ts):
-                self.last_timestamp = ts.values[-1]
 
     # ---- summary ---------------------------------------------------------------------------
 
@@ -576,9 +564,6 @@ class WandbLog:
                 node[path[-1]] = decode_json(buf[vs:ve]) if kind == 16 else self._typed(buf, kind, vs, ve)
             else:
                 node.pop(path[-1], None)
-
-    def _config(self, buf: bytes, a: int, b: int) -> None:
-        self._config_items(buf, a, b)
 
     def _run(self, buf: bytes, a: int, b: int) -> None:
         ident: dict[str, Any] = {"tags": []}
