@@ -7,16 +7,23 @@ Shared by the MCP server and the command line. Problems the caller can act on ra
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import time
 from typing import Any
 
-from .analysis.sampling import bucket_means
-from .analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
-from .analysis.stats import series_stats, trend
+from .analysis.anomalies import Thresholds, default_keys, diagnose
+from .analysis.compare import (aggregate, best_of, parse_entry, parse_step, rank, read_at, relative_change,
+                               stage_keys, stage_start)
+from .analysis.compare import config_diff as compare_config
+from .analysis.sampling import bucket_means, sample_join
+from .analysis.select import (KeyRole, closest_keys, key_matches, main_keys, main_metric, metric_goal, metric_keys,
+                              pick_keys, query_matches, x_axis_keys)
+from .analysis.stats import series_stats, tail_slope, trend
 from .index import RunIndex, RunNotFound
 from .model import RESERVED_KEYS, STATES, Run
 from .render import answers as ra
+from .render import reports as rs
 from .render import text as t
 
 SPARK_BUCKETS = 6  # ~2 tokens a character: a 6-step picture plus an arrow
@@ -218,3 +225,393 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
         return False, "\n".join(out)
     out.append("OK")
     return True, "\n".join(out)
+
+
+# ---- shared by the analysis tools ---------------------------------------------------------------
+
+MAX_HISTORY_SAMPLES = 2000
+MAX_STATS_KEYS = 40
+MAX_COMPARE_KEYS = 40
+MAX_CONFIG_DIFF = 30
+
+
+def parse_keys(keys: list[str] | str | None) -> list[str]:
+    """A list of keys, or one comma-separated string; blanks dropped, order kept."""
+    if keys is None:
+        return []
+    items = keys.split(",") if isinstance(keys, str) else [x for k in keys for x in str(k).split(",")]
+    return list(dict.fromkeys(k.strip() for k in items if k.strip()))
+
+
+def numeric_keys(run: Run) -> list[str]:
+    return sorted(k for k in metric_keys(run) if len(run.history.columns[k]))
+
+
+def choose_keys(run: Run, keys: list[str] | str | None, prefs: list[str], tool: str) -> list[str]:
+    """The requested keys (exact, case-insensitive or glob), else the run's main metrics. Unknown
+    keys raise with their closest existing keys."""
+    want = parse_keys(keys)
+    available = numeric_keys(run)
+    if not want:
+        return main_keys(run, prefs)
+    found, unknown = pick_keys(want, available + [k for k in run.history.other if k not in available])
+    if unknown:
+        raise UserError(unknown_keys_message(run, unknown, available, tool))
+    text_keys = [k for k in found if k in run.history.other and k not in run.history.columns]
+    if text_keys:
+        raise UserError(f"{ra.run_label(run)}: {', '.join(text_keys)} hold non-numeric values "
+                        f"({', '.join(run.history.other[k].kind for k in text_keys)}); "
+                        f"{t.call('list_keys', run=run.id)} shows their last values")
+    return found
+
+
+def unknown_keys_message(run: Run, unknown: list[tuple[str, list[str]]], available: list[str], tool: str) -> str:
+    parts = []
+    for k, close in unknown:
+        if k.lower().startswith("system/") or k.lower() in {s.lower() for s in run.system.keys()}:
+            parts.append(f"{k!r} is a system metric (sampled by time, not step): "
+                         f"{t.call('list_keys', run=run.id, pattern='system/')}")
+        elif close:
+            parts.append(f"{k!r} is not logged; closest: {', '.join(close)}")
+        else:
+            parts.append(f"{k!r} is not logged")
+    if not available:
+        return f"{ra.run_label(run)} has no numeric metrics yet: {empty_log_note(run)}"
+    return (f"{ra.run_label(run)}: " + "; ".join(parts) + f". {t.call('list_keys', run=run.id)} lists all "
+            f"{t.plural(len(available), 'key')}")
+
+
+def require_history(run: Run, what: str) -> None:
+    if run.history.rows == 0 or not numeric_keys(run):
+        raise UserError(f"{ra.run_label(run)} has no {what} yet: {empty_log_note(run)}")
+
+
+def thresholds(index: RunIndex) -> tuple[Thresholds, list[str]]:
+    """The diagnose thresholds and what was wrong with the project config file, if anything."""
+    th, problems = Thresholds.from_mapping(index.settings.diagnose)
+    where = index.settings.config_file
+    return th, index.settings.config_problems + [f"{where}: {p}, ignored" for p in problems]
+
+
+def goals_for(run: Run, keys: list[str]) -> dict[str, str]:
+    return {k: metric_goal(run, k)[0] for k in keys}
+
+
+def history_source(run: Run) -> str:
+    """Which files the numbers come from, e.g. 'run-abc.wandb (history to 599)'."""
+    parts = []
+    for seg in run.segments:
+        name = os.path.basename(seg.log_path) if seg.log_path else ("wandb-history.jsonl" if seg.layout == "dryrun"
+                                                                     else os.path.basename(seg.path))
+        rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
+        parts.append(f"{name} ({rng})")
+    return " + ".join(parts)
+
+
+# ---- run_summary ---------------------------------------------------------------------------------
+
+
+def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r = get_run(index, run)
+    prefs = index.settings.main_metrics
+    now = index.clock()
+    if not numeric_keys(r):
+        why = empty_log_note(r) if r.history.rows == 0 else "it logged only non-numeric values"
+        return rs.summary_answer(r, now, [], [], [], "", f"{history_source(r)}; no metrics: {why}", 0, False)
+    chosen = choose_keys(r, keys, prefs, "run_summary")
+    goals = goals_for(r, chosen)
+    rows = r.history.rows
+    lines: list[rs.MetricLine] = []
+    compact: list[rs.MetricLine] = []
+    for k in chosen:
+        col = r.history.columns[k]
+        st = series_stats(col.steps, col.values)
+        goal = goals[k]
+        role = KeyRole(k)
+        best, best_step = (st.min, st.min_step) if goal == "minimize" else (st.max, st.max_step)
+        m = rs.MetricLine(k, st.last, st.last_step, st.last_finite, best if goal else None,
+                          best_step if goal else None, goal, bucket_means(col.values, SPARK_BUCKETS),
+                          trend(col.values), st.count, sparse=st.count < 0.5 * rows,
+                          compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
+        (compact if m.compact else lines).append(m)
+    groups = _group_val_sets(lines)
+    grouped = {m.key for _, ms in groups for m in ms}
+    lines = [m for m in lines if m.key not in grouped]
+    diag = diagnose(r, default_keys(r, prefs) if not parse_keys(keys) else chosen,
+                    goals_for(r, default_keys(r, prefs) if not parse_keys(keys) else chosen), thresholds(index)[0])
+    extra = len(numeric_keys(r)) - len(chosen)
+    return rs.summary_answer(r, now, lines, groups, compact, rs.anomalies_line(diag), _summary_source(r, chosen),
+                             extra, bool(parse_keys(keys)))
+
+
+def _group_val_sets(lines: list[rs.MetricLine]) -> list[tuple[str, list[rs.MetricLine]]]:
+    """Validation sets with the same metric on one line: 'val_*/accuracy: setA 81.0% | setB 70.0%'."""
+    by: dict[tuple[str, str], list[rs.MetricLine]] = {}
+    for m in lines:
+        role = KeyRole(m.key)
+        if role.split in ("val", "test") and role.dataset and "/" in m.key:
+            head = m.key.split("/")[0]
+            prefix = head[: len(head) - len(role.dataset)]
+            by.setdefault((prefix, m.key.split("/", 1)[1]), []).append(m)
+    return [(f"{p}*/{metric}", ms) for (p, metric), ms in by.items() if len(ms) > 1]
+
+
+def _summary_source(r: Run, keys: list[str]) -> str:
+    src = history_source(r)
+    notes = []
+    if not r.summary:
+        notes.append("no summary record (the run did not reach one): values from history")
+    else:
+        differ = []
+        for k in keys:
+            sv = r.summary.get(k)
+            col = r.history.columns.get(k)
+            if isinstance(sv, (int, float)) and not isinstance(sv, bool) and col is not None and len(col):
+                hv = col.values[-1]
+                if sv != hv and not (sv != sv and hv != hv):
+                    differ.append(f"{k} summary {t.num(sv, k)} vs history last {t.num(hv, k)}")
+        if differ:
+            notes.append("disagree: " + "; ".join(differ[:3]) + " (shown: history)")
+    if r.sampled:
+        notes.append("read from a skim")
+    notes.extend(r.notes_read[:2])
+    return src + ("; " + "; ".join(notes) if notes else "")
+
+
+# ---- get_history ---------------------------------------------------------------------------------
+
+
+def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None, samples: int = 100,
+                step_min: int | None = None, step_max: int | None = None) -> str:
+    if samples < 1 or samples > MAX_HISTORY_SAMPLES:
+        raise UserError(f"samples must be between 1 and {MAX_HISTORY_SAMPLES:,}; got {samples}")
+    if step_min is not None and step_max is not None and step_min > step_max:
+        raise UserError(f"step_min ({step_min:,}) is after step_max ({step_max:,})")
+    r = get_run(index, run)
+    require_history(r, "history")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "get_history")[:12]
+    series = {k: (r.history.columns[k].steps, r.history.columns[k].values) for k in chosen}
+    sampled = sample_join(series, samples, step_min, step_max)
+    if not sampled.steps:
+        h = r.history
+        raise UserError(f"{ra.run_label(r)}: no point of {', '.join(chosen)} in steps "
+                        f"{step_min if step_min is not None else ''}..{step_max if step_max is not None else ''}; "
+                        f"the run's steps are {t.steps_range(h.first_step, h.last_step)}")
+    return rs.history_answer(r, chosen, sampled, samples, step_min, step_max, history_source(r))
+
+
+# ---- history_stats -------------------------------------------------------------------------------
+
+
+def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r = get_run(index, run)
+    require_history(r, "history")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "history_stats")
+    rows = []
+    for k in chosen[:MAX_STATS_KEYS]:
+        col = r.history.columns[k]
+        rows.append((k, series_stats(col.steps, col.values), tail_slope(col.steps, col.values)))
+    out = rs.stats_answer(r, rows)
+    if len(chosen) > MAX_STATS_KEYS:
+        out += f"\n… {len(chosen) - MAX_STATS_KEYS} more keys; narrow with keys=[...]"
+    return out
+
+
+# ---- diagnose_run --------------------------------------------------------------------------------
+
+
+def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r = get_run(index, run)
+    require_history(r, "history to diagnose")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "diagnose_run") if parse_keys(keys) \
+        else default_keys(r, index.settings.main_metrics)
+    th, problems = thresholds(index)
+    d = diagnose(r, chosen, goals_for(r, chosen), th)
+    out = rs.diagnose_answer(r, d)
+    if problems:
+        out += "\nconfig: " + "; ".join(problems) + " (defaults used; fix the file and restart the server)"
+    return out
+
+
+# ---- best_run ------------------------------------------------------------------------------------
+
+_GOALS = {"auto": "", "min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
+
+
+def _select_runs(index: RunIndex, query: str) -> list[Run]:
+    runs = [r for r in index.runs() if not query or query_matches(r, query)]
+    if not runs:
+        if not index.runs():
+            raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
+        raise UserError(f"no run matches query {query!r}; {t.call('list_runs')} shows all runs")
+    return [index.resolve(r.id, full=True) if r.sampled else r for r in runs]
+
+
+def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, query: str = "", by: str = "best") -> str:
+    if goal not in _GOALS:
+        raise UserError(f"goal must be auto, min or max; got {goal!r}")
+    if by not in ("best", "last"):
+        raise UserError(f"by must be best or last; got {by!r}")
+    metric = metric.strip()
+    if not metric:
+        raise UserError("metric is empty; pass a key such as val/loss (list_keys shows a run's keys)")
+    runs = _select_runs(index, query)
+    have = [r for r in runs if metric in r.history.columns and len(r.history.columns[metric])]
+    if not have:
+        allkeys = sorted({k for r in runs for k in numeric_keys(r)})
+        close = closest_keys(metric, allkeys)
+        scope = f"the {t.plural(len(runs), 'run')}" + (f" matching {query!r}" if query else "")
+        hint = f"closest: {', '.join(close)}" if close else f"{t.call('list_keys')} lists a run's keys"
+        raise UserError(f"no run among {scope} logged {metric!r}; {hint}")
+    g = _GOALS[goal]
+    basis = "argument"
+    if not g:
+        votes = [metric_goal(r, metric) for r in have]
+        declared = [v for v in votes if v[1] == "define_metric"]
+        g, basis = (declared[0] if declared else votes[0])
+        if not g:
+            raise UserError(f"cannot tell whether higher or lower {metric} is better: no define_metric goal and "
+                            f"the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
+    ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
+    missing = [r for r in runs if r not in have]
+    return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock())
+
+
+# ---- compare_runs --------------------------------------------------------------------------------
+
+
+def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str | None = None,
+                 prefix: str | None = None, min_change_pct: float = 0, config_diff: bool = True,
+                 format: str = "text") -> str:
+    entries = parse_keys(runs)
+    if not 2 <= len(entries) <= 10:
+        raise UserError(f"compare_runs takes 2 to 10 runs; got {len(entries)}. Example: "
+                        f"{t.call('compare_runs', runs=['R001', 'R002@50k'])}")
+    if format not in ("text", "md", "csv", "json"):
+        raise UserError(f"format must be text, md, csv or json; got {format!r}")
+    if min_change_pct < 0:
+        raise UserError("min_change_pct must be 0 or more")
+    cols: list[rs.Column] = []
+    for e in entries:
+        try:
+            p = parse_entry(e)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        r = get_run(index, p.ref)
+        cols.append(_point(r, p))
+    runs_ = [c.run for c in cols]
+    available = sorted({k for r in runs_ for k in numeric_keys(r)})
+    want = parse_keys(keys)
+    if want:
+        chosen, unknown = pick_keys(want, available)
+        if unknown:
+            raise UserError("; ".join(f"{k!r} is logged by none of these runs"
+                                      + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
+    elif prefix:
+        chosen = [k for k in available if k.startswith(prefix)]
+        if not chosen:
+            close = sorted({k.split("/")[0] + "/" for k in available if "/" in k})
+            raise UserError(f"no key starts with {prefix!r} in these runs; prefixes: {', '.join(close[:12])}")
+    else:
+        chosen = []
+        for r in runs_:
+            chosen.extend(k for k in main_keys(r, index.settings.main_metrics) if k not in chosen)
+    if prefix and want:
+        chosen = [k for k in chosen if k.startswith(prefix)]
+    cells = {k: [read_at(c.run, k, c.step) for c in cols] for k in chosen}
+    hidden = 0
+    if min_change_pct > 0:
+        keep = []
+        for k in chosen:
+            base = cells[k][0].value
+            if any(relative_change(base, x.value) >= min_change_pct for x in cells[k][1:]):
+                keep.append(k)
+            else:
+                hidden += 1
+        chosen = keep
+    cut = max(0, len(chosen) - MAX_COMPARE_KEYS)
+    chosen = chosen[:MAX_COMPARE_KEYS]
+    diffs = []
+    ccut = 0
+    if config_diff:
+        flat = [{k: v for k, v in flatten_config(r.config) if not k.startswith("_wandb")} for r in runs_]
+        diffs = compare_config(flat)
+        ccut = max(0, len(diffs) - MAX_CONFIG_DIFF)
+        diffs = diffs[:MAX_CONFIG_DIFF]
+    notes = []
+    extra = len(available) - len(chosen) - hidden
+    if not want and not prefix and extra > 0 and format in ("text", "md"):
+        notes.append(f"{t.plural(extra, 'other key')}: pass keys=[...] or prefix=")
+    return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut, config_diff, ccut, notes)
+
+
+def _point(r: Run, p) -> rs.Column:
+    if p.stage is not None:
+        key = p.stage_key
+        if key is None:
+            cands = stage_keys(r)
+            if not cands:
+                raise UserError(f"{p.label}: {ra.run_label(r)} logs no stage/curriculum/phase key; name it: "
+                                f"{p.ref}@KEY={p.stage:g} ({t.call('list_keys', run=r.id)} lists keys)")
+            key = cands[0]
+        elif key not in r.history.columns:
+            close = closest_keys(key, numeric_keys(r))
+            raise UserError(f"{p.label}: {ra.run_label(r)} does not log {key!r}"
+                            + (f"; closest: {', '.join(close)}" if close else ""))
+        s = stage_start(r, key, p.stage)
+        if s is None:
+            col = r.history.columns[key]
+            top = max((v for v in col.values if v == v), default=math.nan)
+            raise UserError(f"{p.label}: {key} of {ra.run_label(r)} never reaches {p.stage:g} "
+                            f"(highest {t.num(top)} by step {t.step(col.last_step)})")
+        return rs.Column(r, p.label, s, f"{key} reaches {p.stage:g} at step {s:,}")
+    if p.step is not None:
+        last = r.last_step
+        how = f"at step {p.step:,}"
+        if last is not None and p.step > last:
+            how += f" (run ends at {last:,}: its last values)"
+        return rs.Column(r, p.label, p.step, how)
+    return rs.Column(r, p.label, None, f"final (step {t.step(r.last_step)})")
+
+
+# ---- aggregate_runs ------------------------------------------------------------------------------
+
+
+def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: str = "",
+                   keys: list[str] | str | None = None, at: int | str | None = None) -> str:
+    refs = parse_keys(runs)
+    step = None
+    if at is not None and str(at).strip():
+        step = at if isinstance(at, int) else parse_step(str(at))
+        if step is None:
+            raise UserError(f"at must be a step such as 50000, 50k or 1.2M; got {at!r}")
+    if refs:
+        chosen_runs = []
+        for ref in refs:
+            r = get_run(index, ref)
+            if r not in chosen_runs:
+                chosen_runs.append(r)
+        if query:
+            chosen_runs = [r for r in chosen_runs if query_matches(r, query)]
+        scope = ", ".join(refs[:6]) + ("…" if len(refs) > 6 else "")
+    else:
+        chosen_runs = _select_runs(index, query)
+        scope = f"query {query!r}" if query else "all runs"
+    chosen_runs = [index.resolve(r.id, full=True) if r.sampled else r for r in chosen_runs]
+    available = sorted({k for r in chosen_runs for k in numeric_keys(r)})
+    want = parse_keys(keys)
+    if want:
+        ks, unknown = pick_keys(want, available)
+        if unknown:
+            raise UserError("; ".join(f"{k!r} is logged by none of these runs"
+                                      + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
+    else:
+        counts: dict[str, int] = {}
+        for r in chosen_runs:
+            for k in main_keys(r, index.settings.main_metrics):
+                counts[k] = counts.get(k, 0) + 1
+        ks = [k for k in counts if counts[k] >= max(1, len(chosen_runs) // 2)][:8]
+    if not ks:
+        raise UserError(f"these {t.plural(len(chosen_runs), 'run')} share no metric; pass keys=[...]")
+    aggs = [aggregate(chosen_runs, k, step) for k in ks]
+    return rs.aggregate_answer(aggs, chosen_runs, step, scope)

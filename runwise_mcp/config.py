@@ -27,6 +27,9 @@ class Settings:
     roots_from: str = "cwd"  # "--root" | ENV_ROOT | "cwd"
     cache_mb: float = DEFAULT_CACHE_MB  # memory for fully read histories; least recently used go first
     skim_above: int = SKIM_ABOVE_BYTES
+    diagnose: dict = field(default_factory=dict)  # [diagnose] thresholds from the project config file
+    config_file: str = ""  # the runwise.toml / pyproject.toml it came from
+    config_problems: list[str] = field(default_factory=list)
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -55,6 +58,11 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         chosen, source = [cwd or os.getcwd()], "cwd"
     chosen = [os.path.abspath(os.path.expanduser(p.strip())) for p in chosen]
     depth = int(_float_env(env, ENV_DEPTH, DEFAULT_DEPTH))
+    project, config_file, problems = load_project_config(list(dict.fromkeys(chosen)) + [cwd or os.getcwd()])
+    diagnose = project.get("diagnose", {})
+    if not isinstance(diagnose, dict):
+        problems.append(f"{config_file}: [diagnose] must be a table")
+        diagnose = {}
     return Settings(
         roots=list(dict.fromkeys(chosen)),
         stale_after=_float_env(env, ENV_STALE, DEFAULT_STALE_MINUTES) * 60,
@@ -62,4 +70,35 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         main_metrics=[m.strip() for m in env.get(ENV_MAIN_METRIC, "").split(",") if m.strip()],
         roots_from=source,
         cache_mb=_float_env(env, ENV_CACHE_MB, DEFAULT_CACHE_MB),
+        diagnose=diagnose,
+        config_file=config_file,
+        config_problems=problems,
     )
+
+
+def load_project_config(dirs: list[str]) -> tuple[dict, str, list[str]]:
+    """The first ``runwise.toml``, or ``pyproject.toml`` with a ``[tool.runwise]`` table, found in
+    ``dirs`` (the roots, then the working directory). A file that does not parse is reported
+    and skipped; defaults apply."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    problems: list[str] = []
+    for d in dirs:
+        for name in ("runwise.toml", "pyproject.toml"):
+            path = os.path.join(d, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    data = tomllib.loads(f.read(1 << 20).decode("utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                problems.append(f"{path} ignored: {e}")
+                continue
+            if name == "pyproject.toml":
+                data = data.get("tool", {}).get("runwise")
+                if not isinstance(data, dict):
+                    continue
+            return data, path, problems
+    return {}, "", problems

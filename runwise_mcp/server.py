@@ -19,14 +19,17 @@ log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Reads ML training runs on this machine (W&B run directories, offline or online, including killed "
-    "and running runs). Start with list_runs; pass a run's name or id as `run` to the other tools."
+    "and running runs). Start with list_runs or run_summary. `run`: a run's name or id, a unique prefix, "
+    "or latest. `keys`: metric names or globs, as a list or comma-separated; default: the run's main "
+    "metrics. `query`: words matched in name/id/tags/group/notes, or tag:x group:x name:x."
 )
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
 
-RunArg = Annotated[str, Field(description="Run name or id, a unique prefix, or latest")]
+RunArg = str
 PatternArg = Annotated[str, Field(description="Substring or glob filter on keys")]
+KeysArg = list[str] | str | None
 
 
 def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
@@ -46,12 +49,12 @@ def build_server(settings: Settings | None = None) -> MCPServer:
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     def list_runs(
-        query: Annotated[str, Field(description="Filter: words in name/id/tags/group/notes; tag:x group:x name:x")] = "",
+        query: str = "",
         state: Literal["any", "running", "finished", "crashed", "killed"] = "any",
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> str:
-        """Find runs. One line each: state and why, start, last step, runtime, main metric with trend, tags."""
+        """Find runs: state and why, start, step, runtime, main metric trend, tags."""
         return _answer(answers.list_runs, index, query, state, limit, offset)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -64,13 +67,75 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         """A run's config (hyperparameters) as sorted a.b.c: value lines."""
         return _answer(answers.get_config, index, run, pattern)
 
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def run_summary(run: RunArg = "latest", keys: KeysArg = None) -> str:
+        """How training goes: state, step, main metrics (last, best, trend), anomalies, sources."""
+        return _answer(answers.run_summary, index, run, keys)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def get_history(
+        run: RunArg = "latest",
+        keys: KeysArg = None,
+        samples: Annotated[int, Field(ge=1, le=2000)] = 100,
+        step_min: int | None = None,
+        step_max: int | None = None,
+    ) -> str:
+        """Metric history as CSV joined on step; downsampling keeps each bucket's min, max and NaN."""
+        return _answer(answers.get_history, index, run, keys, samples, step_min, step_max)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def history_stats(run: RunArg = "latest", keys: KeysArg = None) -> str:
+        """Per key over all points: count, first, last, min/max@step, mean, NaN/inf, recent slope."""
+        return _answer(answers.history_stats, index, run, keys)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def best_run(
+        metric: str,
+        goal: Literal["auto", "min", "max"] = "auto",
+        top: Annotated[int, Field(ge=1, le=100)] = 5,
+        query: str = "",
+        by: Literal["best", "last"] = "best",
+    ) -> str:
+        """Rank runs by a metric's best (or last) value; goal auto: define_metric's, else by name."""
+        return _answer(answers.best_run, index, metric, goal, top, query, by)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def compare_runs(
+        runs: Annotated[list[str] | str, Field(description="2-10 runs, each optionally @STEP (50k), @stage:K, @KEY=VALUE")],
+        keys: KeysArg = None,
+        prefix: str | None = None,
+        min_change_pct: Annotated[float, Field(ge=0)] = 0,
+        config_diff: bool = True,
+        format: Literal["text", "md", "csv", "json"] = "text",
+    ) -> str:
+        """Runs side by side (final, at a step or stage) with deltas vs the first; config differences."""
+        return _answer(answers.compare_runs, index, runs, keys, prefix, min_change_pct, config_diff, format)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def aggregate_runs(
+        runs: list[str] | str | None = None,
+        query: str = "",
+        keys: KeysArg = None,
+        at: int | str | None = None,
+    ) -> str:
+        """Mean ± std, min, max across runs (seeds, sweeps) at their end or at step `at`."""
+        return _answer(answers.aggregate_runs, index, runs, query, keys, at)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def diagnose_run(run: RunArg = "latest", keys: KeysArg = None) -> str:
+        """Anomalies over all points: NaN, spikes, divergence, overfit, plateau, grad norm, throughput."""
+        return _answer(answers.diagnose_run, index, run, keys)
+
     _compact_schemas(mcp)
     return mcp
 
 
 def _compact_schemas(mcp: MCPServer) -> None:
-    """Drop the auto-generated "title" entries from input schemas: they repeat the parameter
-    names and cost tokens in every client's prompt."""
+    """Make input schemas cheaper for every client's prompt without changing what is accepted:
+    drop the auto-generated "title" entries (they repeat the names), drop ``"default": null`` and
+    the null branch of optional parameters (omitting them is how a client says "none"), and write
+    ``anyOf`` of plain types as one ``type`` list. Arguments are still validated by the full
+    pydantic model, so null stays accepted."""
     manager = getattr(mcp, "_tool_manager", None)
     for tool in getattr(manager, "_tools", {}).values():
         schema = getattr(tool, "parameters", None)
@@ -78,4 +143,25 @@ def _compact_schemas(mcp: MCPServer) -> None:
             schema.pop("title", None)
             for prop in schema.get("properties", {}).values():
                 if isinstance(prop, dict):
-                    prop.pop("title", None)
+                    _compact_prop(prop)
+
+
+def _compact_prop(prop: dict) -> None:
+    prop.pop("title", None)
+    if "default" in prop and prop["default"] is None:
+        del prop["default"]
+    branches = prop.get("anyOf")
+    if not isinstance(branches, list):
+        return
+    branches = [b for b in branches if b != {"type": "null"}]
+    if not all(isinstance(b, dict) and set(b) <= {"type", "items"} and isinstance(b.get("type"), str)
+               for b in branches):
+        return
+    items = [b["items"] for b in branches if "items" in b]
+    if len(items) > 1:
+        return
+    del prop["anyOf"]
+    types = [b["type"] for b in branches]
+    prop["type"] = types[0] if len(types) == 1 else types
+    if items:
+        prop["items"] = items[0]

@@ -20,7 +20,8 @@ from runwise_mcp.server import build_server
 pytestmark = pytest.mark.anyio
 
 SNAPSHOT = REPO / "tests" / "snapshots" / "tools_list.json"
-TOOLS = ["list_runs", "list_keys", "get_config"]
+TOOLS = ["list_runs", "list_keys", "get_config", "run_summary", "get_history", "history_stats", "best_run",
+         "compare_runs", "aggregate_runs", "diagnose_run"]
 
 
 def client_for(*roots) -> Client:
@@ -42,7 +43,7 @@ async def test_tools_list_snapshot():
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(json.dumps(got, indent=1) + "\n")
     assert got == json.loads(SNAPSHOT.read_text()), "tool interface changed: review, then UPDATE_SNAPSHOTS=1"
-    assert [t.name for t in tools][:3] == TOOLS
+    assert [t.name for t in tools] == TOOLS
     for t in tools:
         a = t.annotations
         assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (True, False, True, False)
@@ -56,7 +57,7 @@ async def test_tools_list_token_budget():
         tools = (await c.list_tools()).tools
     sizes = {t.name: len(enc.encode(json.dumps({"name": t.name, "description": t.description,
                                                 "inputSchema": t.input_schema}))) for t in tools}
-    assert sum(sizes[n] for n in TOOLS) < 400, sizes
+    assert sum(sizes[n] for n in TOOLS[:3]) < 400, sizes
     assert sum(sizes.values()) <= 1500, sizes
 
 
@@ -175,7 +176,10 @@ async def test_tools_never_write_into_runs(tmp_path):
     async with client_for(tmp_path) as c:
         for tool in TOOLS:
             for run in ("latest", "R001", "L097", "R005"):
-                await c.call_tool(tool, {} if tool == "list_runs" else {"run": run})
+                args = {"best_run": {"metric": "train/loss"}, "list_runs": {}, "aggregate_runs": {"runs": [run, "R002"]},
+                        "compare_runs": {"runs": [run, "R002@50"]}}.get(tool, {"run": run})
+                res = await c.call_tool(tool, args)
+                assert not res.is_error, (tool, args, text(res))
     after = {str(p): (p.lstat().st_mtime_ns, p.lstat().st_size) for p in tmp_path.rglob("*")}
     assert before == after
 
@@ -192,6 +196,13 @@ def stdio_params(*roots) -> StdioServerParameters:
     ("list_runs", {"query": "R00"}, "R001-finished ("),
     ("list_keys", {"run": "R002-crashed"}, "train/"),
     ("get_config", {"run": "R002-crashed"}, "lr: 0.1"),
+    ("run_summary", {"run": "R002-crashed"}, "crashed (exit code 1)"),
+    ("get_history", {"run": "R002-crashed", "keys": "train/loss", "samples": 5}, "step,train/loss"),
+    ("history_stats", {"run": "R002-crashed"}, "train/loss: 80 pts 0–79"),
+    ("best_run", {"metric": "train/loss", "by": "last"}, "minimize, from name"),
+    ("compare_runs", {"runs": ["R001-finished@50", "R002-crashed@50"]}, "at step 50"),
+    ("aggregate_runs", {"query": "fixture", "keys": ["train/loss"]}, "mean "),
+    ("diagnose_run", {"run": "R002-crashed"}, "divergence: train/loss"),
 ])
 async def test_stdio_each_tool(tool, args, expect):
     async with Client(stdio_params(FIXTURES)) as c:
@@ -251,7 +262,7 @@ def test_stdout_carries_only_protocol():
         assert json.loads(line).get("jsonrpc") == "2.0"
     assert sorted(replies) == [1, 2, 3, 4, 5, 6]
     assert replies[1]["result"]["serverInfo"]["name"] == "runwise"
-    assert [t["name"] for t in replies[2]["result"]["tools"]][:3] == TOOLS
+    assert [t["name"] for t in replies[2]["result"]["tools"]] == TOOLS
     assert "R001-finished" in replies[3]["result"]["content"][0]["text"]
     assert replies[5]["result"]["isError"] is True
     assert replies[6]["error"]["code"] == -32601

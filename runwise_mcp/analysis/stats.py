@@ -20,10 +20,25 @@ class SeriesStats:
     min_step: int | None
     max: float | None
     max_step: int | None
+    mean: float | None = None  # of the finite values
+    first: float | None = None  # first logged value
 
 
 def series_stats(steps: Sequence[int], values: Sequence[float]) -> SeriesStats:
+    """Count, NaN/inf counts, first/last, min/max with their steps and the mean, over all points.
+    Finite series take a fast path through C builtins (one pass each)."""
+    n = len(values)
+    if n:
+        total = math.fsum(values) if n < 64 else sum(values)
+        if math.isfinite(total):  # no NaN or inf anywhere
+            lo, hi = min(values), max(values)
+            return SeriesStats(
+                count=n, nan=0, inf=0, first_step=steps[0], last_step=steps[-1], last=values[-1],
+                last_finite=values[-1], min=lo, min_step=steps[values.index(lo)], max=hi,
+                max_step=steps[values.index(hi)], mean=math.fsum(values) / n, first=values[0],
+            )
     nan = inf = 0
+    acc = 0.0
     lo = hi = None
     lo_step = hi_step = None
     last_finite = None
@@ -35,6 +50,7 @@ def series_stats(steps: Sequence[int], values: Sequence[float]) -> SeriesStats:
             inf += 1
             continue
         last_finite = v
+        acc += v
         if lo is None or v < lo:
             lo, lo_step = v, s
         if hi is None or v > hi:
@@ -45,6 +61,7 @@ def series_stats(steps: Sequence[int], values: Sequence[float]) -> SeriesStats:
         first_step=steps[0] if n else None, last_step=steps[-1] if n else None,
         last=values[-1] if n else None, last_finite=last_finite,
         min=lo, min_step=lo_step, max=hi, max_step=hi_step,
+        mean=acc / (n - nan - inf) if n - nan - inf else None, first=values[0] if n else None,
     )
 
 
@@ -60,3 +77,75 @@ def trend(values: Sequence[float]) -> int:
     if span == 0 or abs(b - a) < 0.05 * span:
         return 0
     return 1 if b > a else -1
+
+
+def finite_pairs(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
+    """The points with finite values."""
+    if math.isfinite(sum(values)):
+        return list(steps), list(values)
+    xs, ys = [], []
+    for s, v in zip(steps, values):
+        if math.isfinite(v):
+            xs.append(s)
+            ys.append(v)
+    return xs, ys
+
+
+def ls_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope of ys over xs (None for fewer than 2 distinct xs)."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx = math.fsum(xs) / n
+    my = math.fsum(ys) / n
+    sxx = math.fsum((x - mx) * (x - mx) for x in xs)
+    if sxx == 0:
+        return None
+    return math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+
+
+def tail_slope(steps: Sequence[int], values: Sequence[float], fraction: float = 0.1) -> float | None:
+    """Least-squares slope per step over the last ``fraction`` of the finite points (at least 3)."""
+    xs, ys = finite_pairs(steps, values)
+    k = max(3, int(round(len(xs) * fraction)))
+    if len(xs) < 3:
+        return None
+    return ls_slope(xs[-k:], ys[-k:])
+
+
+def theil_sen(steps: Sequence[int], values: Sequence[float], max_points: int = 150) -> float | None:
+    """Theil–Sen slope (median of pairwise slopes) per step, on at most ``max_points`` evenly
+    spaced finite points: O(max_points² log), independent of the series length."""
+    xs, ys = finite_pairs(steps, values)
+    n = len(xs)
+    if n < 3:
+        return None
+    if n > max_points:
+        idx = [i * (n - 1) // (max_points - 1) for i in range(max_points)]
+        xs = [xs[i] for i in idx]
+        ys = [ys[i] for i in idx]
+        n = max_points
+    slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] != xs[i]]
+    if not slopes:
+        return None
+    slopes.sort()
+    m = len(slopes)
+    return slopes[m // 2] if m % 2 else (slopes[m // 2 - 1] + slopes[m // 2]) / 2
+
+
+def median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    if not n:
+        return math.nan
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def value_at(steps: Sequence[int], values: Sequence[float], step: int) -> tuple[int, float] | None:
+    """The last point logged at or before ``step`` (None when the key starts after it)."""
+    import bisect
+
+    i = bisect.bisect_right(steps, step) - 1
+    if i < 0:
+        return None
+    return steps[i], values[i]
