@@ -23,6 +23,16 @@ EXAMPLES = {
     "list_runs": [{}, {"query": "tag:baseline"}, {"state": "crashed"}],
     "list_keys": [{"run": "R003"}, {"run": "R001-baseline", "pattern": "system/"}, {"run": "R009"}],
     "get_config": [{"run": "r002-lr1e-3"}, {"run": "R001", "pattern": "model.*"}],
+    "run_summary": [{}, {"run": "R003"}],
+    "get_history": [{"run": "R002", "keys": ["train/loss", "val/loss"], "samples": 12},
+                    {"run": "R002", "keys": "val/loss", "step_min": 300, "step_max": 450}],
+    "history_stats": [{"run": "R002", "keys": "train/loss,val/loss,train/lr"}],
+    "best_run": [{"metric": "val/token_accuracy"}, {"metric": "val/token_accuracy", "by": "last", "top": 2},
+                 {"metric": "val/acc"}],
+    "compare_runs": [{"runs": ["R001", "R002@300"]},
+                     {"runs": ["R001@300", "R002@300"], "format": "md", "min_change_pct": 5, "config_diff": False}],
+    "aggregate_runs": [{"query": "lr", "keys": ["val/loss", "val/token_accuracy"], "at": "300"}],
+    "diagnose_run": [{"run": "R002"}, {"run": "R003"}, {"run": "R001"}],
 }
 
 
@@ -30,7 +40,14 @@ def params_doc(schema: dict) -> str:
     out = []
     for name, p in schema.get("properties", {}).items():
         kind = "|".join(p["enum"]) if "enum" in p else p.get("type", "")
-        bits = [f"`{name}`: {kind}, default `{json.dumps(p.get('default'))}`"]
+        if isinstance(kind, list):
+            kind = " or ".join(f"{k} of {p['items']['type']}" if k == "array" and "items" in p else k for k in kind)
+        if "default" in p:
+            bits = [f"`{name}`: {kind}, default `{json.dumps(p['default'])}`"]
+        elif name in schema.get("required", []):
+            bits = [f"`{name}`: {kind}, required"]
+        else:
+            bits = [f"`{name}`: {kind}, optional"]
         if "minimum" in p or "maximum" in p:
             bits.append(f"range {p.get('minimum', '')}..{p.get('maximum', '')}")
         if p.get("description"):

@@ -340,7 +340,7 @@ def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     diag = diagnose(r, default_keys(r, prefs) if not parse_keys(keys) else chosen,
                     goals_for(r, default_keys(r, prefs) if not parse_keys(keys) else chosen), thresholds(index)[0])
     extra = len(numeric_keys(r)) - len(chosen)
-    return rs.summary_answer(r, now, lines, groups, compact, rs.anomalies_line(diag), _summary_source(r, chosen),
+    return rs.summary_answer(r, now, lines, groups, compact, rs.anomalies_line(diag, r.id), _summary_source(r, chosen),
                              extra, bool(parse_keys(keys)))
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model import Run
 from .select import KeyRole
-from .stats import finite_pairs, value_at
+from .stats import series_stats, value_at
 
 _STEP = re.compile(r"^\s*([0-9][0-9_,]*(?:\.[0-9]+)?)\s*([kKmMbB]?)\s*$")
 _MULT = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
@@ -149,15 +149,11 @@ def best_of(run: Run, key: str, goal: str) -> Ranked | None:
     col = run.history.columns.get(key)
     if col is None or not len(col):
         return None
-    xs, ys = finite_pairs(col.steps, col.values)
-    if not ys:
+    st = series_stats(col.steps, col.values)  # C-speed on finite series, no copies
+    v, at = (st.max, st.max_step) if goal == "maximize" else (st.min, st.min_step)
+    if v is None:
         return Ranked(run, math.nan, col.last_step or 0, col.values[-1], col.last_step or 0, len(col), len(col))
-    if goal == "maximize":
-        v = max(ys)
-    else:
-        v = min(ys)
-    i = ys.index(v)
-    return Ranked(run, v, xs[i], col.values[-1], col.last_step or 0, len(col), len(col) - len(ys))
+    return Ranked(run, v, at or 0, col.values[-1], col.last_step or 0, len(col), st.nan + st.inf)
 
 
 def rank(entries: list[Ranked], goal: str, by: str) -> list[Ranked]:

@@ -17,6 +17,10 @@ def bucket_means(values: Sequence[float], n: int) -> list[float]:
     for i in range(n):
         a = i * total // n
         b = (i + 1) * total // n
+        fast = sum(values[a:b])  # C speed; NaN or inf inside makes it non-finite
+        if math.isfinite(fast):
+            out.append(fast / (b - a))
+            continue
         acc = 0.0
         k = 0
         for v in values[a:b]:
@@ -105,25 +109,37 @@ def sample_join(series: dict[str, tuple], samples: int, step_min: int | None = N
 
     chosen = all_steps()
     if chosen is None or len(chosen) > samples:
-        nb = max(1, samples // 2)
+        # sparse keys first (validation metrics): every point while together they fill at most
+        # three quarters of the budget; the rest is shared by the dense keys' bucket extremes
+        reserved: set[int] = set()
+        dense: list[str] = []
+        for k in sorted(series, key=lambda k: (out.points[k], k)):
+            a, b = ranges[k]
+            if dense or b - a > samples:
+                dense.append(k)
+                continue
+            cand = reserved | set(series[k][0][a:b])
+            if len(cand) <= max(1, samples * 3 // 4):
+                reserved = cand
+            else:
+                dense.append(k)
+        nb = max(1, (samples - len(reserved)) // 2)
         while True:
             span = (hi_step - lo_step) or 1
             edges = [lo_step - 0.5 + span * i / nb for i in range(nb)] + [hi_step + 0.5]
-            picks: set[int] = set()
-            for k, (steps, values) in series.items():
+            picks: set[int] = set(reserved)
+            for k in dense:
+                steps, values = series[k]
                 a, b = ranges[k]
                 if b <= a:
                     continue
                 idx: set[int] = {a, b - 1}
-                if b - a <= 2 * nb // max(1, len(series)):
-                    idx.update(range(a, b))  # sparse: keep every point
-                else:
-                    _bucket_picks(steps, values, a, b, edges, idx)
+                _bucket_picks(steps, values, a, b, edges, idx)
                 picks.update(steps[i] for i in idx)
             if len(picks) <= samples or nb == 1:
                 chosen = picks
                 break
-            nb = max(1, min(nb - 1, int(nb * samples / len(picks) * 0.95)))
+            nb = max(1, min(nb - 1, int(nb * (samples - len(reserved)) / max(1, len(picks) - len(reserved)) * 0.95)))
         out.buckets = nb
     rows = sorted(chosen)
     if len(rows) > samples:  # only when nb == 1 could not fit: keep evenly spaced rows

@@ -67,7 +67,7 @@ def series_stats(steps: Sequence[int], values: Sequence[float]) -> SeriesStats:
 
 def trend(values: Sequence[float]) -> int:
     """-1 falling, 1 rising, 0 flat or unknown: last tenth of the finite points versus the first."""
-    finite = [v for v in values if math.isfinite(v)]
+    finite = values if math.isfinite(sum(values)) else [v for v in values if math.isfinite(v)]
     if len(finite) < 4:
         return 0
     k = max(1, len(finite) // 10)
@@ -106,25 +106,25 @@ def ls_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 def tail_slope(steps: Sequence[int], values: Sequence[float], fraction: float = 0.1) -> float | None:
     """Least-squares slope per step over the last ``fraction`` of the finite points (at least 3)."""
-    xs, ys = finite_pairs(steps, values)
-    k = max(3, int(round(len(xs) * fraction)))
+    k = max(3, int(round(len(values) * fraction)))
+    xs, ys = finite_pairs(steps[-k:], values[-k:])
     if len(xs) < 3:
         return None
-    return ls_slope(xs[-k:], ys[-k:])
+    return ls_slope(xs, ys)
 
 
 def theil_sen(steps: Sequence[int], values: Sequence[float], max_points: int = 150) -> float | None:
     """Theil–Sen slope (median of pairwise slopes) per step, on at most ``max_points`` evenly
     spaced finite points: O(max_points² log), independent of the series length."""
+    total = len(values)
+    if total > max_points:  # evenly spaced points first: never a copy of a long series
+        idx = [i * (total - 1) // (max_points - 1) for i in range(max_points)]
+        steps = [steps[i] for i in idx]
+        values = [values[i] for i in idx]
     xs, ys = finite_pairs(steps, values)
     n = len(xs)
     if n < 3:
         return None
-    if n > max_points:
-        idx = [i * (n - 1) // (max_points - 1) for i in range(max_points)]
-        xs = [xs[i] for i in idx]
-        ys = [ys[i] for i in idx]
-        n = max_points
     slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] != xs[i]]
     if not slopes:
         return None

@@ -109,13 +109,38 @@ def _set_name(key: str) -> str:
     return head
 
 
-def anomalies_line(d: Diagnosis, limit: int = 3) -> str:
+def anomalies_line(d: Diagnosis, run_id: str, limit: int = 3) -> str:
     if not d.findings:
         return f"anomalies: none over {d.points:,} points ({', '.join(d.checked)} checked)"
-    shown = [finding(f) for f in d.findings[:limit]]
+    shown = [short_finding(f) for f in d.findings[:limit]]
     more = len(d.findings) - limit
-    tail = f"; +{more} more: diagnose_run" if more > 0 else ""
-    return "anomalies: " + "; ".join(shown) + tail
+    return ("anomalies: " + "; ".join(shown) + (f"; +{more} more" if more > 0 else "")
+            + f" (details: {t.call('diagnose_run', run=run_id)})")
+
+
+def short_finding(f: Finding) -> str:
+    """One finding in a few words, for run_summary."""
+    d = f.data
+    k = f.key
+    if f.check == "nan":
+        return f"{k} {d['kind']} from {t.step(f.step)}"
+    if f.check == "spike":
+        ratio = f" {d['value'] / d['baseline']:.0f}×" if d["baseline"] > 0 else ""
+        return f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
+    if f.check == "divergence":
+        return f"{k} diverging since ~{t.step(f.step)} ({pct(d['rise'] * 100)})"
+    if f.check == "overfit":
+        word = "peak" if d["goal"] == "maximize" else "min"
+        return f"overfit: {k} {word} @{t.step(f.step)}"
+    if f.check == "plateau":
+        return f"{k} plateau since ~{t.step(f.step)}"
+    if f.check == "grad_norm":
+        return f"{k} {d['kind']} from ~{t.step(f.step)}"
+    if f.check == "throughput":
+        return f"throughput {pct((d['late'] / d['early'] - 1) * 100)} from ~{t.step(f.step)}"
+    if f.check == "noise":
+        return f"{k} noise ×{d['ratio']:.0f}"
+    return f"{f.check} {k}"
 
 
 # ---- diagnose_run -----------------------------------------------------------------------------
