@@ -413,7 +413,9 @@ def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | 
         rows.append((k, series_stats(col.steps, col.values), tail_slope(col.steps, col.values)))
     out = rs.stats_answer(r, rows)
     if len(chosen) > MAX_STATS_KEYS:
-        out += f"\n… {len(chosen) - MAX_STATS_KEYS} more keys; narrow with keys=[...]"
+        rest = chosen[MAX_STATS_KEYS:]
+        out += (f"\n… {len(rest)} more keys; next: "
+                f"{t.call('history_stats', run=r.id, keys=rest[:MAX_STATS_KEYS])}")
     return out
 
 
@@ -530,6 +532,10 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
                 hidden += 1
         chosen = keep
     cut = max(0, len(chosen) - MAX_COMPARE_KEYS)
+    next_call = ""
+    if cut:
+        rest = chosen[MAX_COMPARE_KEYS:]
+        next_call = t.call("compare_runs", runs=entries, keys=rest[:MAX_COMPARE_KEYS], config_diff=False)
     chosen = chosen[:MAX_COMPARE_KEYS]
     diffs = []
     ccut = 0
@@ -542,7 +548,8 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
     extra = len(available) - len(chosen) - hidden
     if not want and not prefix and extra > 0 and format in ("text", "md"):
         notes.append(f"{t.plural(extra, 'other key')}: pass keys=[...] or prefix=")
-    return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut, config_diff, ccut, notes)
+    return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut, config_diff, ccut, notes,
+                             next_call)
 
 
 def _point(r: Run, p) -> rs.Column:

@@ -351,7 +351,7 @@ def _delta(base: Cell, c: Cell, key: str) -> str:
 
 def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Cell]], diffs: list[tuple[str, list[Any]]],
                    fmt: str, hidden: int, min_change: float, cut: int, config_diff: bool, config_cut: int,
-                   notes: list[str]) -> str:
+                   notes: list[str], next_call: str = "") -> str:
     if fmt == "json":
         return json.dumps({
             "runs": [{"entry": c.label, "id": c.run.id, "name": c.run.name, "step": c.step, "read": c.how} for c in cols],
@@ -391,7 +391,7 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     if hidden:
         out.append(f"{t.plural(hidden, 'key')} changing less than {min_change:g}% hidden")
     if cut:
-        out.append(f"… {t.plural(cut, 'more key')}; narrow with prefix= or keys=")
+        out.append(f"… {t.plural(cut, 'more key')}; next: {next_call}")
     if config_diff:
         if diffs:
             out.append(f"config: {t.plural(len(diffs) + config_cut, 'key')} differ")
