@@ -25,6 +25,7 @@ EXAMPLES = {
     "get_config": [{"run": "r002-lr1e-3"}, {"run": "R001", "pattern": "model.*"}],
     "run_summary": [{}, {"run": "R003"}],
     "get_history": [{"run": "R002", "keys": ["train/loss", "val/loss"], "samples": 12},
+                    {"run": "R003", "source": "console"},
                     {"run": "R002", "keys": "val/loss", "step_min": 300, "step_max": 450}],
     "history_stats": [{"run": "R002", "keys": "train/loss,val/loss,train/lr"}],
     "best_run": [{"metric": "val/token_accuracy"}, {"metric": "val/token_accuracy", "by": "last", "top": 2},
@@ -33,6 +34,7 @@ EXAMPLES = {
                      {"runs": ["R001@300", "R002@300"], "format": "md", "min_change_pct": 5, "config_diff": False}],
     "aggregate_runs": [{"query": "lr", "keys": ["val/loss", "val/token_accuracy"], "at": "300"}],
     "diagnose_run": [{"run": "R002"}, {"run": "R003"}, {"run": "R001"}],
+    "tail_run": [{"run": "R003", "lines": 5}, {"run": "R003", "cursor": "1:354"}],
 }
 
 

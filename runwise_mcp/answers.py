@@ -6,9 +6,11 @@ Shared by the MCP server and the command line. Problems the caller can act on ra
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -20,11 +22,12 @@ from .analysis.sampling import bucket_means, sample_join
 from .analysis.select import (KeyRole, closest_keys, key_matches, main_keys, main_metric, metric_goal, metric_keys,
                               pick_keys, query_matches, x_axis_keys)
 from .analysis.stats import series_stats, tail_slope, trend
-from .index import RunIndex, RunNotFound
-from .model import RESERVED_KEYS, STATES, Run
+from .index import ConsoleView, RunIndex, RunNotFound
+from .model import RESERVED_KEYS, STATES, History, Run, history_after, merge_histories
 from .render import answers as ra
 from .render import reports as rs
 from .render import text as t
+from .sources.console import ERROR_LINE, WARN_LINE
 
 SPARK_BUCKETS = 6  # ~2 tokens a character: a 6-step picture plus an arrow
 MAX_KEYS = 120
@@ -57,8 +60,13 @@ def empty_log_note(run: Run) -> str:
     """Why a run has no data yet, when its only log is empty or header-only."""
     seg = run.segments[-1] if run.segments else None
     if seg is None or seg.log_path is None:
+        if seg is not None and seg.layout == "console":
+            return "only files/output.log is left in this run directory (no .wandb log, no history file)"
         return "no history was found in this run directory"
     name = os.path.basename(seg.log_path)
+    if run.state.state in ("finished", "crashed"):
+        return (f"it {run.state.state} ({run.state.basis}) without logging any row: wandb.log() was never "
+                f"called, so only its console (files/output.log) can hold metrics")
     if seg.log_bytes <= 7:
         what = "holds no records yet (only the 7-byte header)" if seg.log_bytes == 7 else "is empty"
         return (f"its {name} {what}: wandb writes the log every 15 s, so the run either just started or "
@@ -98,8 +106,38 @@ def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
 def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     r = get_run(index, run)
     h = r.history
-    if h.rows == 0 and not r.system.rows:
-        raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}")
+    view = index.console(r)
+    if h.rows == 0 and not r.system.rows and not view.history.rows:
+        raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}; console: "
+                        f"{console_missing(index, r, view)}")
+    out = _list_keys(index, r, pattern, view) if h.rows or r.system.rows else \
+        f"{ra.run_label(r)}: no logged history ({empty_log_note(r)})"
+    if view.history.rows and not pattern.lower().startswith("system"):
+        out += "\n" + _console_keys(r, view, pattern)
+    return out
+
+
+def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
+    """The keys parsed from the console, marked as such."""
+    ch = view.history
+    names = sorted(k for k in ch.columns if key_matches(k, pattern))
+    head = (f"console keys (parsed from {' + '.join(view.files)}, {t.plural(view.lines, 'line')}"
+            f"{', last lines only' if view.partial else ''}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
+            f"read with get_history(source=\"console\")):")
+    if not names:
+        return head + f" none match {pattern!r}"
+    proxy = _with_history(r, ch)
+    lines = [_key_line(proxy, k, {}) for k in names[:MAX_KEYS]]
+    width = max(len(k.name) for k in lines)
+    with t.percent_keys(view.percent):
+        body = [ra.key_line(k, k.name, width) for k in lines]
+    if len(names) > MAX_KEYS:
+        body.append(f"… {len(names) - MAX_KEYS} more console keys")
+    return "\n".join([head] + body)
+
+
+def _list_keys(index: RunIndex, r: Run, pattern: str, view: ConsoleView) -> str:
+    h = r.history
     sys_keys = sorted(r.system.keys())
     if pattern.lower() == "system" or pattern.lower().startswith("system/"):
         sub = pattern[len("system/"):]
@@ -312,12 +350,20 @@ def history_source(run: Run) -> str:
 
 
 def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
-    r = get_run(index, run)
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, "auto")
+    with t.percent_keys(pct):
+        return _run_summary(index, r0, r, src, keys)
+
+
+def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | str | None) -> str:
     prefs = index.settings.main_metrics
     now = index.clock()
     if not numeric_keys(r):
         why = empty_log_note(r) if r.history.rows == 0 else "it logged only non-numeric values"
-        return rs.summary_answer(r, now, [], [], [], "", f"{history_source(r)}; no metrics: {why}", 0, False)
+        view = index.console(r0)
+        return rs.summary_answer(r, now, [], [], [], "", f"{history_source(r)}; no metrics: {why}; console: "
+                                 f"{console_missing(index, r0, view)}", 0, False)
     chosen = choose_keys(r, keys, prefs, "run_summary")
     goals = goals_for(r, chosen)
     rows = r.history.rows
@@ -340,8 +386,26 @@ def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     diag = diagnose(r, default_keys(r, prefs) if not parse_keys(keys) else chosen,
                     goals_for(r, default_keys(r, prefs) if not parse_keys(keys) else chosen), thresholds(index)[0])
     extra = len(numeric_keys(r)) - len(chosen)
-    return rs.summary_answer(r, now, lines, groups, compact, rs.anomalies_line(diag, r.id), _summary_source(r, chosen),
-                             extra, bool(parse_keys(keys)))
+    anomalies = rs.anomalies_line(diag, r.id)
+    ahead = _console_ahead(index, r0)
+    if ahead:
+        anomalies = ahead + "\n" + anomalies
+    return rs.summary_answer(r, now, lines, groups, compact, anomalies,
+                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+
+
+def _console_ahead(index: RunIndex, r0: Run) -> str:
+    """'console ahead: history to 900; console to 990: loss 0.1714 | token_acc 69.5%'."""
+    if not numeric_keys(r0):
+        return ""
+    view = index.console(r0)
+    ch = view.history
+    if not ch.rows or ch.last_step is None or r0.last_step is None or ch.last_step <= r0.last_step:
+        return ""
+    last = ch.last_step
+    with t.percent_keys(view.percent):
+        vals = [f"{k} {t.num(c.values[-1], k)}" for k, c in ch.columns.items() if c.last_step == last][:5]
+    return (f"console ahead: history to {t.step(r0.last_step)}; console to {t.step(last)}: " + " | ".join(vals))
 
 
 def _group_val_sets(lines: list[rs.MetricLine]) -> list[tuple[str, list[rs.MetricLine]]]:
@@ -356,8 +420,7 @@ def _group_val_sets(lines: list[rs.MetricLine]) -> list[tuple[str, list[rs.Metri
     return [(f"{p}*/{metric}", ms) for (p, metric), ms in by.items() if len(ms) > 1]
 
 
-def _summary_source(r: Run, keys: list[str]) -> str:
-    src = history_source(r)
+def _summary_source(r: Run, keys: list[str], src: str) -> str:
     notes = []
     if not r.summary:
         notes.append("no summary record (the run did not reach one): values from history")
@@ -382,13 +445,16 @@ def _summary_source(r: Run, keys: list[str]) -> str:
 
 
 def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None, samples: int = 100,
-                step_min: int | None = None, step_max: int | None = None) -> str:
+                step_min: int | None = None, step_max: int | None = None, source: str = "auto") -> str:
     if samples < 1 or samples > MAX_HISTORY_SAMPLES:
         raise UserError(f"samples must be between 1 and {MAX_HISTORY_SAMPLES:,}; got {samples}")
     if step_min is not None and step_max is not None and step_min > step_max:
         raise UserError(f"step_min ({step_min:,}) is after step_max ({step_max:,})")
-    r = get_run(index, run)
-    require_history(r, "history")
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, source)
+    if not numeric_keys(r):
+        raise UserError(f"{ra.run_label(r)} has no history yet: {empty_log_note(r)}; and no console metrics: "
+                        f"{console_missing(index, r0, index.console(r0))}")
     chosen = choose_keys(r, keys, index.settings.main_metrics, "get_history")[:12]
     series = {k: (r.history.columns[k].steps, r.history.columns[k].values) for k in chosen}
     sampled = sample_join(series, samples, step_min, step_max)
@@ -397,7 +463,11 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
         raise UserError(f"{ra.run_label(r)}: no point of {', '.join(chosen)} in steps "
                         f"{step_min if step_min is not None else ''}..{step_max if step_max is not None else ''}; "
                         f"the run's steps are {t.steps_range(h.first_step, h.last_step)}")
-    return rs.history_answer(r, chosen, sampled, samples, step_min, step_max, history_source(r))
+    out = rs.history_answer(r, chosen, sampled, samples, step_min, step_max, src)
+    shown_pct = [k for k in chosen if k in pct]
+    if shown_pct:
+        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {', '.join(shown_pct)}\nstep,", 1)
+    return out
 
 
 # ---- history_stats -------------------------------------------------------------------------------
@@ -423,13 +493,19 @@ def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | 
 
 
 def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
-    r = get_run(index, run)
-    require_history(r, "history to diagnose")
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, "auto")
+    if not numeric_keys(r):
+        raise UserError(f"{ra.run_label(r)} has no history to diagnose yet: {empty_log_note(r)}; and no console "
+                        f"metrics: {console_missing(index, r0, index.console(r0))}")
     chosen = choose_keys(r, keys, index.settings.main_metrics, "diagnose_run") if parse_keys(keys) \
         else default_keys(r, index.settings.main_metrics)
     th, problems = thresholds(index)
     d = diagnose(r, chosen, goals_for(r, chosen), th)
-    out = rs.diagnose_answer(r, d)
+    with t.percent_keys(pct):
+        out = rs.diagnose_answer(r, d)
+    if r is not r0:
+        out += f"\nsource: {src}"
     if problems:
         out += "\nconfig: " + "; ".join(problems) + " (defaults used; fix the file and restart the server)"
     return out
@@ -622,3 +698,233 @@ def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: 
         raise UserError(f"these {t.plural(len(chosen_runs), 'run')} share no metric; pass keys=[...]")
     aggs = [aggregate(chosen_runs, k, step) for k in ks]
     return rs.aggregate_answer(aggs, chosen_runs, step, scope)
+
+
+# ---- console as a source -------------------------------------------------------------------------
+
+SOURCES = ("auto", "history", "console")
+
+
+def _with_history(run: Run, h: History) -> Run:
+    return dataclasses.replace(run, history=h)
+
+
+def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
+    """Why the console gave no metrics, and what to do."""
+    if not view.files:
+        return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
+                "runs started with WANDB_CONSOLE=off have none)")
+    return (f"{' + '.join(view.files)} has {t.plural(view.lines, 'line')} but none printed a metric with a "
+            f"step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a regex with "
+            f"named groups under [console] patterns in runwise.toml for your format")
+
+
+def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str, frozenset[str]]:
+    """The run with the history a tool should read for ``source``, a description of where its
+    numbers come from, and the keys printed as percentages. ``auto``: the history, with console
+    rows beyond its last step appended; the console alone when there is no history."""
+    if source not in SOURCES:
+        raise UserError(f"source must be auto, history or console; got {source!r}")
+    if source == "history":
+        return r, history_source(r), frozenset()
+    view = index.console(r)
+    ch = view.history
+    label = ra.run_label(r)
+    desc = ""
+    if ch.rows:
+        desc = (f"{' + '.join(view.files)} (console{', last lines only' if view.partial else ''}, "
+                f"steps {t.steps_range(ch.first_step, ch.last_step)})")
+    if source == "console":
+        if not ch.rows:
+            raise UserError(f"{label}: no metrics in its console: {console_missing(index, r, view)}. "
+                            f"{t.call('get_history', run=r.id, source='history')} reads the logged history")
+        return _with_history(r, ch), desc, frozenset(view.percent)
+    h = r.history
+    if not numeric_keys(r):
+        if ch.rows:
+            return _with_history(r, ch), desc + "; the run has no logged history", frozenset(view.percent)
+        return r, history_source(r), frozenset()
+    if ch.rows and h.last_step is not None and (ch.last_step or 0) > h.last_step:
+        part = history_after(ch, h.last_step)
+        merged, _ = merge_histories([h, part])
+        return (_with_history(r, merged),
+                f"{history_source(r)} + {' + '.join(view.files)} (console to {t.step(part.last_step)}, "
+                f"used beyond the history)", frozenset(view.percent))
+    return r, history_source(r), frozenset()
+
+
+# ---- tail_run ------------------------------------------------------------------------------------
+
+TAIL_READ_BYTES = 4 << 20  # a first tail_run on a huge output.log parses only its last 4 MiB
+TOTAL_KEYS = ("max_steps", "total_steps", "num_train_steps", "train_steps", "num_steps", "max_iters",
+              "max_iter", "iterations", "total_iters", "steps")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
+
+
+def tail_run(index: RunIndex, run: str = "latest", lines: int = 20, cursor: str | None = None) -> str:
+    if not 0 <= lines <= 500:
+        raise UserError(f"lines must be between 0 and 500; got {lines}")
+    r = get_run(index, run)
+    view = index.console(r, tail_only=TAIL_READ_BYTES)
+    now = index.clock()
+    cf = view.cursor_file
+    out = [f"{ra.run_label(r)} {t.state(r.state, now)} | step {t.step(r.last_step)}"
+           + (f" | console {' + '.join(view.files)}" if view.files else " | no console output found")]
+    raw = list(cf.tail) if cf is not None else [(0, ln) for ln in view.tail]
+    crash = _crash(raw) if r.state.state == "crashed" else []
+    out.extend(crash)
+    with t.percent_keys(view.percent):
+        out.extend(_latest_lines(index, r, view))
+    speed = _speed(r, view) if r.state.state in ("running", "killed") else ""
+    if speed:
+        out.append(speed)
+    new_cursor = ""
+    headed = False
+    if cf is not None:
+        new_cursor = f"{len(view.files)}:{cf.offset}"
+        if cursor:
+            try:
+                n_files, off = (int(x) for x in cursor.split(":", 1))
+            except ValueError:
+                raise UserError(f"cursor {cursor!r} is not one this tool returned; call tail_run without a cursor "
+                                f"to start over") from None
+            if n_files != len(view.files) or off > cf.offset:
+                out.append("the console was rewritten or a new segment started since that cursor; its last lines:")
+                shown = raw[-lines:] if lines else []
+            else:
+                shown = [x for x in raw if x[0] > off]
+                if not shown:
+                    out.append(f"no new console output since the cursor (output.log unchanged at "
+                               f"{cf.offset:,} bytes)")
+                elif len(shown) > lines:
+                    out.append(f"{t.plural(len(shown), 'new line')} since the cursor; the last {lines}"
+                               " (! error, ~ warning):")
+                    shown = shown[-lines:]
+                    headed = True
+        else:
+            shown = raw[-lines:] if lines else []
+    else:
+        shown = raw[-lines:] if lines else []
+    if shown:
+        if not headed:
+            out.append(f"last {t.plural(len(shown), 'line')}" + (" since the cursor" if cursor else "")
+                       + " (! error, ~ warning):")
+        out.extend(_flagged([text for _, text in shown]))
+    if new_cursor:
+        out.append(f"cursor {new_cursor}: {t.call('tail_run', run=r.id, cursor=new_cursor)} returns only what is new")
+    elif view.files:
+        out.append("no cursor: this run has no output.log (lines come from the .wandb console records)")
+    return "\n".join(out)
+
+
+def _flagged(lines: list[str]) -> list[str]:
+    """Lines with ! for errors and tracebacks, ~ for warnings; repeats collapsed."""
+    out: list[str] = []
+    prev, count = None, 0
+    in_tb = False
+
+    def emit(line: str | None, n: int) -> None:
+        if line is None:
+            return
+        out.append(line + (f"  (×{n})" if n > 1 else ""))
+
+    for ln in lines:
+        text = ln.rstrip()
+        if text.startswith("Traceback (most recent call last)"):
+            in_tb = True
+        mark = "!" if in_tb or ERROR_LINE.search(text) else ("~" if WARN_LINE.search(text) else " ")
+        if in_tb and text and not text.startswith((" ", "Traceback")):
+            in_tb = False  # the exception line ends the traceback
+        line = f"{mark} {t.short(text, 200) if len(text) > 200 else text}"
+        if line == prev:
+            count += 1
+            continue
+        emit(prev, count)
+        prev, count = line, 1
+    emit(prev, count)
+    return out
+
+
+def _crash(raw: list[tuple[int, str]]) -> list[str]:
+    """The exception line and the last frames of the last traceback in the console."""
+    texts = [x for _, x in raw]
+    start = max((i for i, x in enumerate(texts) if x.startswith("Traceback (most recent call last)")), default=-1)
+    if start < 0:
+        return []
+    frames: list[str] = []
+    exc = ""
+    i = start + 1
+    while i < len(texts):
+        m = _FRAME.match(texts[i])
+        if m:
+            code = texts[i + 1].strip() if i + 1 < len(texts) and not _FRAME.match(texts[i + 1]) else ""
+            frames.append(f"  at {os.path.basename(m.group(1))}:{m.group(2)} in {m.group(3)}"
+                          + (f": {t.short(code, 100)}" if code else ""))
+        elif texts[i].strip() and not texts[i].startswith((" ", "\t")):
+            exc = texts[i].strip()
+            break
+        i += 1
+    return ([f"crash: {t.short(exc, 200)}"] if exc else ["crash: traceback without an exception line"]) + frames[-2:]
+
+
+def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
+    out = []
+    if numeric_keys(r):
+        parts = []
+        for k in main_keys(r, index.settings.main_metrics)[:6]:
+            col = r.history.columns[k]
+            at = f" @{t.step(col.last_step)}" if col.last_step != r.last_step else ""
+            parts.append(f"{k} {t.num(col.values[-1], k)}{at}")
+        out.append(f"latest logged @{t.step(r.last_step)}: " + " | ".join(parts))
+    ch = view.history
+    if ch.rows:
+        last = ch.last_step
+        parts = []
+        for k, col in ch.columns.items():
+            if col.last_step is not None and last is not None and col.last_step >= last - 0 and len(parts) < 8:
+                parts.append(f"{k} {t.num(col.values[-1], k)}")
+        ahead = ""
+        if r.last_step is not None and last is not None and last > r.last_step:
+            ahead = f" (ahead of the logged history, which ends at {t.step(r.last_step)})"
+        out.append(f"latest printed @{t.step(last)}{ahead}: " + " | ".join(parts))
+    return out
+
+
+def _speed(r: Run, view: ConsoleView) -> str:
+    rate = None
+    how = ""
+    rt = r.history.columns.get("_runtime")
+    if rt is not None and len(rt) >= 2:
+        steps, vals = rt.steps, rt.values
+        end = vals[-1]
+        import bisect
+
+        # runtime ascends within a segment; look back up to 10 minutes
+        i = max(0, bisect.bisect_left(vals, end - 600, 0, len(vals)))
+        if vals[i] > vals[-1]:
+            i = len(vals) - 2
+        dt = vals[-1] - vals[i]
+        if dt > 0 and steps[-1] > steps[i]:
+            rate = (steps[-1] - steps[i]) / dt
+            how = f"over the last {t.duration(dt)} of _runtime"
+    if rate is None and view.rate:
+        rate, how = view.rate, "as printed by the progress bar"
+    if rate is None:
+        return ""
+    total, basis = view.total, "progress counter"
+    if not total:
+        flat = dict(flatten_config(r.config))
+        for k in TOTAL_KEYS:
+            for name, v in flat.items():
+                if name.split(".")[-1] == k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                    total, basis = int(v), f"config {name}"
+                    break
+            if total:
+                break
+    s = f"speed: {t.num(rate)} steps/s {how}"
+    last = r.last_step if r.last_step is not None else view.history.last_step
+    if total and last is not None and last < total and r.state.state == "running":
+        s += f"; ETA {t.duration((total - last) / rate)} to step {total:,} ({basis})"
+    elif total and r.state.state == "running":
+        s += f"; total {total:,} ({basis}) reached"
+    return s

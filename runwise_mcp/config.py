@@ -28,6 +28,7 @@ class Settings:
     cache_mb: float = DEFAULT_CACHE_MB  # memory for fully read histories; least recently used go first
     skim_above: int = SKIM_ABOVE_BYTES
     diagnose: dict = field(default_factory=dict)  # [diagnose] thresholds from the project config file
+    console_patterns: list = field(default_factory=list)  # [console] patterns: extra regexes for output.log
     config_file: str = ""  # the runwise.toml / pyproject.toml it came from
     config_problems: list[str] = field(default_factory=list)
 
@@ -63,6 +64,8 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
     if not isinstance(diagnose, dict):
         problems.append(f"{config_file}: [diagnose] must be a table")
         diagnose = {}
+    console = project.get("console", {})
+    patterns = console.get("patterns", []) if isinstance(console, dict) else []
     return Settings(
         roots=list(dict.fromkeys(chosen)),
         stale_after=_float_env(env, ENV_STALE, DEFAULT_STALE_MINUTES) * 60,
@@ -71,6 +74,7 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         roots_from=source,
         cache_mb=_float_env(env, ENV_CACHE_MB, DEFAULT_CACHE_MB),
         diagnose=diagnose,
+        console_patterns=patterns if isinstance(patterns, list) else [patterns],
         config_file=config_file,
         config_problems=problems,
     )

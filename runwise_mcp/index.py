@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import BYTES_PER_POINT, Settings
-from .model import Run, Segment, merge_histories
+from .model import History, Run, Segment, merge_histories
+from .sources.console import compile_patterns, parse_lines
 from .sources.wandb_dir import RunDir, is_run_dir, looks_like_run_dir
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,21 @@ class RunNotFound(LookupError):
         self.ref = ref
         self.reason = reason
         self.candidates = candidates
+
+
+@dataclass
+class ConsoleView:
+    """A run's console-derived metrics and where they came from."""
+
+    history: History = field(default_factory=History)
+    percent: set[str] = field(default_factory=set)  # keys printed as percentages
+    files: list[str] = field(default_factory=list)
+    lines: int = 0
+    partial: bool = False  # only a tail was parsed
+    total: int | None = None  # planned steps, when a progress counter printed n/N
+    rate: float | None = None  # it/s printed by a progress bar
+    tail: list[str] = field(default_factory=list)  # the last raw lines (\r collapsed)
+    cursor_file: Any = None  # the ConsoleFile of the newest segment (for tail_run cursors)
 
 
 @dataclass
@@ -70,6 +87,7 @@ class RunIndex:
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
+        self._patterns: list | None = None  # compiled [console] patterns
 
     # ---- discovery -----------------------------------------------------------------------------
 
@@ -140,7 +158,8 @@ class RunIndex:
         if venv:
             subdirs = []
         subdirs.sort()
-        run_dir = looks_like_run_dir(os.path.basename(path)) and (has_log or has_legacy)
+        run_dir = looks_like_run_dir(os.path.basename(path)) and (
+            has_log or has_legacy or os.path.isfile(os.path.join(path, "files", "output.log")))
         entry = _DirEntry(st.st_mtime_ns, subdirs, run_dir)
         self._dirs[path] = entry
         return entry
@@ -255,6 +274,45 @@ class RunIndex:
             self._runs.pop(seg.run_id, None)
             evicted += 1
         return evicted
+
+    def console(self, run: Run, tail_only: int = 0) -> ConsoleView:
+        """The metrics printed to the console of ``run``: each segment's ``files/output.log``
+        (or, without one, the console lines kept in its .wandb log), concatenated in start order.
+        ``tail_only``: parse only the last that many bytes of a log not parsed before."""
+        if self._patterns is None:
+            self._patterns, problems = compile_patterns(self.settings.console_patterns)
+            self.settings.config_problems.extend(problems)
+        view = ConsoleView()
+        parts = []
+        with self._lock:
+            segs = self._groups.get(run.id, [])
+            for i, seg in enumerate(segs, 1):
+                where = f" (segment {i})" if len(segs) > 1 else ""
+                cf = seg.console(self._patterns, tail_only=tail_only)
+                if cf is not None:
+                    h = cf.history()
+                    view.files.append(os.path.relpath(cf.path, seg.path) + where)
+                    view.lines += cf.parsed.lines
+                    view.partial = view.partial or bool(cf.start_offset)
+                    view.percent |= cf.parsed.percent
+                    view.total = cf.parsed.total or view.total
+                    view.rate = cf.parsed.rate or view.rate
+                    view.tail = [t for _, t in cf.tail]
+                    view.cursor_file = cf
+                    parts.append(h)
+                else:
+                    lines = seg.log_console_lines
+                    if lines:
+                        ch = parse_lines(lines, self._patterns)
+                        view.files.append(os.path.basename(seg.log_path or seg.path) + f" console records{where}")
+                        view.lines += ch.lines
+                        view.partial = True
+                        view.percent |= ch.percent
+                        view.total = ch.total or view.total
+                        view.tail = list(lines)
+                        parts.append(ch.history)
+        view.history, _ = merge_histories(parts)
+        return view
 
     def problems(self) -> list[str]:
         out = list(self.last_scan.problems)

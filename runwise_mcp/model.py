@@ -153,6 +153,25 @@ class History:
         return col.steps, col.values
 
 
+def history_after(h: History, step: int) -> History:
+    """The points of ``h`` at steps after ``step`` (a new History; numeric columns only)."""
+    import bisect
+
+    out = History()
+    i = bisect.bisect_right(h.steps, step)
+    out.steps.extend(h.steps[i:])
+    for name, col in h.columns.items():
+        steps, values = col.steps, col.values
+        j = bisect.bisect_right(steps, step)
+        if j < len(values):
+            c = Column(name, out)
+            c._steps = array("q", steps[j:])
+            c.values.extend(values[j:])
+            c._start_row, c._last_row = 0, len(c.values) - 1
+            out.columns[name] = c
+    return out
+
+
 def value_kind(v: Any) -> str:
     if v is None:
         return "null"
@@ -266,7 +285,7 @@ class Segment:
 
     path: str  # run directory
     log_path: str | None  # the .wandb file, if any
-    layout: str  # "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl)
+    layout: str  # "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "console" (only files/output.log)
     start_time: float | None
     log_bytes: int = 0  # its size when last read
     producer: str = ""  # e.g. "wandb 0.31.0"

@@ -79,9 +79,10 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         samples: Annotated[int, Field(ge=1, le=2000)] = 100,
         step_min: int | None = None,
         step_max: int | None = None,
+        source: Literal["auto", "history", "console"] = "auto",
     ) -> str:
         """Metric history as CSV joined on step; downsampling keeps each bucket's min, max and NaN."""
-        return _answer(answers.get_history, index, run, keys, samples, step_min, step_max)
+        return _answer(answers.get_history, index, run, keys, samples, step_min, step_max, source)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     def history_stats(run: RunArg = "latest", keys: KeysArg = None) -> str:
@@ -125,6 +126,15 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     def diagnose_run(run: RunArg = "latest", keys: KeysArg = None) -> str:
         """Anomalies over all points: NaN, spikes, divergence, overfit, plateau, grad norm, throughput."""
         return _answer(answers.diagnose_run, index, run, keys)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    def tail_run(
+        run: RunArg = "latest",
+        lines: Annotated[int, Field(ge=0, le=500)] = 20,
+        cursor: str | None = None,
+    ) -> str:
+        """Live view: latest values, speed/ETA, last console lines (errors flagged); pass cursor for only new output."""
+        return _answer(answers.tail_run, index, run, lines, cursor)
 
     _compact_schemas(mcp)
     return mcp

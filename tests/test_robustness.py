@@ -234,7 +234,10 @@ def test_dangling_symlinks_and_dir_without_log(tmp_path):
     (empty / "files" / "output.log").write_text("hello\n")
     idx = RunIndex(load_settings([str(tmp_path)]))
     runs = idx.runs()
-    assert [r.name for r in runs] == ["R001-finished"]
+    # a run directory left with only files/output.log is a run (its console is its only data)
+    assert sorted(r.display_name for r in runs) == ["R001-finished", "nolog"]
+    only = next(r for r in runs if r.id == "nolog")
+    assert only.segments[0].layout == "console" and only.history.rows == 0
     assert idx.problems() == []
 
 

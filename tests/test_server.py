@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 SNAPSHOT = REPO / "tests" / "snapshots" / "tools_list.json"
 TOOLS = ["list_runs", "list_keys", "get_config", "run_summary", "get_history", "history_stats", "best_run",
-         "compare_runs", "aggregate_runs", "diagnose_run"]
+         "compare_runs", "aggregate_runs", "diagnose_run", "tail_run"]
 
 
 def client_for(*roots) -> Client:
@@ -203,6 +203,7 @@ def stdio_params(*roots) -> StdioServerParameters:
     ("compare_runs", {"runs": ["R001-finished@50", "R002-crashed@50"]}, "at step 50"),
     ("aggregate_runs", {"query": "fixture", "keys": ["train/loss"]}, "mean "),
     ("diagnose_run", {"run": "R002-crashed"}, "divergence: train/loss"),
+    ("tail_run", {"run": "R002-crashed"}, "crash: RuntimeError: loss diverged at step 79"),
 ])
 async def test_stdio_each_tool(tool, args, expect):
     async with Client(stdio_params(FIXTURES)) as c:

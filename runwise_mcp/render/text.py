@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,8 +16,24 @@ SPARK = "▁▂▃▄▅▆▇█"
 _FRACTION_NAME = re.compile(r"acc|accuracy|precision|recall|(^|[/_.])f1|auc|iou|dice|top[-_]?\d", re.I)
 
 
+# Keys a source printed as percentages (console "31.2%"), for the answer being rendered.
+PERCENT_KEYS: ContextVar[frozenset[str]] = ContextVar("percent_keys", default=frozenset())
+
+
+@contextmanager
+def percent_keys(keys: set[str] | frozenset[str]):
+    """Within the block, these keys are shown as percentages whatever their names."""
+    token = PERCENT_KEYS.set(frozenset(keys))
+    try:
+        yield
+    finally:
+        PERCENT_KEYS.reset(token)
+
+
 def is_fraction_key(key: str) -> bool:
     """Keys whose values in [0, 1] read best as percentages (accuracy-like, never loss or lr)."""
+    if key in PERCENT_KEYS.get():
+        return True
     low = key.lower()
     if "loss" in low or "lr" in low.split("/")[-1] or "learning_rate" in low:
         return False

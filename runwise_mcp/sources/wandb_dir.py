@@ -24,11 +24,12 @@ from typing import Any
 import yaml
 
 from ..model import History, RunState, judge_state
+from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
-_DRYRUN_ID = re.compile(r"^(?:dryrun|run)-\d{8}_\d{6}-(.+)$")
+_DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
 MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
 CONSOLE_TAIL_BYTES = 64 << 10
 
@@ -54,7 +55,8 @@ def is_run_dir(path: str) -> bool:
         return False
     if find_logs(path):
         return True
-    return any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json"))
+    return any(os.path.isfile(os.path.join(path, f))
+               for f in ("wandb-history.jsonl", "wandb-metadata.json", os.path.join("files", "output.log")))
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -224,7 +226,13 @@ class RunDir:
         logs = find_logs(path)
         # One directory holds one log; if a copy left two, read the biggest.
         self.log_path = max(logs, key=lambda p: _stat_key(p) or (0, 0)) if logs else None
-        self.layout = "wandb" if self.log_path else "dryrun"
+        if self.log_path:
+            self.layout = "wandb"
+        elif not any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json")) \
+                and os.path.isfile(os.path.join(path, "files", "output.log")):
+            self.layout = "console"  # only files/ survived (the .wandb was deleted or never written)
+        else:
+            self.layout = "dryrun"
         base = path if self.layout == "dryrun" else os.path.join(path, "files")
         self.files_dir = base
         self._full: WandbLog | None = WandbLog(self.log_path) if self.log_path else None  # read in full
@@ -242,6 +250,7 @@ class RunDir:
             self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row, self._stat),
                           JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row, self._stat)]
         self.version = 0  # bumped whenever anything we hold changed
+        self._console: ConsoleFile | None = None
 
     # ---- refresh ------------------------------------------------------------------------------
 
@@ -433,6 +442,28 @@ class RunDir:
         if col is not None and len(col):
             return col.values[-1]
         return None
+
+    def console(self, patterns: list | None = None, tail_only: int = 0) -> ConsoleFile | None:
+        """``output.log`` parsed for metrics, read on from where the last call stopped (None when
+        the directory has no output.log). ``tail_only``: a first read parses only that many
+        trailing bytes."""
+        path = self.output_file.path
+        key = self._stat(path)
+        if key is None:
+            self._console = None
+            return None
+        if self._console is None or (self._console.start_offset and not tail_only):
+            self._console = ConsoleFile(path, patterns)
+        try:
+            self._console.update(key, tail_only=tail_only)
+        except OSError:
+            return None
+        return self._console
+
+    @property
+    def log_console_lines(self) -> list[str]:
+        """Console lines kept in the .wandb log (its output records), for runs without output.log."""
+        return self.log.console.tail() if self.log is not None else []
 
     @property
     def console_tail(self) -> list[str]:
