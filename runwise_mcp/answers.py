@@ -114,6 +114,9 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
         f"{ra.run_label(r)}: no logged history ({empty_log_note(r)})"
     if view.history.rows and not pattern.lower().startswith("system"):
         out += "\n" + _console_keys(r, view, pattern)
+    console_problems = [p for p in index.settings.config_problems if "console pattern" in p]
+    if console_problems:
+        out += "\nconfig: " + "; ".join(console_problems) + " (ignored; fix runwise.toml and restart the server)"
     return out
 
 
@@ -881,8 +884,12 @@ def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
         last = ch.last_step
         parts = []
         for k, col in ch.columns.items():
-            if col.last_step is not None and last is not None and col.last_step >= last - 0 and len(parts) < 8:
+            if col.last_step is not None and last is not None and col.last_step >= last and len(parts) < 8:
                 parts.append(f"{k} {t.num(col.values[-1], k)}")
+        evals = [(k, col) for k, col in ch.columns.items()
+                 if col.last_step != last and KeyRole(k).split in ("val", "test")]
+        for k, col in evals[:4]:  # the latest validation values, printed at an earlier step
+            parts.append(f"{k} {t.num(col.values[-1], k)} @{t.step(col.last_step)}")
         ahead = ""
         if r.last_step is not None and last is not None and last > r.last_step:
             ahead = f" (ahead of the logged history, which ends at {t.step(r.last_step)})"

@@ -289,3 +289,20 @@ def test_tail_run_speed_and_eta_for_a_running_run(tmp_path):
     assert "ETA " in speed and "to step 1,000 (config max_steps)" in speed
     finished = answers.tail_run(RunIndex(load_settings([str(RUNS)], env={})), "K01", lines=0)
     assert "speed" not in finished  # a finished run has no speed line
+
+
+async def test_bad_console_pattern_is_reported(tmp_path):
+    src = RUNS / RUN_MANIFEST["K02-console-only"]["dir"]
+    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
+    (tmp_path / "runwise.toml").write_text('[console]\npatterns = ["(unclosed", "no_groups_here"]\n')
+    out = await call("list_keys", tmp_path, run="K02")
+    assert "console pattern '(unclosed' does not compile" in out
+    assert "console pattern 'no_groups_here' has no named group" in out
+    assert "console keys (parsed from files/output.log" in out  # the built-in parser still works
+
+
+async def test_tail_run_shows_the_latest_validation_values():
+    out = await call("tail_run", RUNS, run="K01", lines=0)
+    line = next(ln for ln in out.splitlines() if ln.startswith("latest printed @990"))
+    v = RUN_MANIFEST["K01-console-ahead"]["truth"]["500"]["val_proteometools/token"]
+    assert f"val_proteometools/token {v * 100:.1f}% @500" in line and "loss 0.1714" in line
