@@ -35,6 +35,7 @@ EXAMPLES = {
     "aggregate_runs": [{"query": "lr", "keys": ["val/loss", "val/token_accuracy"], "at": "300"}],
     "diagnose_run": [{"run": "R002"}, {"run": "R003"}, {"run": "R001"}],
     "tail_run": [{"run": "R003", "lines": 5}, {"run": "R003", "cursor": "1:354"}],
+    "sync_runs": [{}, {"runs": ["R004"], "action": "export", "dest": "/tmp/runwise-export"}],
 }
 
 

@@ -275,6 +275,11 @@ class RunIndex:
             evicted += 1
         return evicted
 
+    def segments(self, run: Run) -> list[RunDir]:
+        """The run directories of ``run``, in start order."""
+        with self._lock:
+            return list(self._groups.get(run.id, []))
+
     def console(self, run: Run, tail_only: int = 0) -> ConsoleView:
         """The metrics printed to the console of ``run``: each segment's ``files/output.log``
         (or, without one, the console lines kept in its .wandb log), concatenated in start order.

@@ -6,7 +6,11 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Literal
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -26,6 +30,9 @@ INSTRUCTIONS = (
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
+
+# sync_runs may write (export) and reach the network (upload) but never deletes or overwrites
+SYNC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 
 RunArg = str
 PatternArg = Annotated[str, Field(description="Substring or glob filter on keys")]
@@ -135,6 +142,27 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     ) -> str:
         """Live view: latest values, speed/ETA, last console lines (errors flagged); pass cursor for only new output."""
         return _answer(answers.tail_run, index, run, lines, cursor)
+
+    @mcp.tool(annotations=SYNC, structured_output=False)
+    async def sync_runs(
+        ctx: Context,
+        runs: list[str] | str | None = None,
+        action: Literal["status", "export", "upload"] = "status",
+        dest: str | None = None,
+        in_place: bool = False,
+    ) -> str:
+        """Sync state and damaged logs; export jsonl/json/yaml from the log (to dest or cache); upload runs wandb sync."""
+        if action == "status":
+            return _answer(answers.sync_runs, index, runs, action, dest, in_place)
+
+        def progress(done: float, total: float, message: str) -> None:
+            try:
+                anyio.from_thread.run(ctx.report_progress, done, total, message)
+            except Exception:  # progress is best effort; never fail the export for it
+                log.debug("progress notification failed", exc_info=True)
+
+        return await anyio.to_thread.run_sync(
+            lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress))
 
     _compact_schemas(mcp)
     return mcp

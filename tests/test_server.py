@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 SNAPSHOT = REPO / "tests" / "snapshots" / "tools_list.json"
 TOOLS = ["list_runs", "list_keys", "get_config", "run_summary", "get_history", "history_stats", "best_run",
-         "compare_runs", "aggregate_runs", "diagnose_run", "tail_run"]
+         "compare_runs", "aggregate_runs", "diagnose_run", "tail_run", "sync_runs"]
 
 
 def client_for(*roots) -> Client:
@@ -46,6 +46,9 @@ async def test_tools_list_snapshot():
     assert [t.name for t in tools] == TOOLS
     for t in tools:
         a = t.annotations
+        if t.name == "sync_runs":  # may write an export or run `wandb sync`; never deletes or overwrites
+            assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (False, False, False, True)
+            continue
         assert (a.read_only_hint, a.destructive_hint, a.idempotent_hint, a.open_world_hint) == (True, False, True, False)
         assert t.output_schema is None  # answers are compact text
 
@@ -177,6 +180,7 @@ async def test_tools_never_write_into_runs(tmp_path):
         for tool in TOOLS:
             for run in ("latest", "R001", "L097", "R005"):
                 args = {"best_run": {"metric": "train/loss"}, "list_runs": {}, "aggregate_runs": {"runs": [run, "R002"]},
+                        "sync_runs": {"runs": [run]},
                         "compare_runs": {"runs": [run, "R002@50"]}}.get(tool, {"run": run})
                 res = await c.call_tool(tool, args)
                 assert not res.is_error, (tool, args, text(res))
@@ -204,6 +208,7 @@ def stdio_params(*roots) -> StdioServerParameters:
     ("aggregate_runs", {"query": "fixture", "keys": ["train/loss"]}, "mean "),
     ("diagnose_run", {"run": "R002-crashed"}, "divergence: train/loss"),
     ("tail_run", {"run": "R002-crashed"}, "crash: RuntimeError: loss diverged at step 79"),
+    ("sync_runs", {}, "9 runs (10 run directories)"),
 ])
 async def test_stdio_each_tool(tool, args, expect):
     async with Client(stdio_params(FIXTURES)) as c:
