@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .config import ENV_WANDB_CLI
 from .model import Run
 from .sources.wandb_dir import RunDir
 
@@ -258,7 +259,7 @@ def write_export(run: Run, target: str, overwrite: bool,
 def find_wandb_cli(env: dict[str, str] | None = None) -> str | None:
     """RUNWISE_WANDB_CLI (a command or path), else `wandb` on PATH, else next to this Python."""
     env = dict(os.environ) if env is None else env
-    want = env.get("RUNWISE_WANDB_CLI", "").strip()
+    want = env.get(ENV_WANDB_CLI, "").strip()
     if want:
         return shutil.which(want) or (want if os.path.isfile(want) and os.access(want, os.X_OK) else None)
     found = shutil.which("wandb")

@@ -11,7 +11,7 @@ import pytest
 from helpers import REPO
 
 from runwise_mcp import __version__
-from runwise_mcp.config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE
+from runwise_mcp.config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, ENV_WANDB_CLI
 
 README = (REPO / "README.md").read_text()
 SERVER_JSON = json.loads((REPO / "server.json").read_text())
@@ -31,14 +31,16 @@ def test_server_json_version_and_description():
         assert re.fullmatch(r"\d+\.\d+\.\d+", pkg["version"])
     assert len(SERVER_JSON["description"]) <= 100
     env = {e["name"] for p in SERVER_JSON["packages"] for e in p.get("environmentVariables", [])}
-    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB}
+    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI}
 
 
 def test_readme_contract():
     assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in README
-    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB):
+    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI):
         assert var in README
-    for tool in ("list_runs", "list_keys", "get_config"):
+    snapshot = json.loads((REPO / "tests" / "snapshots" / "tools_list.json").read_text())
+    assert len(snapshot) == 12
+    for tool in (t["name"] for t in snapshot):
         assert f"### `{tool}`" in README  # every tool has a section with a real call and answer
         assert re.search(rf"\$ {tool}\(", README)
     for host in ("claude mcp add", ".mcp.json", "claude_desktop_config.json", ".cursor/mcp.json", ".vscode/mcp.json"):
