@@ -599,19 +599,14 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
         r = get_run(index, p.ref)
         cols.append(_point(r, p))
     runs_ = [c.run for c in cols]
-    available = sorted({k for r in runs_ for k in numeric_keys(r)})
+    available, chosen = _keys_across(runs_, keys)
     want = parse_keys(keys)
-    if want:
-        chosen, unknown = pick_keys(want, available)
-        if unknown:
-            raise UserError("; ".join(f"{k!r} is logged by none of these runs"
-                                      + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
-    elif prefix:
+    if not want and prefix:
         chosen = [k for k in available if k.startswith(prefix)]
         if not chosen:
             close = sorted({k.split("/")[0] + "/" for k in available if "/" in k})
             raise UserError(f"no key starts with {prefix!r} in these runs; prefixes: {', '.join(close[:12])}")
-    else:
+    elif not want:
         chosen = []
         for r in runs_:
             chosen.extend(k for k in main_keys(r, index.settings.main_metrics) if k not in chosen)
@@ -657,6 +652,20 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
         notes.append(f"{t.plural(extra, 'other key')}: pass keys=[...] or prefix=")
     return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut, config_diff, ccut, notes,
                              next_call)
+
+
+def _keys_across(runs: list[Run], keys: list[str] | str | None) -> tuple[list[str], list[str]]:
+    """The numeric keys of any of ``runs``, and the requested ones among them ([] when none were
+    requested). An unknown key raises with its closest matches."""
+    available = sorted({k for r in runs for k in numeric_keys(r)})
+    want = parse_keys(keys)
+    if not want:
+        return available, []
+    chosen, unknown = pick_keys(want, available)
+    if unknown:
+        raise UserError("; ".join(f"{k!r} is logged by none of these runs"
+                                  + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
+    return available, chosen
 
 
 def _point(r: Run, p) -> rs.Column:
@@ -712,14 +721,8 @@ def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: 
         chosen_runs = _select_runs(index, query)
         scope = f"query {query!r}" if query else "all runs"
     chosen_runs = [index.resolve(r.id, full=True) if r.sampled else r for r in chosen_runs]
-    available = sorted({k for r in chosen_runs for k in numeric_keys(r)})
-    want = parse_keys(keys)
-    if want:
-        ks, unknown = pick_keys(want, available)
-        if unknown:
-            raise UserError("; ".join(f"{k!r} is logged by none of these runs"
-                                      + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
-    else:
+    _available, ks = _keys_across(chosen_runs, keys)
+    if not parse_keys(keys):
         counts: dict[str, int] = {}
         for r in chosen_runs:
             for k in main_keys(r, index.settings.main_metrics):
