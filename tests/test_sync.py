@@ -7,18 +7,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import FIXTURES, leet_records, log_file, run_dir, same_value, wandb_cli
-from test_crosscheck_leet import flat
 from mcp import Client
+from test_crosscheck_leet import flat
 
 from runwise_mcp.config import load_settings
 from runwise_mcp.server import build_server
-from runwise_mcp.sync import safe_name
+from runwise_mcp.wandb_sync import safe_name
 
 pytestmark = pytest.mark.anyio
 

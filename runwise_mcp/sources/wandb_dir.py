@@ -17,8 +17,8 @@ import json
 import os
 import re
 import stat
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import yaml

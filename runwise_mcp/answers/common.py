@@ -1,0 +1,225 @@
+"""Shared by the tools: run resolution, key choice, "why is it missing" notes, the console as a source."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from ..analysis.anomalies import Thresholds
+from ..analysis.select import KeyRole, main_keys, metric_goal, metric_keys, pick_keys
+from ..index import ConsoleView, RunIndex, RunNotFound
+from ..model import History, Run, history_after, merge_histories
+from ..render import answers as ra
+from ..render import text as t
+
+SPARK_BUCKETS = 6  # ~2 tokens a character: a 6-step picture plus an arrow
+MAX_KEYS = 120
+MAX_CONFIG = 200
+CONFIG_CHARS = 120
+CONFIG_CHARS_ONE = 4000
+
+
+class UserError(Exception):
+    """A problem the caller can fix; the message is shown as the tool error."""
+
+
+# ---- shared ------------------------------------------------------------------------------------
+
+
+def get_run(index: RunIndex, ref: str) -> Run:
+    """The run named by ``ref``, read in full."""
+    try:
+        return index.resolve(ref, full=True)
+    except RunNotFound as e:
+        roots = ", ".join(index.settings.roots)
+        if not e.candidates:
+            raise UserError(ra.no_runs_message(index.settings.roots, index.problems())) from None
+        cands = ", ".join(ra.run_label(r) for r in e.candidates)
+        raise UserError(f"{e.reason} under {roots}. Closest: {cands}. Pass an exact name or id, "
+                        f"or call list_runs(query=...) to search.") from None
+
+
+def empty_log_note(run: Run) -> str:
+    """Why a run has no data yet, when its only log is empty or header-only."""
+    seg = run.segments[-1] if run.segments else None
+    if seg is None or seg.log_path is None:
+        if seg is not None and seg.layout == "console":
+            return "only files/output.log is left in this run directory (no .wandb log, no history file)"
+        return "no history was found in this run directory"
+    name = os.path.basename(seg.log_path)
+    if run.state.state in ("finished", "crashed"):
+        return (f"it {run.state.state} ({run.state.basis}) without logging any row: wandb.log() was never "
+                f"called, so only its console (files/output.log) can hold metrics")
+    if seg.log_bytes <= 7:
+        what = "holds no records yet (only the 7-byte header)" if seg.log_bytes == 7 else "is empty"
+        return (f"its {name} {what}: wandb writes the log every 15 s, so the run either just started or "
+                f"was killed in its first seconds. Call again in a minute; the console is in files/output.log")
+    return (f"its {name} ({seg.log_bytes:,} bytes) holds the run's start but no logged rows yet: the run has "
+            f"not called wandb.log() so far, or was killed before the first rows were written. "
+            f"Call again in a minute; the console is in files/output.log")
+
+
+# ---- shared by the analysis tools ---------------------------------------------------------------
+
+MAX_HISTORY_SAMPLES = 2000
+MAX_STATS_KEYS = 40
+MAX_COMPARE_KEYS = 40
+MAX_CONFIG_DIFF = 30
+
+
+def parse_keys(keys: list[str] | str | None) -> list[str]:
+    """A list of keys, or one comma-separated string; blanks dropped, order kept."""
+    if keys is None:
+        return []
+    items = keys.split(",") if isinstance(keys, str) else [x for k in keys for x in str(k).split(",")]
+    return list(dict.fromkeys(k.strip() for k in items if k.strip()))
+
+
+def numeric_keys(run: Run) -> list[str]:
+    return sorted(k for k in metric_keys(run) if len(run.history.columns[k]))
+
+
+def choose_keys(run: Run, keys: list[str] | str | None, prefs: list[str], tool: str) -> list[str]:
+    """The requested keys (exact, case-insensitive or glob), else the run's main metrics. Unknown
+    keys raise with their closest existing keys."""
+    want = parse_keys(keys)
+    available = numeric_keys(run)
+    if not want:
+        return main_keys(run, prefs)
+    found, unknown = pick_keys(want, available + [k for k in run.history.other if k not in available])
+    if unknown:
+        raise UserError(unknown_keys_message(run, unknown, available, tool))
+    text_keys = [k for k in found if k in run.history.other and k not in run.history.columns]
+    if text_keys:
+        raise UserError(f"{ra.run_label(run)}: {', '.join(text_keys)} hold non-numeric values "
+                        f"({', '.join(run.history.other[k].kind for k in text_keys)}); "
+                        f"{t.call('list_keys', run=run.id)} shows their last values")
+    return found
+
+
+def unknown_keys_message(run: Run, unknown: list[tuple[str, list[str]]], available: list[str], tool: str) -> str:
+    parts = []
+    for k, close in unknown:
+        if k.lower().startswith("system/") or k.lower() in {s.lower() for s in run.system.keys()}:
+            parts.append(f"{k!r} is a system metric (sampled by time, not step): "
+                         f"{t.call('list_keys', run=run.id, pattern='system/')}")
+        elif close:
+            parts.append(f"{k!r} is not logged; closest: {', '.join(close)}")
+        else:
+            parts.append(f"{k!r} is not logged")
+    if not available:
+        return f"{ra.run_label(run)} has no numeric metrics yet: {empty_log_note(run)}"
+    return (f"{ra.run_label(run)}: " + "; ".join(parts) + f". {t.call('list_keys', run=run.id)} lists all "
+            f"{t.plural(len(available), 'key')}")
+
+
+def cadence(run: Run, key: str) -> str:
+    """'logged only at validation steps (12 points, every ~50 steps from 49)' for a sparse key,
+    '' for a key logged at most steps."""
+    col = run.history.columns.get(key)
+    rows = run.history.rows
+    if col is None or not len(col) or len(col) >= 0.5 * rows:
+        return ""
+    steps = col.steps
+    every = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else 0
+    kind = "validation steps" if KeyRole(key).split in ("val", "test") or len(col) < 0.2 * rows else "some steps"
+    rhythm = f", every ~{t.num(round(every))} steps" if every else ""
+    return f"logged only at {kind} ({t.plural(len(col), 'point')}{rhythm} from {t.step(steps[0])})"
+
+
+def require_history(run: Run, what: str) -> None:
+    if run.history.rows == 0 or not numeric_keys(run):
+        raise UserError(f"{ra.run_label(run)} has no {what} yet: {empty_log_note(run)}")
+
+
+def thresholds(index: RunIndex) -> tuple[Thresholds, list[str]]:
+    """The diagnose thresholds and what was wrong with the project config file, if anything."""
+    th, problems = Thresholds.from_mapping(index.settings.diagnose)
+    where = index.settings.config_file
+    return th, index.settings.config_problems + [f"{where}: {p}, ignored" for p in problems]
+
+
+def goals_for(run: Run, keys: list[str]) -> dict[str, str]:
+    return {k: metric_goal(run, k)[0] for k in keys}
+
+
+def history_source(run: Run) -> str:
+    """Which files the numbers come from, e.g. 'run-abc.wandb (history to 599)'."""
+    parts = []
+    for seg in run.segments:
+        name = os.path.basename(seg.log_path) if seg.log_path else ("wandb-history.jsonl" if seg.layout == "dryrun"
+                                                                     else os.path.basename(seg.path))
+        rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
+        parts.append(f"{name} ({rng})")
+    return " + ".join(parts)
+
+
+# ---- console as a source -------------------------------------------------------------------------
+
+SOURCES = ("auto", "history", "console")
+
+
+def _with_history(run: Run, h: History) -> Run:
+    return dataclasses.replace(run, history=h)
+
+
+def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
+    """Why the console gave no metrics, and what to do."""
+    if not view.files:
+        return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
+                "runs started with WANDB_CONSOLE=off have none)")
+    return (f"{' + '.join(view.files)} has {t.plural(view.lines, 'line')} but none printed a metric with a "
+            f"step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a regex with "
+            f"named groups under [console] patterns in runwise.toml for your format")
+
+
+def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str, frozenset[str]]:
+    """The run with the history a tool should read for ``source``, a description of where its
+    numbers come from, and the keys printed as percentages. ``auto``: the history, with console
+    rows beyond its last step appended; the console alone when there is no history."""
+    if source not in SOURCES:
+        raise UserError(f"source must be auto, history or console; got {source!r}")
+    if source == "history":
+        return r, history_source(r), frozenset()
+    view = index.console(r)
+    ch = view.history
+    label = ra.run_label(r)
+    desc = ""
+    if ch.rows:
+        desc = (f"{' + '.join(view.files)} (console{', last lines only' if view.partial else ''}, "
+                f"steps {t.steps_range(ch.first_step, ch.last_step)})")
+    if source == "console":
+        if not ch.rows:
+            raise UserError(f"{label}: no metrics in its console: {console_missing(index, r, view)}. "
+                            f"{t.call('get_history', run=r.id, source='history')} reads the logged history")
+        return _with_history(r, ch), desc, frozenset(view.percent)
+    h = r.history
+    if not numeric_keys(r):
+        if ch.rows:
+            return _with_history(r, ch), desc + "; the run has no logged history", frozenset(view.percent)
+        return r, history_source(r), frozenset()
+    if ch.rows and h.last_step is not None and (ch.last_step or 0) > h.last_step:
+        part = history_after(ch, h.last_step)
+        merged, _ = merge_histories([h, part])
+        return (_with_history(r, merged),
+                f"{history_source(r)} + {' + '.join(view.files)} (console to {t.step(part.last_step)}, "
+                f"used beyond the history)", frozenset(view.percent))
+    return r, history_source(r), frozenset()
+
+
+def flatten_config(cfg: dict[str, Any], prefix: str = "", out: list[tuple[str, Any]] | None = None,
+                   budget: list[int] | None = None) -> list[tuple[str, Any]]:
+    """a.b.c: value pairs; lists stay values; at most 10,000 leaves (guards hostile YAML)."""
+    out = [] if out is None else out
+    budget = [10_000] if budget is None else budget
+    for k, v in cfg.items():
+        if budget[0] <= 0:
+            break
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            flatten_config(v, name, out, budget)
+        else:
+            out.append((name, v))
+            budget[0] -= 1
+    return out

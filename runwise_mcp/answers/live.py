@@ -1,0 +1,194 @@
+"""tail_run: the live view of a run for agents."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ..analysis.select import KeyRole, main_keys
+from ..index import ConsoleView, RunIndex
+from ..model import Run
+from ..render import answers as ra
+from ..render import text as t
+from ..sources.console import ERROR_LINE, WARN_LINE
+from .common import UserError, flatten_config, get_run, numeric_keys
+
+# ---- tail_run ------------------------------------------------------------------------------------
+
+TAIL_READ_BYTES = 4 << 20  # a first tail_run on a huge output.log parses only its last 4 MiB
+TOTAL_KEYS = ("max_steps", "total_steps", "num_train_steps", "train_steps", "num_steps", "max_iters",
+              "max_iter", "iterations", "total_iters", "steps")
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
+
+
+def tail_run(index: RunIndex, run: str = "latest", lines: int = 20, cursor: str | None = None) -> str:
+    if not 0 <= lines <= 500:
+        raise UserError(f"lines must be between 0 and 500; got {lines}")
+    r = get_run(index, run)
+    view = index.console(r, tail_only=TAIL_READ_BYTES)
+    now = index.clock()
+    cf = view.cursor_file
+    out = [f"{ra.run_label(r)} {t.state(r.state, now)} | step {t.step(r.last_step)}"
+           + (f" | console {' + '.join(view.files)}" if view.files else " | no console output found")]
+    raw = list(cf.tail) if cf is not None else [(0, ln) for ln in view.tail]
+    crash = _crash(raw) if r.state.state == "crashed" else []
+    out.extend(crash)
+    with t.percent_keys(view.percent):
+        out.extend(_latest_lines(index, r, view))
+    speed = _speed(r, view) if r.state.state in ("running", "killed") else ""
+    if speed:
+        out.append(speed)
+    new_cursor = ""
+    headed = False
+    if cf is not None:
+        new_cursor = f"{len(view.files)}:{cf.offset}"
+        if cursor:
+            try:
+                n_files, off = (int(x) for x in cursor.split(":", 1))
+            except ValueError:
+                raise UserError(f"cursor {cursor!r} is not one this tool returned; call tail_run without a cursor "
+                                f"to start over") from None
+            if n_files != len(view.files) or off > cf.offset:
+                out.append("the console was rewritten or a new segment started since that cursor; its last lines:")
+                shown = raw[-lines:] if lines else []
+            else:
+                shown = [x for x in raw if x[0] > off]
+                if not shown:
+                    out.append(f"no new console output since the cursor (output.log unchanged at "
+                               f"{cf.offset:,} bytes)")
+                elif len(shown) > lines:
+                    out.append(f"{t.plural(len(shown), 'new line')} since the cursor; the last {lines}"
+                               " (! error, ~ warning):")
+                    shown = shown[-lines:]
+                    headed = True
+        else:
+            shown = raw[-lines:] if lines else []
+    else:
+        shown = raw[-lines:] if lines else []
+    if shown:
+        if not headed:
+            out.append(f"last {t.plural(len(shown), 'line')}" + (" since the cursor" if cursor else "")
+                       + " (! error, ~ warning):")
+        out.extend(_flagged([text for _, text in shown]))
+    if new_cursor:
+        out.append(f"cursor {new_cursor}: {t.call('tail_run', run=r.id, cursor=new_cursor)} returns only what is new")
+    elif view.files:
+        out.append("no cursor: this run has no output.log (lines come from the .wandb console records)")
+    return "\n".join(out)
+
+
+def _flagged(lines: list[str]) -> list[str]:
+    """Lines with ! for errors and tracebacks, ~ for warnings; repeats collapsed."""
+    out: list[str] = []
+    prev, count = None, 0
+    in_tb = False
+
+    def emit(line: str | None, n: int) -> None:
+        if line is None:
+            return
+        out.append(line + (f"  (×{n})" if n > 1 else ""))
+
+    for ln in lines:
+        text = ln.rstrip()
+        if text.startswith("Traceback (most recent call last)"):
+            in_tb = True
+        mark = "!" if in_tb or ERROR_LINE.search(text) else ("~" if WARN_LINE.search(text) else " ")
+        if in_tb and text and not text.startswith((" ", "Traceback")):
+            in_tb = False  # the exception line ends the traceback
+        line = f"{mark} {t.short(text, 200) if len(text) > 200 else text}"
+        if line == prev:
+            count += 1
+            continue
+        emit(prev, count)
+        prev, count = line, 1
+    emit(prev, count)
+    return out
+
+
+def _crash(raw: list[tuple[int, str]]) -> list[str]:
+    """The exception line and the last frames of the last traceback in the console."""
+    texts = [x for _, x in raw]
+    start = max((i for i, x in enumerate(texts) if x.startswith("Traceback (most recent call last)")), default=-1)
+    if start < 0:
+        return []
+    frames: list[str] = []
+    exc = ""
+    i = start + 1
+    while i < len(texts):
+        m = _FRAME.match(texts[i])
+        if m:
+            code = texts[i + 1].strip() if i + 1 < len(texts) and not _FRAME.match(texts[i + 1]) else ""
+            frames.append(f"  at {os.path.basename(m.group(1))}:{m.group(2)} in {m.group(3)}"
+                          + (f": {t.short(code, 100)}" if code else ""))
+        elif texts[i].strip() and not texts[i].startswith((" ", "\t")):
+            exc = texts[i].strip()
+            break
+        i += 1
+    return ([f"crash: {t.short(exc, 200)}"] if exc else ["crash: traceback without an exception line"]) + frames[-2:]
+
+
+def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
+    out = []
+    if numeric_keys(r):
+        parts = []
+        for k in main_keys(r, index.settings.main_metrics)[:6]:
+            col = r.history.columns[k]
+            at = f" @{t.step(col.last_step)}" if col.last_step != r.last_step else ""
+            parts.append(f"{k} {t.num(col.values[-1], k)}{at}")
+        out.append(f"latest logged @{t.step(r.last_step)}: " + " | ".join(parts))
+    ch = view.history
+    if ch.rows:
+        last = ch.last_step
+        parts = []
+        for k, col in ch.columns.items():
+            if col.last_step is not None and last is not None and col.last_step >= last and len(parts) < 8:
+                parts.append(f"{k} {t.num(col.values[-1], k)}")
+        evals = [(k, col) for k, col in ch.columns.items()
+                 if col.last_step != last and KeyRole(k).split in ("val", "test")]
+        for k, col in evals[:4]:  # the latest validation values, printed at an earlier step
+            parts.append(f"{k} {t.num(col.values[-1], k)} @{t.step(col.last_step)}")
+        ahead = ""
+        if r.last_step is not None and last is not None and last > r.last_step:
+            ahead = f" (ahead of the logged history, which ends at {t.step(r.last_step)})"
+        out.append(f"latest printed @{t.step(last)}{ahead}: " + " | ".join(parts))
+    return out
+
+
+def _speed(r: Run, view: ConsoleView) -> str:
+    rate = None
+    how = ""
+    rt = r.history.columns.get("_runtime")
+    if rt is not None and len(rt) >= 2:
+        steps, vals = rt.steps, rt.values
+        end = vals[-1]
+        import bisect
+
+        # runtime ascends within a segment; look back up to 10 minutes
+        i = max(0, bisect.bisect_left(vals, end - 600, 0, len(vals)))
+        if vals[i] > vals[-1]:
+            i = len(vals) - 2
+        dt = vals[-1] - vals[i]
+        if dt > 0 and steps[-1] > steps[i]:
+            rate = (steps[-1] - steps[i]) / dt
+            how = f"over the last {t.duration(dt)} of _runtime"
+    if rate is None and view.rate:
+        rate, how = view.rate, "as printed by the progress bar"
+    if rate is None:
+        return ""
+    total, basis = view.total, "progress counter"
+    if not total:
+        flat = dict(flatten_config(r.config))
+        for k in TOTAL_KEYS:
+            for name, v in flat.items():
+                if name.split(".")[-1] == k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                    total, basis = int(v), f"config {name}"
+                    break
+            if total:
+                break
+    s = f"speed: {t.num(rate)} steps/s {how}"
+    last = r.last_step if r.last_step is not None else view.history.last_step
+    if total and last is not None and last < total and r.state.state == "running":
+        s += f"; ETA {t.duration((total - last) / rate)} to step {total:,} ({basis})"
+    elif total and r.state.state == "running":
+        s += f"; total {total:,} ({basis}) reached"
+    return s

@@ -1,0 +1,202 @@
+"""list_runs, list_keys, get_config, and the --check report."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from typing import Any
+
+from ..analysis.sampling import bucket_means
+from ..analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
+from ..analysis.stats import series_stats, trend
+from ..index import ConsoleView, RunIndex
+from ..model import RESERVED_KEYS, STATES, Run
+from ..render import answers as ra
+from ..render import text as t
+from .common import (
+    CONFIG_CHARS,
+    CONFIG_CHARS_ONE,
+    MAX_CONFIG,
+    MAX_KEYS,
+    SPARK_BUCKETS,
+    UserError,
+    _with_history,
+    console_missing,
+    empty_log_note,
+    flatten_config,
+    get_run,
+)
+
+# ---- list_runs ---------------------------------------------------------------------------------
+
+
+def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0) -> str:
+    if state != "any" and state not in STATES:
+        raise UserError(f"state must be one of any, {', '.join(STATES)}; got {state!r}")
+    runs = index.runs()
+    now = index.clock()
+    matched = [r for r in runs if (not query or query_matches(r, query)) and (state == "any" or r.state.state == state)]
+    page = matched[offset : offset + limit]
+    lines = [_run_line(r, index.settings.main_metrics) for r in page]
+    return ra.run_list(lines, total=len(runs), matched=len(matched), offset=offset, limit=limit, query=query,
+                       state=state, roots=index.settings.roots, now=now, problems=index.problems())
+
+
+def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
+    key = main_metric(run, prefs)
+    if key is None:
+        return ra.RunLine(run)
+    col = run.history.columns[key]
+    values = col.values
+    return ra.RunLine(run, key, values[-1], bucket_means(values, SPARK_BUCKETS), trend(values), col.last_step)
+
+
+# ---- list_keys ---------------------------------------------------------------------------------
+
+
+def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
+    r = get_run(index, run)
+    h = r.history
+    view = index.console(r)
+    if h.rows == 0 and not r.system.rows and not view.history.rows:
+        raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}; console: "
+                        f"{console_missing(index, r, view)}")
+    out = _list_keys(index, r, pattern, view) if h.rows or r.system.rows else \
+        f"{ra.run_label(r)}: no logged history ({empty_log_note(r)})"
+    if view.history.rows and not pattern.lower().startswith("system"):
+        out += "\n" + _console_keys(r, view, pattern)
+    console_problems = [p for p in index.settings.config_problems if "console pattern" in p]
+    if console_problems:
+        out += "\nconfig: " + "; ".join(console_problems) + " (ignored; fix runwise.toml and restart the server)"
+    return out
+
+
+def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
+    """The keys parsed from the console, marked as such."""
+    ch = view.history
+    names = sorted(k for k in ch.columns if key_matches(k, pattern))
+    head = (f"console keys (parsed from {' + '.join(view.files)}, {t.plural(view.lines, 'line')}"
+            f"{', last lines only' if view.partial else ''}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
+            f"read with get_history(source=\"console\")):")
+    if not names:
+        return head + f" none match {pattern!r}"
+    proxy = _with_history(r, ch)
+    lines = [_key_line(proxy, k, {}) for k in names[:MAX_KEYS]]
+    width = max(len(k.name) for k in lines)
+    with t.percent_keys(view.percent):
+        body = [ra.key_line(k, k.name, width) for k in lines]
+    if len(names) > MAX_KEYS:
+        body.append(f"… {len(names) - MAX_KEYS} more console keys")
+    return "\n".join([head] + body)
+
+
+def _list_keys(index: RunIndex, r: Run, pattern: str, view: ConsoleView) -> str:
+    h = r.history
+    sys_keys = sorted(r.system.keys())
+    if pattern.lower() == "system" or pattern.lower().startswith("system/"):
+        sub = pattern[len("system/"):]
+        system_lines = [_key_line(r, k, {}, system=True) for k in sys_keys if key_matches(k, sub)]
+        return ra.system_keys_answer(r, system_lines, samples=r.system.rows, pattern=pattern)
+    names = [k for k in metric_keys(r) + list(h.other) if k not in RESERVED_KEYS]
+    matched = sorted(k for k in names if key_matches(k, pattern))
+    summary = r.summary
+    lines = [_key_line(r, k, summary) for k in matched[:MAX_KEYS]]
+    groups = _group(lines, r, x_axis_keys(r))
+    system = (len(sys_keys), r.system.rows, sys_keys) if sys_keys and not pattern else None
+    return ra.keys_answer(r, groups, shown=len(lines), total=len(matched) if pattern else len(names),
+                          pattern=pattern, system=system, cut=max(0, len(matched) - MAX_KEYS),
+                          empty_note=f"no metric rows yet: {empty_log_note(r)}" if h.rows == 0 else "")
+
+
+def _key_line(run: Run, key: str, summary: dict[str, Any], system: bool = False) -> ra.KeyLine:
+    h = run.system if system else run.history
+    col = h.columns.get(key)
+    if col is not None:
+        st = series_stats(col.steps, col.values)
+        agg = summary.get(key)
+        line = ra.KeyLine(key, st.count, st.first_step, st.last_step, st.last, st.nan, st.inf,
+                          aggregate=agg if isinstance(agg, dict) and "_type" not in agg else None)
+        if system:  # system samples are keyed by wall-clock time: show time since start
+            t0 = run.start_time or (st.first_step or 0)
+            line.span = (f"t+{t.duration((st.first_step or 0) - t0)}–{t.duration((st.last_step or 0) - t0)}"
+                         if st.count > 1 else f"t+{t.duration((st.first_step or 0) - t0)}")
+        return line
+    o = h.other[key]
+    return ra.KeyLine(key, o.count, o.first_step, o.last_step, o.last, kind=o.kind or "value")
+
+
+def _group(lines: list[ra.KeyLine], run: Run, axes: set[str]) -> list[tuple[str, list[ra.KeyLine], str]]:
+    groups: dict[str, list[ra.KeyLine]] = {}
+    for k in lines:
+        if "/" in k.name:
+            g = k.name.split("/", 1)[0] + "/"
+        elif "." in k.name:
+            g = k.name.split(".", 1)[0] + "."
+        else:
+            g = ""
+        groups.setdefault(g, []).append(k)
+    out = []
+    steps = {m.glob or m.name: m.step_metric for m in run.metrics.values() if m.step_metric}
+    for g in sorted(groups, key=lambda x: (x == "", x)):
+        ks = groups[g]
+        xs = {x for pat, x in steps.items() for k in ks if fnmatch.fnmatchcase(k.name, pat)}
+        note = f"(x axis: {', '.join(sorted(xs))})" if xs else ""
+        if not g and axes & {k.name for k in ks}:
+            note = "(includes x-axis keys: " + ", ".join(sorted(axes & {k.name for k in ks})) + ")"
+        out.append((g, ks, note))
+    return out
+
+
+# ---- get_config --------------------------------------------------------------------------------
+
+
+def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
+    r = get_run(index, run)
+    items = sorted((kv for kv in flatten_config(r.config) if not kv[0].startswith("_wandb")), key=lambda kv: kv[0])
+    if not items:
+        if r.history.rows == 0 and not r.summary:
+            raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
+        return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
+                f"later with run.config[...] or run.config.update().")
+    matched = [kv for kv in items if key_matches(kv[0], pattern)]
+    if not matched:
+        return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
+                f"{t.call('get_config', run=r.id)} lists all")
+    limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
+    source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
+    return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
+                            max_items=MAX_CONFIG, source=source)
+
+
+# ---- check (for humans) ------------------------------------------------------------------------
+
+
+def check_report(index: RunIndex) -> tuple[bool, str]:
+    """What `runwise-mcp --check` prints, and whether everything is usable."""
+    s = index.settings
+    t0 = time.perf_counter()
+    runs = index.runs()
+    dt = time.perf_counter() - t0
+    now = index.clock()
+    out = [f"roots (from {s.roots_from}):"]
+    for root in s.roots:
+        out.append(f"  {root}")
+    out.append(f"scan depth {s.max_depth}, running/killed threshold {t.duration(s.stale_after)}")
+    out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
+    for r in runs:
+        segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
+        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
+                   f"{segs}, {r.segments[-1].producer if r.segments else ''}, {r.segments[-1].path if r.segments else ''}")
+    problems = index.problems()
+    if problems:
+        out.append("could not read:")
+        out.extend(f"  {p}" for p in problems)
+    missing = [p for p in index.last_scan.problems if p.startswith("root ")]
+    if missing:
+        out.append("FAIL: " + "; ".join(missing))
+        return False, "\n".join(out)
+    if not runs:
+        out.append("FAIL: " + ra.no_runs_message(s.roots, []))
+        return False, "\n".join(out)
+    out.append("OK")
+    return True, "\n".join(out)

@@ -1,0 +1,197 @@
+"""Tools on one run: run_summary, get_history, history_stats, diagnose_run."""
+
+from __future__ import annotations
+
+from ..analysis.anomalies import default_keys, diagnose
+from ..analysis.sampling import bucket_means, sample_join
+from ..analysis.select import KeyRole
+from ..analysis.stats import series_stats, tail_slope, trend
+from ..index import RunIndex
+from ..model import Run
+from ..render import answers as ra
+from ..render import reports as rs
+from ..render import text as t
+from .common import (
+    MAX_HISTORY_SAMPLES,
+    MAX_STATS_KEYS,
+    SPARK_BUCKETS,
+    UserError,
+    cadence,
+    choose_keys,
+    console_missing,
+    empty_log_note,
+    get_run,
+    goals_for,
+    history_source,
+    metric_run,
+    numeric_keys,
+    parse_keys,
+    require_history,
+    thresholds,
+)
+
+# ---- run_summary ---------------------------------------------------------------------------------
+
+
+def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, "auto")
+    with t.percent_keys(pct):
+        return _run_summary(index, r0, r, src, keys)
+
+
+def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | str | None) -> str:
+    prefs = index.settings.main_metrics
+    now = index.clock()
+    if not numeric_keys(r):
+        why = empty_log_note(r) if r.history.rows == 0 else "it logged only non-numeric values"
+        view = index.console(r0)
+        return rs.summary_answer(r, now, [], [], [], "", f"{history_source(r)}; no metrics: {why}; console: "
+                                 f"{console_missing(index, r0, view)}", 0, False)
+    chosen = choose_keys(r, keys, prefs, "run_summary")
+    goals = goals_for(r, chosen)
+    rows = r.history.rows
+    lines: list[rs.MetricLine] = []
+    compact: list[rs.MetricLine] = []
+    for k in chosen:
+        col = r.history.columns[k]
+        st = series_stats(col.steps, col.values)
+        goal = goals[k]
+        role = KeyRole(k)
+        best, best_step = (st.min, st.min_step) if goal == "minimize" else (st.max, st.max_step)
+        m = rs.MetricLine(k, st.last, st.last_step, st.last_finite, best if goal else None,
+                          best_step if goal else None, goal, bucket_means(col.values, SPARK_BUCKETS),
+                          trend(col.values), st.count, sparse=st.count < 0.5 * rows,
+                          compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
+        (compact if m.compact else lines).append(m)
+    groups = _group_val_sets(lines)
+    grouped = {m.key for _, ms in groups for m in ms}
+    lines = [m for m in lines if m.key not in grouped]
+    diag = diagnose(r, default_keys(r, prefs) if not parse_keys(keys) else chosen,
+                    goals_for(r, default_keys(r, prefs) if not parse_keys(keys) else chosen), thresholds(index)[0])
+    extra = len(numeric_keys(r)) - len(chosen)
+    anomalies = rs.anomalies_line(diag, r.id)
+    ahead = _console_ahead(index, r0)
+    if ahead:
+        anomalies = ahead + "\n" + anomalies
+    return rs.summary_answer(r, now, lines, groups, compact, anomalies,
+                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+
+
+def _console_ahead(index: RunIndex, r0: Run) -> str:
+    """'console ahead: history to 900; console to 990: loss 0.1714 | token_acc 69.5%'."""
+    if not numeric_keys(r0):
+        return ""
+    view = index.console(r0)
+    ch = view.history
+    if not ch.rows or ch.last_step is None or r0.last_step is None or ch.last_step <= r0.last_step:
+        return ""
+    last = ch.last_step
+    with t.percent_keys(view.percent):
+        vals = [f"{k} {t.num(c.values[-1], k)}" for k, c in ch.columns.items() if c.last_step == last][:5]
+    return (f"console ahead: history to {t.step(r0.last_step)}; console to {t.step(last)}: " + " | ".join(vals))
+
+
+def _group_val_sets(lines: list[rs.MetricLine]) -> list[tuple[str, list[rs.MetricLine]]]:
+    """Validation sets with the same metric on one line: 'val_*/accuracy: setA 81.0% | setB 70.0%'."""
+    by: dict[tuple[str, str], list[rs.MetricLine]] = {}
+    for m in lines:
+        role = KeyRole(m.key)
+        if role.split in ("val", "test") and role.dataset and "/" in m.key:
+            head = m.key.split("/")[0]
+            prefix = head[: len(head) - len(role.dataset)]
+            by.setdefault((prefix, m.key.split("/", 1)[1]), []).append(m)
+    return [(f"{p}*/{metric}", ms) for (p, metric), ms in by.items() if len(ms) > 1]
+
+
+def _summary_source(r: Run, keys: list[str], src: str) -> str:
+    notes = []
+    if not r.summary:
+        notes.append("no summary record (the run did not reach one): values from history")
+    else:
+        differ = []
+        for k in keys:
+            sv = r.summary.get(k)
+            col = r.history.columns.get(k)
+            if isinstance(sv, (int, float)) and not isinstance(sv, bool) and col is not None and len(col):
+                hv = col.values[-1]
+                if sv != hv and not (sv != sv and hv != hv):
+                    differ.append(f"{k} summary {t.num(sv, k)} vs history last {t.num(hv, k)}")
+        if differ:
+            notes.append("disagree: " + "; ".join(differ[:3]) + " (shown: history)")
+    if r.sampled:
+        notes.append("read from a skim")
+    notes.extend(r.notes_read[:2])
+    return src + ("; " + "; ".join(notes) if notes else "")
+
+
+# ---- get_history ---------------------------------------------------------------------------------
+
+
+def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None, samples: int = 100,
+                step_min: int | None = None, step_max: int | None = None, source: str = "auto") -> str:
+    if samples < 1 or samples > MAX_HISTORY_SAMPLES:
+        raise UserError(f"samples must be between 1 and {MAX_HISTORY_SAMPLES:,}; got {samples}")
+    if step_min is not None and step_max is not None and step_min > step_max:
+        raise UserError(f"step_min ({step_min:,}) is after step_max ({step_max:,})")
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, source)
+    if not numeric_keys(r):
+        raise UserError(f"{ra.run_label(r)} has no history yet: {empty_log_note(r)}; and no console metrics: "
+                        f"{console_missing(index, r0, index.console(r0))}")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "get_history")[:12]
+    series = {k: (r.history.columns[k].steps, r.history.columns[k].values) for k in chosen}
+    sampled = sample_join(series, samples, step_min, step_max)
+    if not sampled.steps:
+        h = r.history
+        why = [f"{k} is {c}" for k in chosen if (c := cadence(r, k))]
+        raise UserError(f"{ra.run_label(r)}: no point of {', '.join(chosen)} in steps "
+                        f"{step_min if step_min is not None else ''}..{step_max if step_max is not None else ''}; "
+                        f"the run's steps are {t.steps_range(h.first_step, h.last_step)}"
+                        + (f"; {'; '.join(why)}: widen the range" if why else ""))
+    out = rs.history_answer(r, chosen, sampled, samples, step_min, step_max, src)
+    shown_pct = [k for k in chosen if k in pct]
+    if shown_pct:
+        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {', '.join(shown_pct)}\nstep,", 1)
+    return out
+
+
+# ---- history_stats -------------------------------------------------------------------------------
+
+
+def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r = get_run(index, run)
+    require_history(r, "history")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "history_stats")
+    rows = []
+    for k in chosen[:MAX_STATS_KEYS]:
+        col = r.history.columns[k]
+        rows.append((k, series_stats(col.steps, col.values), tail_slope(col.steps, col.values)))
+    out = rs.stats_answer(r, rows)
+    if len(chosen) > MAX_STATS_KEYS:
+        rest = chosen[MAX_STATS_KEYS:]
+        out += (f"\n… {len(rest)} more keys; next: "
+                f"{t.call('history_stats', run=r.id, keys=rest[:MAX_STATS_KEYS])}")
+    return out
+
+
+# ---- diagnose_run --------------------------------------------------------------------------------
+
+
+def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r0 = get_run(index, run)
+    r, src, pct = metric_run(index, r0, "auto")
+    if not numeric_keys(r):
+        raise UserError(f"{ra.run_label(r)} has no history to diagnose yet: {empty_log_note(r)}; and no console "
+                        f"metrics: {console_missing(index, r0, index.console(r0))}")
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "diagnose_run") if parse_keys(keys) \
+        else default_keys(r, index.settings.main_metrics)
+    th, problems = thresholds(index)
+    d = diagnose(r, chosen, goals_for(r, chosen), th)
+    with t.percent_keys(pct):
+        out = rs.diagnose_answer(r, d)
+    if r is not r0:
+        out += f"\nsource: {src}"
+    if problems:
+        out += "\nconfig: " + "; ".join(problems) + " (defaults used; fix the file and restart the server)"
+    return out

@@ -1,0 +1,183 @@
+"""sync_runs: status, export, upload."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from .. import wandb_sync as sy
+from ..index import RunIndex
+from ..model import Run
+from ..render import answers as ra
+from ..render import text as t
+from .common import UserError, get_run, parse_keys
+
+# ---- sync_runs -----------------------------------------------------------------------------------
+
+MAX_STATUS_RUNS = 30
+
+
+def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str = "status", dest: str | None = None,
+              in_place: bool = False, progress: Callable[[float, float, str], None] | None = None,
+              env: dict[str, str] | None = None) -> str:
+    if action not in ("status", "export", "upload"):
+        raise UserError(f"action must be status, export or upload; got {action!r}")
+    refs = parse_keys(runs)
+    if action != "status" and not refs:
+        unsynced = [r for r in index.runs() if any(sy.segment_status(s).synced == "not synced"
+                                                   for s in index.segments(r))]
+        hint = (f"; not synced: {t.call('sync_runs', runs=[r.id for r in unsynced[:5]], action=action)}"
+                if unsynced else "")
+        raise UserError(f"{action} needs runs=[...] (names or ids); it never acts on every run at once{hint}")
+    if in_place and action != "export":
+        raise UserError("in_place applies to action=\"export\" only")
+    if dest is not None and action != "export":
+        raise UserError("dest applies to action=\"export\" only")
+    chosen: list[Run] = []
+    for ref in refs:
+        r = get_run(index, ref)
+        if r not in chosen:
+            chosen.append(r)
+    if action == "status":
+        return _sync_status(index, chosen or index.runs(), bool(refs))
+    if action == "export":
+        return _sync_export(index, chosen, dest, in_place, progress, env)
+    return _sync_upload(index, chosen, progress, env)
+
+
+def _sync_status(index: RunIndex, runs: list[Run], explicit: bool) -> str:
+    if not runs:
+        raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
+    lines = []
+    by_issue: dict[str, list[str]] = {}
+    synced = dirs = 0
+    for r in runs[:MAX_STATUS_RUNS]:
+        segs = index.segments(r)
+        for i, s in enumerate(segs, 1):
+            st = sy.segment_status(s)
+            dirs += 1
+            synced += st.synced == "synced"
+            for code in st.issues:
+                ids = by_issue.setdefault(code, [])
+                if r.id not in ids:
+                    ids.append(r.id)
+            seg = f" segment {i}/{len(segs)}" if len(segs) > 1 else ""
+            missing = [n for n, ok in st.side_files.items() if not ok]
+            bits = [f"{ra.run_label(r)}{seg}: {st.synced}", f"log {st.log}",
+                    f"{t.plural(st.rows, 'row')} to step {t.step(st.last_step)}" if st.rows else "no rows",
+                    st.console]
+            if s.layout == "wandb":
+                bits.append("files/ complete" if not missing else "files/ lacks " + ", ".join(missing))
+            lines.append(" | ".join(bits))
+    head = f"{t.plural(len(runs), 'run')} ({t.plural(dirs, 'run directory', 'run directories')}): {synced} synced"
+    if by_issue.get("unsynced"):
+        head += f", {len(by_issue['unsynced'])} not synced"
+    if by_issue.get("torn") or by_issue.get("damaged"):
+        head += f", {len(set(by_issue.get('torn', []) + by_issue.get('damaged', [])))} with a torn or damaged log"
+    out = [head] + lines
+    if len(runs) > MAX_STATUS_RUNS:
+        out.append(f"… {len(runs) - MAX_STATUS_RUNS} more runs: {t.call('sync_runs', runs=['<name>'])}")
+    if by_issue:
+        out.append("remedies:")
+        for code in ("unsynced", "files", "torn", "damaged", "console-only"):
+            ids = by_issue.get(code)
+            if not ids:
+                continue
+            text = sy.REMEDIES[code].format(upload=t.call("sync_runs", runs=ids[:6], action="upload"),
+                                            export=t.call("sync_runs", runs=ids[:6], action="export"))
+            out.append(f"- {text}" + (f" (+{len(ids) - 6} more runs)" if len(ids) > 6 else ""))
+    return "\n".join(out)
+
+
+def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: bool,
+                 progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None) -> str:
+    if in_place and dest:
+        raise UserError("pass either dest or in_place=true, not both")
+    root = ""
+    if not in_place:
+        root = os.path.abspath(os.path.expanduser(dest)) if dest else sy.default_export_root(env)
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise UserError(f"dest {root} is a file; pass a directory")
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create dest {root}: {e.strerror or e}; pass a writable directory") from None
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise UserError(f"dest {root} is not writable; pass a writable directory")
+    out = []
+    for n, r in enumerate(runs, 1):
+        full = index.resolve(r.id, full=True)
+        segs = index.segments(full)
+        if in_place:
+            target = segs[-1].files_dir if segs else ""
+            if not target or not os.path.isdir(target):
+                raise UserError(f"{ra.run_label(full)} has no files/ directory to export into; use dest= instead")
+        else:
+            target = os.path.join(root, sy.safe_name(full.id))
+            real_root = os.path.realpath(root)
+            if not os.path.realpath(target).startswith(real_root.rstrip(os.sep) + os.sep):
+                raise UserError(f"run id {full.id!r} would leave dest; not exported")
+            os.makedirs(target, exist_ok=True)
+
+        def rows_progress(done: int, total: int, _n: int = n) -> None:
+            if progress is not None:
+                progress(_n - 1 + done / max(total, 1), len(runs), f"{full.display_name}: {done:,} rows")
+
+        if progress is not None:
+            progress(n - 1, len(runs), f"exporting {full.display_name}")
+        written = sy.write_export(full, target, overwrite=not in_place, progress=rows_progress)
+        parts = []
+        for w in written:
+            name = os.path.basename(w.path)
+            if w.skipped:
+                parts.append(f"{name} ({w.skipped})")
+            elif name == "wandb-history.jsonl":
+                parts.append(f"{name} ({t.plural(len(set(full.history.steps)), 'row')}, {w.bytes:,} bytes)")
+            else:
+                parts.append(f"{name} ({w.bytes:,} bytes)")
+        where = f"its own {os.path.relpath(target, os.path.dirname(segs[-1].path))}/" if in_place else target
+        out.append(f"exported {ra.run_label(full)} to {where}: " + ", ".join(parts))
+        for s in segs:
+            st = sy.segment_status(s)
+            if not st.log_ok and s.log is not None:
+                out.append(f"  note: {os.path.basename(s.log_path or '')}: {st.log}; exported everything up to "
+                           f"there (step {t.step(s.history.last_step)})")
+        others = sorted(full.history.other)
+        if others:
+            out.append(f"  note: non-numeric history values ({', '.join(others[:4])}{'…' if len(others) > 4 else ''}) "
+                       f"are in the history rows only where logged once; their last values are in the summary")
+        if len(segs) > 1:
+            out.append(f"  note: the {len(segs)} resumed segments are exported as one run (later segments win "
+                       f"on steps logged twice)")
+    if progress is not None:
+        progress(len(runs), len(runs), "done")
+    return "\n".join(out)
+
+
+def _sync_upload(index: RunIndex, runs: list[Run], progress: Callable[[float, float, str], None] | None,
+                 env: dict[str, str] | None) -> str:
+    cli = sy.find_wandb_cli(env)
+    if cli is None:
+        raise UserError("the wandb CLI was not found (looked at RUNWISE_WANDB_CLI, PATH and next to this Python): "
+                        "install it with `pip install wandb`, or set RUNWISE_WANDB_CLI to its path. Nothing was "
+                        "uploaded.")
+    dirs = [(r, s.path) for r in runs for s in index.segments(r)]
+    out = [f"wandb sync with {cli}:"]
+    failed = False
+    for i, (r, d) in enumerate(dirs):
+        if progress is not None:
+            progress(i, len(dirs), f"wandb sync {os.path.basename(d)}")
+        res = sy.upload(cli, d)
+        status = "timed out" if res.code is None else f"exit {res.code}"
+        out.append(f"{ra.run_label(r)} {os.path.basename(d)}: {status}")
+        out.extend("  " + ln for ln in res.output.splitlines()[-12:])
+        failed |= res.code != 0
+    if progress is not None:
+        progress(len(dirs), len(dirs), "done")
+    if failed:
+        out.append("upload needs a W&B API key (WANDB_API_KEY in the server's environment, or `wandb login`) and "
+                   "network access to api.wandb.ai (or your WANDB_BASE_URL); a failed sync leaves the run's data "
+                   "as it was. sync_runs(action=\"export\") makes the standard files locally without either.")
+    else:
+        out.append("done: sync_runs(action=\"status\") shows the .synced markers")
+    return "\n".join(out)
