@@ -7,7 +7,7 @@ import logging
 import sys
 
 from . import __version__
-from .config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, load_settings
+from .config import ENV_CACHE_DIR, ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, load_settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -16,10 +16,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="MCP server (stdio) that reads ML training runs on this machine: W&B run directories "
                     "of every generation, including offline, killed and running runs.",
         epilog=f"Environment: {ENV_ROOT} (roots, os.pathsep-separated), {ENV_STALE} (default 10), "
-               f"{ENV_DEPTH} (default 6), {ENV_CACHE_MB} (default 1024), {ENV_MAIN_METRIC} (comma-separated keys).",
+               f"{ENV_DEPTH} (default 6), {ENV_CACHE_MB} (default 1024), {ENV_MAIN_METRIC} (comma-separated keys), "
+               f"{ENV_CACHE_DIR} (default $XDG_CACHE_HOME/runwise-mcp/logs; off to disable).",
     )
     ap.add_argument("--root", action="append", metavar="PATH",
                     help=f"directory to search for runs (repeatable); default ${ENV_ROOT}, else the working directory")
+    ap.add_argument("--no-cache", action="store_true",
+                    help=f"do not read or write the persistent cache of decoded logs (also: {ENV_CACHE_DIR}=off)")
     ap.add_argument("--check", action="store_true",
                     help="print the roots, the runs found and what could not be read, then exit (0 ok, 1 not)")
     ap.add_argument("--version", action="version", version=f"runwise-mcp {__version__}")
@@ -30,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         settings = load_settings(args.root)
+        if args.no_cache:
+            settings.cache_dir = None
     except ValueError as e:
         print(f"runwise-mcp: {e}", file=sys.stderr)
         sys.exit(2)

@@ -11,6 +11,7 @@ ENV_DEPTH = "RUNWISE_SCAN_DEPTH"
 ENV_MAIN_METRIC = "RUNWISE_MAIN_METRIC"
 ENV_CACHE_MB = "RUNWISE_CACHE_MB"
 ENV_WANDB_CLI = "RUNWISE_WANDB_CLI"  # the wandb command sync_runs(action="upload") runs
+ENV_CACHE_DIR = "RUNWISE_CACHE_DIR"  # where decoded logs are cached; "off" disables the cache
 
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
@@ -32,6 +33,8 @@ class Settings:
     console_patterns: list = field(default_factory=list)  # [console] patterns: extra regexes for output.log
     config_file: str = ""  # the runwise.toml / pyproject.toml it came from
     config_problems: list[str] = field(default_factory=list)
+    cache_dir: str | None = None  # persistent cache of decoded logs (None: off)
+    cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -78,7 +81,18 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         console_patterns=patterns if isinstance(patterns, list) else [patterns],
         config_file=config_file,
         config_problems=problems,
+        cache_dir=_cache_dir(env),
     )
+
+
+def _cache_dir(env: dict[str, str]) -> str | None:
+    raw = env.get(ENV_CACHE_DIR, "").strip()
+    if raw.lower() in ("off", "0", "none", "false"):
+        return None
+    if raw:
+        return os.path.abspath(os.path.expanduser(raw))
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "runwise-mcp", "logs")
 
 
 def load_project_config(dirs: list[str]) -> tuple[dict, str, list[str]]:

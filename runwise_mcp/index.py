@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cache import LogCache
 from .config import BYTES_PER_POINT, Settings
 from .model import History, Run, Segment, merge_histories
 from .sources.console import compile_patterns, parse_lines
@@ -88,6 +89,7 @@ class RunIndex:
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
         self._patterns: list | None = None  # compiled [console] patterns
+        self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
 
     # ---- discovery -----------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class RunIndex:
             for path in report.run_dirs:
                 seg = self._segments.get(path)
                 if seg is None:
-                    seg = self._segments[path] = RunDir(path, allowed=self.within_roots)
+                    seg = self._segments[path] = RunDir(path, allowed=self.within_roots, cache=self.cache)
                 if seg.log_path is not None and not self.within_roots(seg.log_path):
                     report.problems.append(f"skipped {seg.log_path}: it points outside the roots")
                     continue

@@ -11,7 +11,15 @@ import pytest
 from helpers import REPO
 
 from runwise_mcp import __version__
-from runwise_mcp.config import ENV_CACHE_MB, ENV_DEPTH, ENV_MAIN_METRIC, ENV_ROOT, ENV_STALE, ENV_WANDB_CLI
+from runwise_mcp.config import (
+    ENV_CACHE_DIR,
+    ENV_CACHE_MB,
+    ENV_DEPTH,
+    ENV_MAIN_METRIC,
+    ENV_ROOT,
+    ENV_STALE,
+    ENV_WANDB_CLI,
+)
 
 README = (REPO / "README.md").read_text()
 SERVER_JSON = json.loads((REPO / "server.json").read_text())
@@ -31,12 +39,12 @@ def test_server_json_version_and_description():
         assert re.fullmatch(r"\d+\.\d+\.\d+", pkg["version"])
     assert len(SERVER_JSON["description"]) <= 100
     env = {e["name"] for p in SERVER_JSON["packages"] for e in p.get("environmentVariables", [])}
-    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI}
+    assert env == {ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI, ENV_CACHE_DIR}
 
 
 def test_readme_contract():
     assert f"<!-- mcp-name: {SERVER_JSON['name']} -->" in README
-    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI):
+    for var in (ENV_ROOT, ENV_STALE, ENV_DEPTH, ENV_MAIN_METRIC, ENV_CACHE_MB, ENV_WANDB_CLI, ENV_CACHE_DIR):
         assert var in README
     snapshot = json.loads((REPO / "tests" / "snapshots" / "tools_list.json").read_text())
     assert len(snapshot) == 12

@@ -217,10 +217,13 @@ class JsonlHistory:
 class RunDir:
     """A run directory and everything we keep from it."""
 
-    def __init__(self, path: str, allowed: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, path: str, allowed: Callable[[str], bool] | None = None, cache: Any = None) -> None:
         """``allowed(path)`` says whether a file may be read (e.g. it resolves inside the roots);
-        a file that may not is treated as absent and reported."""
+        a file that may not is treated as absent and reported. ``cache``: a LogCache for the
+        decoded state of large logs (None: no persistent cache)."""
         self.path = path
+        self.cache = cache
+        self._saved_offset = 0  # the log offset of the last cache entry written or loaded
         self.allowed = allowed
         self.refused: set[str] = set()  # files not read because they lead outside the roots
         logs = find_logs(path)
@@ -292,11 +295,22 @@ class RunDir:
                 if key != self.log_key or not self.full:
                     if self.full and self.log_key is not None and key[0] < self.log_key[0]:
                         self._full = WandbLog(path)  # shrank: rewritten, start over
+                        self._saved_offset = 0
+                    if self.cache is not None and self._full.reader.offset == 0:
+                        cached = self.cache.load(path, key[0])
+                        if cached is not None:
+                            self._full = cached
+                            self._saved_offset = cached.reader.offset
                     try:
                         self._full.update()
                         self.log_error = ""
                     except OSError as e:
                         self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
+                    if self.cache is not None and not self.log_error:
+                        grown = self._full.reader.offset - self._saved_offset
+                        if grown > 0 and grown >= max(self.cache.min_bytes, self._saved_offset // 4):
+                            if self.cache.save(path, self._full):
+                                self._saved_offset = self._full.reader.offset
                     self.full, self._skim, self.evicted = True, None, False
                     self.log_key = key
                     changed = True

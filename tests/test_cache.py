@@ -1,0 +1,131 @@
+"""The persistent cache of decoded logs: answers identical with and without it, a restart resumes
+from the cached offset, corrupt, foreign and hostile entries are ignored, and it can be turned off."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import FIXTURES, REPO, run_dir
+
+from runwise_mcp import answers
+from runwise_mcp.cache import MAGIC
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+
+SCENARIOS = ("finished", "crashed", "killed", "resume1", "resume2", "typed", "legacy016-killed")
+CALLS = [
+    ("list_runs", {}),
+    ("run_summary", {"run": "R001-finished"}),
+    ("run_summary", {"run": "R004-killed"}),
+    ("list_keys", {"run": "R001-finished"}),
+    ("get_config", {"run": "R001-finished"}),
+    ("get_history", {"run": "R001-finished", "keys": "train/loss,val/loss,optim.grad_norm", "samples": 40}),
+    ("history_stats", {"run": "R005-resumed"}),
+    ("diagnose_run", {"run": "R002-crashed"}),
+    ("compare_runs", {"runs": ["R001-finished@100", "R002-crashed@50"]}),
+    ("best_run", {"metric": "train/loss"}),
+    ("aggregate_runs", {"query": "fixture", "keys": "train/loss"}),
+    ("tail_run", {"run": "R004-killed"}),
+    ("sync_runs", {}),
+]
+
+
+def make_tree(tmp: Path) -> Path:
+    root = tmp / "runs"
+    for s in SCENARIOS:
+        src = run_dir(s)
+        shutil.copytree(src, root / src.relative_to(FIXTURES), symlinks=True)
+    return root
+
+
+def index(root: Path, cache: Path | None, now: float) -> RunIndex:
+    s = load_settings([str(root)], env={"RUNWISE_CACHE_DIR": str(cache) if cache else "off"})
+    s.cache_min_bytes = 0  # cache even these small logs
+    return RunIndex(s, clock=lambda: now)
+
+
+def answers_of(ix: RunIndex) -> list[str]:
+    out = []
+    for tool, args in CALLS:
+        try:
+            out.append(getattr(answers, tool)(ix, **args))
+        except answers.UserError as e:
+            out.append(f"error: {e}")
+    return out
+
+
+def test_answers_are_identical_with_and_without_the_cache(tmp_path):
+    root = make_tree(tmp_path)
+    now = max(p.stat().st_mtime for p in root.rglob("*.wandb")) + 3600
+    plain = answers_of(index(root, None, now))
+    cold_ix = index(root, tmp_path / "cache", now)
+    cold = answers_of(cold_ix)
+    assert cold_ix.cache.hits == 0 and len(list((tmp_path / "cache").glob("*.rwc"))) == len(SCENARIOS)  # one per log
+    warm_ix = index(root, tmp_path / "cache", now)  # a restarted server
+    warm = answers_of(warm_ix)
+    assert warm_ix.cache.hits == len(SCENARIOS) and not warm_ix.cache.rejected
+    for (tool, args), a, b, c in zip(CALLS, plain, cold, warm):
+        assert a == b == c, (tool, args)
+
+
+def test_a_restart_resumes_from_the_cached_offset(tmp_path):
+    src = run_dir("finished")
+    d = tmp_path / "runs" / "wandb" / src.name
+    shutil.copytree(src, d, symlinks=True)
+    log = next(d.glob("run-*.wandb"))
+    full = log.read_bytes()
+    log.write_bytes(full[: len(full) // 2])  # a live run, half written
+    first = index(tmp_path / "runs", tmp_path / "cache", 0).resolve("vtt9wpqc", full=True)
+    half_rows = first.history.rows
+    with open(log, "ab") as f:
+        f.write(full[len(full) // 2:])  # it goes on
+    ix = index(tmp_path / "runs", tmp_path / "cache", 0)
+    run = ix.resolve("R001-finished", full=True)
+    seg = ix.segments(run)[0]
+    assert ix.cache.hits == 1 and 0 < seg._saved_offset <= len(full)
+    fresh = index(tmp_path / "runs", None, 0).resolve("R001-finished", full=True)
+    assert half_rows < run.history.rows == fresh.history.rows == 401
+    assert run.summary == fresh.summary and run.state.state == fresh.state.state == "finished"
+    assert list(run.history.columns["train/loss"].values)[-5:] == list(fresh.history.columns["train/loss"].values)[-5:]
+
+
+def test_corrupt_foreign_and_hostile_entries_are_ignored(tmp_path):
+    root = make_tree(tmp_path)
+    cache = tmp_path / "cache"
+    expected = answers_of(index(root, None, 0))
+    answers_of(index(root, cache, 0))  # writes the entries
+    entries = sorted(cache.glob("*.rwc"))
+    # 1: a flipped byte in the payload; 2: not a cache file at all; 3: a valid header and
+    # checksum around a pickle that would run a command
+    data = bytearray(entries[0].read_bytes())
+    data[-50] ^= 0xFF
+    entries[0].write_bytes(bytes(data))
+    entries[1].write_bytes(b"garbage, not a cache entry\n")
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(type("Evil", (), {"__reduce__": lambda self: (os.system, (f"touch {marker}",))})())
+    meta = json.loads(entries[2].read_bytes()[len(MAGIC):].split(b"\n", 1)[0])
+    meta["sha256"] = hashlib.sha256(evil).hexdigest()
+    entries[2].write_bytes(MAGIC + json.dumps(meta).encode() + b"\n" + evil)
+    ix = index(root, cache, 0)
+    assert answers_of(ix) == expected
+    reasons = " | ".join(ix.cache.rejected)
+    assert "checksum mismatch" in reasons or "not allowed" in reasons
+    assert "not a runwise cache file" in reasons and "is not allowed in a runwise cache" in reasons
+    assert not marker.exists()
+    assert ix.cache.hits == len(SCENARIOS) - 3
+
+
+def test_cache_can_be_turned_off(tmp_path):
+    assert load_settings(["."], env={"RUNWISE_CACHE_DIR": "off"}).cache_dir is None
+    assert load_settings(["."], env={"XDG_CACHE_HOME": "/x/y"}).cache_dir == "/x/y/runwise-mcp/logs"
+    out = subprocess.run([sys.executable, "-m", "runwise_mcp", "--root", str(FIXTURES), "--check", "--no-cache"],
+                         capture_output=True, text=True, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)},
+                         timeout=120, check=False).stdout
+    assert "cache of decoded logs: off" in out
