@@ -16,7 +16,7 @@ ENV_CACHE_DIR = "RUNWISE_CACHE_DIR"  # where decoded logs are cached; "off" disa
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
 DEFAULT_CACHE_MB = 1024
-SKIM_ABOVE_BYTES = 32 << 20  # run lists only skim logs larger than this; tools on one run read it all
+SKIM_ABOVE_BYTES = 256 << 10  # run lists only skim logs larger than this; tools on one run read it all
 BYTES_PER_POINT = 16  # memory estimate of one cached history value (value + step)
 
 

@@ -89,6 +89,7 @@ class RunIndex:
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
         self._patterns: list | None = None  # compiled [console] patterns
+        self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
 
     # ---- discovery -----------------------------------------------------------------------------
@@ -167,13 +168,30 @@ class RunIndex:
         return entry
 
     def within_roots(self, path: str) -> bool:
+        """Whether ``path`` resolves inside a root. Remembered per path while the file itself and
+        its directory are unchanged (a swapped symlink changes one of them)."""
+        try:
+            st = os.lstat(path)
+            dst = os.stat(os.path.dirname(path) or ".")
+            key = (st.st_ino, st.st_mtime_ns, st.st_mode, dst.st_ino, dst.st_mtime_ns)
+        except OSError:
+            key = None
+        hit = self._within.get(path)
+        if key is not None and hit is not None and hit[0] == key:
+            return hit[1]
         real = os.path.realpath(path)
-        return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._real_roots)
+        ok = any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._real_roots)
+        if key is not None:
+            if len(self._within) > 100_000:
+                self._within.clear()
+            self._within[path] = (key, ok)
+        return ok
 
     # ---- runs ------------------------------------------------------------------------------------
 
-    def runs(self) -> list[Run]:
-        """All runs, newest start first. Re-reads only what changed since the last call.
+    def runs(self, progress: Callable[[int, int], None] | None = None) -> list[Run]:
+        """All runs, newest start first. Re-reads only what changed since the last call;
+        ``progress(done, total)`` is called every 100 run directories read.
 
         Large logs (over ``settings.skim_above`` bytes) that no tool has asked for in full are
         only skimmed here (their Run has ``sampled=True``); ``resolve(..., full=True)`` reads one
@@ -186,7 +204,10 @@ class RunIndex:
                 if path not in live:
                     del self._segments[path]
             groups: dict[str, list[RunDir]] = {}
-            for path in report.run_dirs:
+            total = len(report.run_dirs)
+            for i, path in enumerate(report.run_dirs):
+                if progress is not None and i % 100 == 0 and i:
+                    progress(i, total)
                 seg = self._segments.get(path)
                 if seg is None:
                     seg = self._segments[path] = RunDir(path, allowed=self.within_roots, cache=self.cache)

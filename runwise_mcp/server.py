@@ -50,19 +50,35 @@ def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
                         f"`runwise-mcp --check` shows what it can read.") from None
 
 
+def _progress(ctx: Context) -> Callable[[float, float, str], None]:
+    """A progress callback for work running in a worker thread (no-op without a progress token)."""
+
+    def report(done: float, total: float, message: str) -> None:
+        try:
+            anyio.from_thread.run(ctx.report_progress, done, total, message)
+        except Exception:  # progress is best effort; never fail the call for it
+            log.debug("progress notification failed", exc_info=True)
+
+    return report
+
+
 def build_server(settings: Settings | None = None) -> MCPServer:
     index = RunIndex(settings or load_settings())
     mcp = MCPServer("runwise", version=__version__, instructions=INSTRUCTIONS)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def list_runs(
+    async def list_runs(
+        ctx: Context,
         query: str = "",
         state: Literal["any", "running", "finished", "crashed", "killed"] = "any",
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> str:
         """Find runs: state and why, start, step, runtime, main metric trend, tags."""
-        return _answer(answers.list_runs, index, query, state, limit, offset)
+        progress = _progress(ctx)
+        return await anyio.to_thread.run_sync(
+            lambda: _answer(answers.list_runs, index, query, state, limit, offset,
+                            lambda done, total: progress(done, total, f"{done:,} of {total:,} run directories")))
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     def list_keys(run: RunArg = "latest", pattern: PatternArg = "") -> str:
@@ -154,13 +170,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         """Sync state and damaged logs; export jsonl/json/yaml from the log (to dest or cache); upload runs wandb sync."""
         if action == "status":
             return _answer(answers.sync_runs, index, runs, action, dest, in_place)
-
-        def progress(done: float, total: float, message: str) -> None:
-            try:
-                anyio.from_thread.run(ctx.report_progress, done, total, message)
-            except Exception:  # progress is best effort; never fail the export for it
-                log.debug("progress notification failed", exc_info=True)
-
+        progress = _progress(ctx)
         return await anyio.to_thread.run_sync(
             lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress))
 

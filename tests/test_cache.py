@@ -129,3 +129,28 @@ def test_cache_can_be_turned_off(tmp_path):
                          capture_output=True, text=True, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)},
                          timeout=120, check=False).stdout
     assert "cache of decoded logs: off" in out
+
+
+def test_list_runs_reports_progress_on_a_cold_index(tmp_path):
+    import anyio
+    from mcp import Client
+
+    from runwise_mcp.server import build_server
+
+    src = run_dir("typed")
+    for i in range(230):  # many small runs: progress every 100 directories
+        shutil.copytree(src, tmp_path / "wandb" / f"offline-run-20261127_000000-c{i:04d}", symlinks=True)
+    seen: list[tuple[float, float | None]] = []
+
+    async def main() -> str:
+        async def on_progress(progress, total, message):
+            seen.append((progress, total))
+
+        async with Client(build_server(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})),
+                          raise_exceptions=True) as c:
+            res = await c.call_tool("list_runs", {"limit": 1}, progress_callback=on_progress)
+        return res.content[0].text
+
+    out = anyio.run(main)
+    assert out.startswith("1 run under")  # one run id: the copies share it (segments of one run)
+    assert seen == [(100, 230), (200, 230)]

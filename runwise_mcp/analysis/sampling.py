@@ -31,6 +31,25 @@ def bucket_means(values: Sequence[float], n: int) -> list[float]:
     return out
 
 
+def bucket_means_by_step(steps: Sequence[int], values: Sequence[float], n: int) -> list[float]:
+    """Like bucket_means, but buckets are equal step ranges: for samples taken unevenly (a skimmed
+    log: one row per sampled block, every row of its tail), so a dense stretch does not dominate."""
+    total = len(values)
+    if total == 0 or n <= 0:
+        return []
+    lo, hi = steps[0], steps[-1]
+    if hi <= lo or total < n:
+        return bucket_means(values, n)
+    acc = [0.0] * n
+    cnt = [0] * n
+    for s, v in zip(steps, values):
+        if math.isfinite(v):
+            i = min(n - 1, int((s - lo) * n / (hi - lo + 1)))
+            acc[i] += v
+            cnt[i] += 1
+    return [a / c if c else math.nan for a, c in zip(acc, cnt)]
+
+
 def _bucket_picks(steps, values, a: int, b: int, edges: list[float], out: set[int]) -> None:
     """Indices to keep from steps[a:b]: per step bucket the minimum, the maximum and the first
     non-finite point, so spikes and NaNs survive the downsampling."""

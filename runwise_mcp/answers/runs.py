@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..analysis.sampling import bucket_means
+from ..analysis.sampling import bucket_means, bucket_means_by_step
 from ..analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
 from ..analysis.stats import series_stats, trend
 from ..index import ConsoleView, RunIndex
@@ -30,10 +31,11 @@ from .common import (
 # ---- list_runs ---------------------------------------------------------------------------------
 
 
-def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0) -> str:
+def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0,
+              progress: Callable[[int, int], None] | None = None) -> str:
     if state != "any" and state not in STATES:
         raise UserError(f"state must be one of any, {', '.join(STATES)}; got {state!r}")
-    runs = index.runs()
+    runs = index.runs(progress)
     now = index.clock()
     matched = [r for r in runs if (not query or query_matches(r, query)) and (state == "any" or r.state.state == state)]
     page = matched[offset : offset + limit]
@@ -48,7 +50,8 @@ def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
         return ra.RunLine(run)
     col = run.history.columns[key]
     values = col.values
-    return ra.RunLine(run, key, values[-1], bucket_means(values, SPARK_BUCKETS), trend(values), col.last_step)
+    spark = bucket_means_by_step(col.steps, values, SPARK_BUCKETS) if run.sampled else bucket_means(values, SPARK_BUCKETS)
+    return ra.RunLine(run, key, values[-1], spark, trend(spark if run.sampled else values), col.last_step)
 
 
 # ---- list_keys ---------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
-SKIM_HEAD = 256 << 10  # a skim reads the head (run record, config),
-SKIM_TAIL = 1 << 20  # the tail (last rows, summary, exit record)
-SKIM_BLOCKS = 64  # and this many evenly spaced 32 KiB blocks in between (trend samples)
+SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
+SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
+SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
+SKIM_TAIL_ROWS = 8  # the tail is widened until it holds this many history rows
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
 
 
@@ -725,27 +726,31 @@ def record_kind(rec: bytes) -> int:
     return rec[i] >> 3 if i < len(rec) else 0
 
 
-def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = SKIM_BLOCKS) -> WandbLog:
+def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = SKIM_BLOCKS,
+         thin: bool = True) -> WandbLog:
     """A quick partial read of a large log for run lists: the head (identity, config), the tail
-    (last rows, summary, exit record, last run record) and evenly spaced blocks in between
-    (history samples for a trend picture). Records keep their file order."""
+    (the last row, exit record, last run record) and evenly spaced blocks in between (history
+    samples for a trend picture). Records keep their file order. ``thin`` decodes only what a
+    run list shows: of the head no row but the first, one row per sampled block, and of the tail
+    every record but the summary updates (0.31 mirrors each row in one), of which only the last."""
     log = WandbLog(path)
     log.sampled = True
     size = os.path.getsize(path)
     probe = LogReader(path, HEADER)
-    # The tail must hold the last history row whole: widen it while it holds no history record
-    # (e.g. one large row that starts before the tail, followed only by the exit record).
+    # The tail must hold the last rows whole: widen it while it holds fewer than SKIM_TAIL_ROWS
+    # history records (e.g. large media rows at the end, or one row that starts before the tail).
     kinds: list[int] = []
     while size - tail > head and tail < MAX_RECORD:
         kinds.clear()
         probe.read_span(size - tail, size, lambda rec: kinds.append(record_kind(rec)))
-        if R_HISTORY in kinds:
+        if kinds.count(R_HISTORY) >= SKIM_TAIL_ROWS:
             break
         tail *= 4
     tail_start = max(head, size - tail)
     spans = [(0, min(head, size))]
     gap = tail_start - head
-    n = min(blocks, gap // BLOCK) if gap > 0 else 0
+    # a sample, not a read: at most every 4th block, 8 blocks plus one per 2 MiB
+    n = min(blocks, gap // (4 * BLOCK), 8 + gap // (64 * BLOCK)) if gap > 0 else 0
     for i in range(n):
         a = head + (i * gap) // n
         spans.append((a, a + BLOCK))
@@ -756,11 +761,54 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     log.reader.header_ok = True if head == HEADER else (None if HEADER.startswith(head) else False)
     reader = LogReader(path, HEADER)  # its own reader: fragments at span starts are expected
     done = 0
-    for a, b in spans:
+    last = len(spans) - 1
+    for i, (a, b) in enumerate(spans):
+        if not thin:
+            emit = log._record
+        elif i == 0:
+            emit = _head_records(log)  # identity, config, metric definitions; one row
+        elif i < last:
+            emit = _first_history(log)  # a sampled block: one row is enough for a trend picture
+        else:
+            buf: list[bytes] = []
+            emit = buf.append  # the tail: decoded below, without all but its last row
         if a - a % BLOCK <= done:  # continue exactly where the previous span stopped: no record twice
             if done < b:
-                done = reader.read_span(done, b, log._record, exact=True)
+                done = reader.read_span(done, b, emit, exact=True)
         else:
-            done = reader.read_span(a, b, log._record)
+            done = reader.read_span(a, b, emit)
+        if thin and i == last and i > 0:
+            kinds = [record_kind(r) for r in buf]
+            last_sum = max((j for j, k in enumerate(kinds) if k == R_SUMMARY), default=-1)
+            for j, (rec, kind) in enumerate(zip(buf, kinds)):
+                if kind != R_SUMMARY or j == last_sum:  # every tail row: exact last values
+                    log._record(rec)
     log._flush_pending()
     return log
+
+
+def _head_records(log: WandbLog):
+    """An emit function for a log's head: every record but history rows and summary updates,
+    of which only the first row is decoded."""
+    first = _first_history(log)
+
+    def emit(rec: bytes) -> None:
+        kind = record_kind(rec)
+        if kind == R_HISTORY:
+            first(rec)
+        elif kind != R_SUMMARY:
+            log._record(rec)
+
+    return emit
+
+
+def _first_history(log: WandbLog):
+    """An emit function that decodes only the first history record it is given."""
+    seen = [False]
+
+    def emit(rec: bytes) -> None:
+        if not seen[0] and record_kind(rec) == R_HISTORY:
+            seen[0] = True
+            log._record(rec)
+
+    return emit
