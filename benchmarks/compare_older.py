@@ -44,7 +44,7 @@ OLD_VENV = DATA / "venv-runwise-0.4.0"
 LEGACY = DATA / "legacy-examples"
 OUT_MD = DATA / "compare_older.md"
 OUT_ANSWERS = DATA / "compare_older_answers.md"
-MCP_TOKENS = Path("/work/shared/tools/mcp_tokens.py")
+MCP_TOKENS = REPO.parent / "shared" / "tools" / "mcp_tokens.py"  # the team's measuring script, if present
 OLD_VERSION = "0.4.0"
 WARM_REPEATS = 2
 
@@ -593,7 +593,7 @@ def ask_old(py: Path, srv: Path, root: Path, qs: list[Question]) -> dict:
 
 
 def mcp_tokens_total(cmd: list[str], env: dict, cwd: Path) -> tuple[str, str]:
-    """(TOTAL line, error) from /work/shared/tools/mcp_tokens.py tools -- CMD."""
+    """(TOTAL line, error) from ../shared/tools/mcp_tokens.py tools -- CMD."""
     if not MCP_TOKENS.exists():
         return "", f"{MCP_TOKENS} not found"
     try:
