@@ -171,7 +171,7 @@ def main() -> None:
           f"{full['maxrss_mb']:.0f} MB RSS |")
     print(f"| runwise: second call, file unchanged | {unchanged['second'] * 1000:.2f} ms | |")
     print(f"| runwise: pick up {app['appended_rows']:,} appended rows | {app['append'] * 1000:.0f} ms | |")
-    print(f"| runwise: list_runs view (skim: head, tail, 64 sampled blocks) | {listing['list'] * 1000:.0f} ms | "
+    print(f"| runwise: list_runs view (thin skim: head, tail, sampled blocks) | {listing['list'] * 1000:.0f} ms | "
           f"{listing['maxrss_mb']:.0f} MB RSS |")
     if leet is not None:
         print(f"| wandb leet inspect --json > /dev/null (wandb's decoder) | {leet:.2f} s | |")

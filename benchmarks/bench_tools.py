@@ -5,16 +5,18 @@ real wandb and cached in benchmarks/.data/).
     python benchmarks/bench_tools.py
     python benchmarks/bench_tools.py --steps 100000
 
-Each tool runs in a fresh process: the run is read in full first (not counted), then the tool's
-answer is computed three times; the table shows the fastest, the size of the answer, the
-Python-heap peak of one call (tracemalloc, on top of the loaded run) and the process's peak RSS
-(which includes the loaded run).
+Each call is measured three ways: cold (a new process without the persistent cache: scan, full
+decode of the log, answer), warm (the same call again in that process: the fastest of three) and
+after a restart (a new process with the persistent cache filled: scan, cache load, answer). Also
+the size of the answer, the Python-heap peak of a warm call (tracemalloc) and the process's peak
+RSS (which includes the loaded run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_reader import make_run  # noqa: E402
+from bench_reader import DATA, make_run  # noqa: E402
 
 CHILD = """
 import json, resource, sys, time, tracemalloc
@@ -31,13 +33,18 @@ sys.path.insert(0, {repo!r})
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
 from runwise_mcp import answers
-root, tool, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-ix = RunIndex(load_settings([root], env={{}}))
+root, tool, args, cache = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+t0 = time.perf_counter()
+ix = RunIndex(load_settings([root], env={{"RUNWISE_CACHE_DIR": cache}}))
 run_id = ix.runs()[0].id
-ix.resolve(run_id, full=True)
 args = {{k: (v.replace("RUN", run_id) if isinstance(v, str) else [x.replace("RUN", run_id) for x in v]
         if isinstance(v, list) else v) for k, v in args.items()}}
 fn = getattr(answers, tool)
+out = fn(ix, **args)
+first = time.perf_counter() - t0  # a new server process: scan, read (or load the cache), answer
+first_kind = "skim" if "not checked yet" in out else "full"
+for job in list(ix._jobs.values()):
+    job.finished.wait(600)  # a background full read started by run_summary: warm means read
 times = []
 for _ in range(3):
     t = time.perf_counter(); out = fn(ix, **args); times.append(time.perf_counter() - t)
@@ -45,8 +52,8 @@ tracemalloc.start()
 fn(ix, **args)
 peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
-print(json.dumps({{"time": min(times), "chars": len(out), "lines": out.count(chr(10)) + 1,
-                  "heap_mb": peak / 2**20,
+print(json.dumps({{"first": first, "first_kind": first_kind, "time": min(times), "chars": len(out), "lines": out.count(chr(10)) + 1,
+                  "heap_mb": peak / 2**20, "hits": ix.cache.hits if ix.cache else 0,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -61,22 +68,34 @@ CALLS = [
 ]
 
 
+def child(root: Path, tool: str, args: dict, cache: str) -> dict:
+    p = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), str(root), tool, json.dumps(args), cache],
+                       capture_output=True, text=True, check=True)
+    return json.loads(p.stdout)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1_000_000)
     a = ap.parse_args()
     log = make_run(a.steps)
     root = log.parent.parent.parent
+    cache = DATA / "tool-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    child(root, "list_keys", {"run": "RUN"}, str(cache))  # fills the persistent cache once
     print(f"\n{a.steps:,}-step run, 6 metrics with {a.steps:,} points each\n")
-    print("| call | time | answer | heap peak of the call | process peak RSS |")
-    print("|---|---|---|---|---|")
+    print("| call | cold: new process, no cache | warm: same process | after a restart: new process, cache | "
+          "answer | heap peak of a warm call | process peak RSS |")
+    print("|---|---|---|---|---|---|---|")
     for tool, args in CALLS:
-        p = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), str(root), tool, json.dumps(args)],
-                           capture_output=True, text=True, check=True)
-        r = json.loads(p.stdout)
+        cold = child(root, tool, args, "off")
+        restart = child(root, tool, args, str(cache))
+        assert restart["hits"] == 1 or log.stat().st_size < 4 << 20, restart  # small logs are not cached
         shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in args.items() if k != "run")
-        print(f"| {tool}({shown}) | {r['time']:.2f} s | {r['lines']} lines, {r['chars']:,} chars | "
-              f"{r['heap_mb']:.1f} MB | {r['maxrss_mb']:.0f} MB |")
+        note = " (from a skim while the log is read in the background)" if cold["first_kind"] == "skim" else ""
+        print(f"| {tool}({shown}) | {cold['first']:.2f} s{note} | {cold['time']:.2f} s | {restart['first']:.2f} s | "
+              f"{cold['lines']} lines, {cold['chars']:,} chars | {cold['heap_mb']:.1f} MB | "
+              f"{max(cold['maxrss_mb'], restart['maxrss_mb']):.0f} MB |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class Settings:
     config_problems: list[str] = field(default_factory=list)
     cache_dir: str | None = None  # persistent cache of decoded logs (None: off)
     cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
+    first_answer_wait: float = 1.5  # seconds run_summary waits for a background full read before answering from a skim
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:

@@ -59,6 +59,31 @@ class ConsoleView:
     cursor_file: Any = None  # the ConsoleFile of the newest segment (for tail_run cursors)
 
 
+class FullRead:
+    """A background full read of one run's logs."""
+
+    def __init__(self, run_id: str, total: int) -> None:
+        self.run_id = run_id
+        self.total = max(total, 1)  # bytes to read
+        self.done = 0
+        self.error: str | None = None
+        self.finished = threading.Event()
+        self.started = time.time()
+        self.thread: threading.Thread | None = None
+
+    def advance(self, done: int) -> None:
+        self.done = min(done, self.total)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total
+
+    def eta(self) -> float | None:
+        """Seconds left at the speed so far."""
+        spent = time.time() - self.started
+        return spent * (1 - self.fraction) / self.fraction if self.fraction > 0.02 else None
+
+
 @dataclass
 class ScanReport:
     roots: list[str]
@@ -89,6 +114,7 @@ class RunIndex:
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
         self._patterns: list | None = None  # compiled [console] patterns
+        self._jobs: dict[str, FullRead] = {}  # background full reads by run id
         self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
 
@@ -279,6 +305,40 @@ class RunIndex:
         else:
             self._used[run.id] = next(self._tick)
         return run
+
+    def read_in_background(self, run: Run) -> FullRead:
+        """Start (or find) a background full read of a skimmed run; tools answer from the skim
+        meanwhile and say how far the read is."""
+        with self._lock:
+            job = self._jobs.get(run.id)
+            if job is not None and (job.thread.is_alive() or job.error is None):
+                return job
+            segs = list(self._groups.get(run.id, []))
+            job = FullRead(run.id, sum(s.log_key[0] if s.log_key else 0 for s in segs))
+            self._jobs[run.id] = job
+
+        def work() -> None:
+            try:
+                done = 0
+                for seg in segs:
+                    if seg.full:
+                        continue
+                    base = done
+                    decoded = seg.decode_detached(lambda off, size, b=base: job.advance(b + off))
+                    with self._lock:
+                        if decoded is not None:
+                            seg.install_full(decoded)
+                    done += seg.log_key[0] if seg.log_key else 0
+                job.advance(job.total)
+            except Exception as e:  # reported by the tool that asks next
+                log.exception("background read of %s failed", run.id)
+                job.error = f"{type(e).__name__}: {e}"
+            finally:
+                job.finished.set()
+
+        job.thread = threading.Thread(target=work, name=f"runwise-read-{run.id}", daemon=True)
+        job.thread.start()
+        return job
 
     def _enforce_budget(self, keep: str) -> int:
         """Evict the least recently used fully read logs beyond the memory budget; return how

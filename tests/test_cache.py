@@ -154,3 +154,27 @@ def test_list_runs_reports_progress_on_a_cold_index(tmp_path):
     out = anyio.run(main)
     assert out.startswith("1 run under")  # one run id: the copies share it (segments of one run)
     assert seen == [(100, 230), (200, 230)]
+
+
+def test_first_summary_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_path):
+    """A log not read yet: run_summary answers at once from the skim (exact identity, state and
+    last values), reads the log in a background thread, and gives the full answer once it is read.
+    Holding the index lock keeps the background read from finishing during the first answer."""
+    src = run_dir("finished")
+    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
+    s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    s.skim_above, s.first_answer_wait = 20_000, 0.2
+    ix = RunIndex(s)
+    with ix._lock:
+        first = answers.run_summary(ix, "R001-finished")
+    assert "anomalies: not checked yet: reading the whole log" in first and "% done" in first
+    assert 'call run_summary(run="vtt9wpqc") again' in first
+    assert first.splitlines()[0].startswith("R001-finished (vtt9wpqc) finished | step 400")
+    assert "(skim: head, tail and sampled blocks; last values exact" in first.splitlines()[-1]
+    loss = next(ln for ln in first.splitlines() if ln.startswith("train/loss "))
+    ix._jobs["vtt9wpqc"].finished.wait(60)
+    full = answers.run_summary(ix, "R001-finished")
+    reference = answers.run_summary(RunIndex(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})),
+                                    "R001-finished")
+    assert full == reference and "anomalies: train/loss NaN from 123;" in full  # checked on every point now
+    assert loss.split(" ")[1] == next(ln for ln in full.splitlines() if ln.startswith("train/loss ")).split(" ")[1]

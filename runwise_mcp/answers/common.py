@@ -27,10 +27,10 @@ class UserError(Exception):
 # ---- shared ------------------------------------------------------------------------------------
 
 
-def get_run(index: RunIndex, ref: str) -> Run:
-    """The run named by ``ref``, read in full."""
+def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
+    """The run named by ``ref``, read in full (``full=False``: possibly only skimmed)."""
     try:
-        return index.resolve(ref, full=True)
+        return index.resolve(ref, full=full)
     except RunNotFound as e:
         roots = ", ".join(index.settings.roots)
         if not e.candidates:

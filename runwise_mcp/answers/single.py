@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..analysis.anomalies import default_keys, diagnose
-from ..analysis.sampling import bucket_means, sample_join
+from ..analysis.sampling import bucket_means, bucket_means_by_step, sample_join
 from ..analysis.select import KeyRole
 from ..analysis.stats import series_stats, tail_slope, trend
 from ..index import RunIndex
@@ -34,6 +34,12 @@ from .common import (
 
 
 def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
+    r0 = get_run(index, run, full=False)
+    if r0.sampled:  # a large log not read yet: read it in the background, answer from the skim meanwhile
+        job = index.read_in_background(r0)
+        job.finished.wait(index.settings.first_answer_wait)
+        if not job.finished.is_set() or job.error is not None:
+            return _skim_summary(index, r0, job, keys)
     r0 = get_run(index, run)
     r, src, pct = metric_run(index, r0, "auto")
     with t.percent_keys(pct):
@@ -76,6 +82,35 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
         anomalies = ahead + "\n" + anomalies
     return rs.summary_answer(r, now, lines, groups, compact, anomalies,
                              _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+
+
+def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) -> str:
+    """run_summary from a skim (head, tail, sampled blocks) while the full read runs: identity,
+    state and last values are exact; best values and anomalies wait for the full read."""
+    now = index.clock()
+    chosen = choose_keys(r, keys, index.settings.main_metrics, "run_summary") if numeric_keys(r) else []
+    lines: list[rs.MetricLine] = []
+    compact: list[rs.MetricLine] = []
+    for k in chosen:
+        col = r.history.columns[k]
+        role = KeyRole(k)
+        m = rs.MetricLine(k, col.values[-1], col.last_step, col.values[-1], None, None, "",
+                          bucket_means_by_step(col.steps, col.values, SPARK_BUCKETS), trend(col.values), len(col),
+                          sparse=col.last_step != r.last_step,
+                          compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
+        (compact if m.compact else lines).append(m)
+    size = sum(s.log_bytes for s in r.segments)
+    if job.error is not None:
+        status = f"the full read failed ({job.error}); runwise-mcp --check shows what it can read"
+    else:
+        eta = job.eta()
+        status = (f"not checked yet: reading the whole log ({size / 2**20:,.0f} MiB) in the background, "
+                  f"{job.fraction * 100:.0f}% done" + (f", about {t.duration(eta)} left" if eta else "")
+                  + f"; call {t.call('run_summary', run=r.id)} again for best values and anomalies")
+    source = (f"{history_source(r)} (skim: head, tail and sampled blocks; last values exact, trends from "
+              f"samples)")
+    return rs.summary_answer(r, now, lines, [], compact, f"anomalies: {status}", source,
+                             len(numeric_keys(r)) - len(chosen), bool(parse_keys(keys)))
 
 
 def _console_ahead(index: RunIndex, r0: Run) -> str:

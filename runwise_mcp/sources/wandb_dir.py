@@ -330,6 +330,50 @@ class RunDir:
             self.version += 1
         return changed
 
+    def decode_detached(self, progress: Callable[[int, int], None] | None = None) -> tuple[WandbLog, tuple] | None:
+        """Decode the whole log into a new WandbLog without touching this object's state (for a
+        background thread); ``install_full`` puts the result in place. None without a log."""
+        if self._full is None:
+            return None
+        path = self._full.path
+        key = self._stat(path)
+        if key is None:
+            return None
+        log = None
+        if self.cache is not None:
+            log = self.cache.load(path, key[0])
+        log = log or WandbLog(path)
+        saved = log.reader.offset
+        if progress is None:
+            log.update()
+        else:
+            emit = log._record
+            count = [0]
+
+            def record(rec: bytes) -> None:
+                emit(rec)
+                count[0] += 1
+                if count[0] % 50_000 == 0:
+                    progress(log.reader.offset, key[0])
+
+            log.reader.read(record)
+            log._summary_cache = None
+        if self.cache is not None and log.reader.offset - saved >= self.cache.min_bytes:
+            self.cache.save(path, log)
+            saved = log.reader.offset
+        return log, (key, saved)
+
+    def install_full(self, decoded: tuple[WandbLog, tuple]) -> None:
+        """Use a log decoded by ``decode_detached``; the next refresh reads on from its offset."""
+        log, (key, saved) = decoded
+        if self.full:
+            return  # a tool read it meanwhile
+        self._full = log
+        self._saved_offset = saved
+        self.full, self._skim, self.evicted = True, None, False
+        self.log_key = None  # re-stat on the next refresh: the file may have grown meanwhile
+        self.version += 1
+
     def evict(self) -> None:
         """Forget the fully read log (to free memory); the next refresh skims or re-reads it."""
         if self._full is not None and self.full:
