@@ -133,13 +133,21 @@ def check_spikes(key: str, steps: Sequence[int], values: Sequence[float], th: Th
     events: list[dict] = []
     cur: dict | None = None
     i = w
+    rise = 1 + th.spike_min_rise
     while i < n:
-        ref = sorted(ys[i - w : i])
+        end = min(n, i + hop)
+        window = ys[i - w : i]
+        low = min(window)
+        if low > 0 and max(ys[i:end]) <= low * rise:
+            # the threshold is at least median * (1 + spike_min_rise) >= min * (1 + spike_min_rise):
+            # nothing in this hop can reach it, so skip the median and MAD (most hops of a smooth curve)
+            i = end
+            continue
+        ref = sorted(window)
         med = ref[half]
         mad = _kth_deviation(ref, half, half)
         scale = max(1.4826 * mad, 1e-12)
         thr = max(med + th.spike_z * scale, med + th.spike_min_rise * abs(med))
-        end = min(n, i + hop)
         if max(ys[i:end]) > thr:
             for j in range(i, end):
                 v = ys[j]
