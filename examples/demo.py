@@ -24,11 +24,15 @@ HERE = Path(__file__).resolve().parent
 
 CALLS = [
     ("list_runs", {}),
-    ("list_runs", {"state": "crashed"}),
+    ("run_summary", {}),
     ("list_keys", {"run": "R003"}),
-    ("list_keys", {"run": "R001-baseline", "pattern": "system/"}),
-    ("get_config", {"run": "r002-lr1e-3"}),
     ("get_config", {"run": "R001", "pattern": "model.*"}),
+    ("best_run", {"metric": "val/token_accuracy"}),
+    ("compare_runs", {"runs": ["R001@300", "R002@300"]}),
+    ("get_history", {"run": "R002", "keys": ["train/loss", "val/loss"], "samples": 12}),
+    ("diagnose_run", {"run": "R002"}),
+    ("tail_run", {"run": "R003", "lines": 5}),
+    ("sync_runs", {}),
     ("list_keys", {"run": "R009"}),
 ]
 
