@@ -311,8 +311,8 @@ class RunIndex:
         meanwhile and say how far the read is."""
         with self._lock:
             job = self._jobs.get(run.id)
-            if job is not None and (job.thread.is_alive() or job.error is None):
-                return job
+            if job is not None and job.thread is not None and job.thread.is_alive():
+                return job  # a finished job is not reused: the run may have been evicted since
             segs = list(self._groups.get(run.id, []))
             job = FullRead(run.id, sum(s.log_key[0] if s.log_key else 0 for s in segs))
             self._jobs[run.id] = job
