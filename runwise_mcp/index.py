@@ -308,7 +308,27 @@ class RunIndex:
 
     def read_in_background(self, run: Run) -> FullRead:
         """Start (or find) a background full read of a skimmed run; tools answer from the skim
-        meanwhile and say how far the read is."""
+        meanwhile and say how far the read is. Each log is decoded privately and installed under
+        the lock, so other calls are never blocked by the decode."""
+
+        def work(job: FullRead, segs: list[RunDir]) -> None:
+            try:
+                done = 0
+                for seg in segs:
+                    if seg.full:
+                        continue
+                    decoded = seg.decode_detached(lambda off, size, b=done: job.advance(b + off))
+                    if decoded is not None:
+                        with self._lock:
+                            seg.install_full(decoded)
+                        done += decoded[1][0][0]  # the size it was read to
+                job.advance(job.total)
+            except Exception as e:  # reported by the tool that asks next
+                log.exception("background read of %s failed", job.run_id)
+                job.error = f"{type(e).__name__}: {e}"
+            finally:
+                job.finished.set()
+
         with self._lock:
             job = self._jobs.get(run.id)
             if job is not None and job.thread is not None and job.thread.is_alive():
@@ -316,29 +336,9 @@ class RunIndex:
             segs = list(self._groups.get(run.id, []))
             job = FullRead(run.id, sum(s.log_key[0] if s.log_key else 0 for s in segs))
             self._jobs[run.id] = job
-
-        def work() -> None:
-            try:
-                done = 0
-                for seg in segs:
-                    if seg.full:
-                        continue
-                    base = done
-                    decoded = seg.decode_detached(lambda off, size, b=base: job.advance(b + off))
-                    with self._lock:
-                        if decoded is not None:
-                            seg.install_full(decoded)
-                    done += seg.log_key[0] if seg.log_key else 0
-                job.advance(job.total)
-            except Exception as e:  # reported by the tool that asks next
-                log.exception("background read of %s failed", run.id)
-                job.error = f"{type(e).__name__}: {e}"
-            finally:
-                job.finished.set()
-
-        job.thread = threading.Thread(target=work, name=f"runwise-read-{run.id}", daemon=True)
-        job.thread.start()
-        return job
+            job.thread = threading.Thread(target=work, args=(job, segs), name=f"runwise-read-{run.id}", daemon=True)
+            job.thread.start()
+            return job
 
     def _enforce_budget(self, keep: str) -> int:
         """Evict the least recently used fully read logs beyond the memory budget; return how
