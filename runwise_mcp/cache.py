@@ -188,3 +188,60 @@ class LogCache:
         except (OSError, pickle.PicklingError, RecursionError) as e:
             log.warning("could not write the cache entry for %s: %s", path, e)
             return False
+
+
+class AnswerMemo:
+    """Computed parts of answers (e.g. run_summary's per-key lines and anomaly check), keyed by a
+    digest of everything they depend on, in memory and, with a cache directory, on disk: so a
+    restarted server does not recompute statistics over millions of points. Values are JSON."""
+
+    def __init__(self, directory: str | None, limit: int = 256) -> None:
+        self.dir = os.path.join(directory, "memo") if directory else None
+        self.mem: dict[str, Any] = {}
+        self.limit = limit
+
+    @staticmethod
+    def key_for(run_id: str, parts: Any) -> str:
+        """'<run id as a file name>.<digest of parts>'."""
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run_id)[:80] or "run"
+        digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:40]
+        return f"{safe}.{digest}"
+
+    KEEP_PER_RUN = 4  # entries kept on disk per run: a live run's older versions are dropped
+
+    def get(self, key: str) -> Any | None:
+        """``key``: "<run id>.<digest>" (see ``key_for``)."""
+        if key in self.mem:
+            return self.mem[key]
+        if self.dir is None:
+            return None
+        try:
+            with open(os.path.join(self.dir, key + ".json"), encoding="utf-8") as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            return None
+        self._remember(key, value)
+        return value
+
+    def put(self, key: str, value: Any) -> None:
+        self._remember(key, value)
+        if self.dir is None:
+            return
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".memo.", dir=self.dir)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(value, f)
+            os.replace(tmp, os.path.join(self.dir, key + ".json"))
+            run = key.rsplit(".", 1)[0] + "."
+            mine = [e for e in os.scandir(self.dir) if e.name.startswith(run) and e.name.endswith(".json")]
+            mine.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)
+            for old in mine[self.KEEP_PER_RUN:]:
+                os.unlink(old.path)
+        except (OSError, TypeError, ValueError) as e:
+            log.warning("could not write an answer memo: %s", e)
+
+    def _remember(self, key: str, value: Any) -> None:
+        if len(self.mem) >= self.limit:
+            self.mem.pop(next(iter(self.mem)))
+        self.mem[key] = value

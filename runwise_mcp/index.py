@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import LogCache
+from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
 from .model import History, Run, Segment, merge_histories
 from .sources.console import compile_patterns, parse_lines
@@ -117,6 +117,7 @@ class RunIndex:
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
         self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
+        self.memo = AnswerMemo(settings.cache_dir)  # computed answer parts (on disk only with a cache dir)
 
     # ---- discovery -----------------------------------------------------------------------------
 

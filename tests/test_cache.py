@@ -178,3 +178,42 @@ def test_first_summary_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_pat
                                     "R001-finished")
     assert full == reference and "anomalies: train/loss NaN from 123;" in full  # checked on every point now
     assert loss.split(" ")[1] == next(ln for ln in full.splitlines() if ln.startswith("train/loss ")).split(" ")[1]
+
+
+def test_summary_statistics_are_memoised_across_restarts_without_changing_the_answer(tmp_path, monkeypatch):
+    from runwise_mcp.answers import single
+
+    monkeypatch.setattr(single, "MEMO_MIN_POINTS", 0)  # memoise even these small runs
+    root = make_tree(tmp_path)
+    now = max(p.stat().st_mtime for p in root.rglob("*.wandb")) + 3600
+    names = ("R001-finished", "R002-crashed", "R004-killed", "R005-resumed", "L016-killed")
+    plain = index(root, None, now)
+    expected = [answers.run_summary(plain, n) for n in names]
+    assert [answers.run_summary(plain, n) for n in names] == expected  # from the in-memory memo
+    assert len(plain.memo.mem) == len(names)
+    cold = index(root, tmp_path / "cache", now)
+    assert [answers.run_summary(cold, n) for n in names] == expected
+    assert len(list((tmp_path / "cache" / "memo").glob("*.json"))) == len(names)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "memo").glob("*.json")}
+    warm = index(root, tmp_path / "cache", now)  # a restart: the statistics come from disk
+    assert [answers.run_summary(warm, n) for n in names] == expected
+    assert len(warm.memo.mem) == len(names)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # read, not recomputed and rewritten
+    keyed = answers.run_summary(warm, "R001-finished", keys=["train/loss"])  # other keys: another entry
+    assert keyed != expected[0] and len(warm.memo.mem) == len(names) + 1
+
+
+def test_memo_keeps_a_few_entries_per_run(tmp_path):
+    from runwise_mcp.cache import AnswerMemo
+
+    memo = AnswerMemo(str(tmp_path))
+    keys = [AnswerMemo.key_for("live/run", ["version", i]) for i in range(7)]
+    for i, k in enumerate(keys):
+        memo.put(k, {"i": i})
+        os.utime(tmp_path / "memo" / f"{k}.json", ns=(i * 10**9, i * 10**9))  # distinct ages
+    memo.put(AnswerMemo.key_for("other", [1]), {"x": 1})
+    memo.put(keys[-1], {"i": 6})  # rewriting the newest one prunes the oldest of that run
+    left = sorted(p.name for p in (tmp_path / "memo").glob("live_run.*.json"))
+    assert len(left) == AnswerMemo.KEEP_PER_RUN and f"{keys[-1]}.json" in left and f"{keys[0]}.json" not in left
+    assert len(list((tmp_path / "memo").glob("other.*.json"))) == 1
+    assert AnswerMemo(str(tmp_path)).get(keys[-1]) == {"i": 6}  # read back from disk

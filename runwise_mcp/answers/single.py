@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..analysis.anomalies import default_keys, diagnose
 from ..analysis.sampling import bucket_means, bucket_means_by_step, sample_join
 from ..analysis.select import KeyRole
 from ..analysis.stats import series_stats, tail_slope, trend
+from ..cache import AnswerMemo
 from ..index import RunIndex
 from ..model import Run
 from ..render import answers as ra
@@ -55,10 +58,53 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
         return rs.summary_answer(r, now, [], [], [], "", f"{history_source(r)}; no metrics: {why}; console: "
                                  f"{console_missing(index, r0, view)}", 0, False)
     chosen = choose_keys(r, keys, prefs, "run_summary")
+    diag_keys = default_keys(r, prefs) if not parse_keys(keys) else chosen
+    th = thresholds(index)[0]
+    memo_key = _memo_key(r, chosen, diag_keys, th, bool(parse_keys(keys)))
+    memo = index.memo.get(memo_key) if memo_key else None
+    if memo is not None:  # the same data as a previous answer: its statistics, not recomputed
+        metric_lines = [rs.MetricLine(**m) for m in memo["lines"]]
+        anomalies = memo["anomalies"]
+    else:
+        metric_lines = _metric_lines(r, chosen, keys)
+        diag = diagnose(r, diag_keys, goals_for(r, diag_keys), th)
+        anomalies = rs.anomalies_line(diag, r.id)
+        if memo_key:
+            index.memo.put(memo_key, {"lines": [dataclasses.asdict(m) for m in metric_lines],
+                                      "anomalies": anomalies})
+    lines = [m for m in metric_lines if not m.compact]
+    compact = [m for m in metric_lines if m.compact]
+    groups = _group_val_sets(lines)
+    grouped = {m.key for _, ms in groups for m in ms}
+    lines = [m for m in lines if m.key not in grouped]
+    extra = len(numeric_keys(r)) - len(chosen)
+    ahead = _console_ahead(index, r0)
+    if ahead:
+        anomalies = ahead + "\n" + anomalies
+    return rs.summary_answer(r, now, lines, groups, compact, anomalies,
+                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+
+
+MEMO_MIN_POINTS = 200_000  # below this, statistics are quicker to compute than to look up
+
+
+def _memo_key(r: Run, chosen: list[str], diag_keys: list[str], th, keys_given: bool) -> str | None:
+    """A digest of everything run_summary's statistics depend on; None for small runs."""
+    cols = r.history.columns
+    if sum(len(cols[k]) for k in diag_keys if k in cols) < MEMO_MIN_POINTS:
+        return None
+    per_key = [(k, len(cols[k]), cols[k].first_step, cols[k].last_step, repr(cols[k].values[-1]),
+                repr(cols[k].values[len(cols[k]) // 2])) for k in sorted(set(chosen) | set(diag_keys)) if k in cols]
+    ts = cols.get("_timestamp")
+    return AnswerMemo.key_for(r.id, ["run_summary", 1, r.id, r.history.rows, r.history.last_step, per_key,
+                              repr(ts.values[-1]) if ts is not None and len(ts) else None, chosen, diag_keys,
+                              dataclasses.asdict(th), keys_given, [m.__dict__ for m in r.metrics.values()]])
+
+
+def _metric_lines(r: Run, chosen: list[str], keys: list[str] | str | None) -> list[rs.MetricLine]:
     goals = goals_for(r, chosen)
     rows = r.history.rows
-    lines: list[rs.MetricLine] = []
-    compact: list[rs.MetricLine] = []
+    out: list[rs.MetricLine] = []
     for k in chosen:
         col = r.history.columns[k]
         st = series_stats(col.steps, col.values)
@@ -69,19 +115,8 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
                           best_step if goal else None, goal, bucket_means(col.values, SPARK_BUCKETS),
                           trend(col.values), st.count, sparse=st.count < 0.5 * rows,
                           compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
-        (compact if m.compact else lines).append(m)
-    groups = _group_val_sets(lines)
-    grouped = {m.key for _, ms in groups for m in ms}
-    lines = [m for m in lines if m.key not in grouped]
-    diag = diagnose(r, default_keys(r, prefs) if not parse_keys(keys) else chosen,
-                    goals_for(r, default_keys(r, prefs) if not parse_keys(keys) else chosen), thresholds(index)[0])
-    extra = len(numeric_keys(r)) - len(chosen)
-    anomalies = rs.anomalies_line(diag, r.id)
-    ahead = _console_ahead(index, r0)
-    if ahead:
-        anomalies = ahead + "\n" + anomalies
-    return rs.summary_answer(r, now, lines, groups, compact, anomalies,
-                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+        out.append(m)
+    return out
 
 
 def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) -> str:
