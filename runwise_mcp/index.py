@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,10 @@ class ConsoleView:
     rate: float | None = None  # it/s printed by a progress bar
     tail: list[str] = field(default_factory=list)  # the last raw lines (\r collapsed)
     cursor_file: Any = None  # the ConsoleFile of the newest segment (for tail_run cursors)
+
+
+# Set by the server around a tool call: progress(done, total, message) while a log is read in full.
+READ_PROGRESS: ContextVar[Callable[[float, float, str], None] | None] = ContextVar("read_progress", default=None)
 
 
 class FullRead:
@@ -264,8 +269,12 @@ class RunIndex:
         return sum(s.points for s in self._segments.values() if s.full) > budget
 
     def _refresh(self, seg: RunDir, full: bool) -> bool:
+        progress = READ_PROGRESS.get() if full else None
         try:
-            seg.refresh(full=full, skim_above=self.settings.skim_above)
+            seg.refresh(full=full, skim_above=self.settings.skim_above,
+                        progress=(lambda off, size: progress(off, size, f"reading {os.path.basename(seg.path)}: "
+                                                            f"{off / 2**20:,.0f} of {size / 2**20:,.0f} MiB"))
+                        if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
             log.exception("failed to read %s", seg.path)

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from . import __version__, answers
 from .config import Settings, load_settings
-from .index import RunIndex
+from .index import READ_PROGRESS, RunIndex
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,21 @@ def _progress(ctx: Context) -> Callable[[float, float, str], None]:
     return report
 
 
+async def _call(ctx: Context, fn: Callable[..., str], *args) -> str:
+    """Run a tool's answer in a worker thread (the event loop stays free), reporting progress
+    while a log is read in full."""
+    progress = _progress(ctx)
+
+    def run() -> str:
+        token = READ_PROGRESS.set(progress)
+        try:
+            return _answer(fn, *args)
+        finally:
+            READ_PROGRESS.reset(token)
+
+    return await anyio.to_thread.run_sync(run)
+
+
 def build_server(settings: Settings | None = None) -> MCPServer:
     index = RunIndex(settings or load_settings())
     mcp = MCPServer("runwise", version=__version__, instructions=INSTRUCTIONS)
@@ -81,22 +96,23 @@ def build_server(settings: Settings | None = None) -> MCPServer:
                             lambda done, total: progress(done, total, f"{done:,} of {total:,} run directories")))
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def list_keys(run: RunArg = "latest", pattern: PatternArg = "") -> str:
+    async def list_keys(ctx: Context, run: RunArg = "latest", pattern: PatternArg = "") -> str:
         """A run's logged metric keys by prefix: points, step range, last value. System metrics collapsed."""
-        return _answer(answers.list_keys, index, run, pattern)
+        return await _call(ctx, answers.list_keys, index, run, pattern)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def get_config(run: RunArg = "latest", pattern: PatternArg = "") -> str:
+    async def get_config(ctx: Context, run: RunArg = "latest", pattern: PatternArg = "") -> str:
         """A run's config (hyperparameters) as sorted a.b.c: value lines."""
-        return _answer(answers.get_config, index, run, pattern)
+        return await _call(ctx, answers.get_config, index, run, pattern)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def run_summary(run: RunArg = "latest", keys: KeysArg = None) -> str:
+    async def run_summary(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """How training goes: state, step, main metrics (last, best, trend), anomalies, sources."""
-        return _answer(answers.run_summary, index, run, keys)
+        return await _call(ctx, answers.run_summary, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def get_history(
+    async def get_history(
+        ctx: Context,
         run: RunArg = "latest",
         keys: KeysArg = None,
         samples: Annotated[int, Field(ge=1, le=2000)] = 100,
@@ -105,15 +121,16 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         source: Literal["auto", "history", "console"] = "auto",
     ) -> str:
         """Metric history as CSV joined on step; downsampling keeps each bucket's min, max and NaN."""
-        return _answer(answers.get_history, index, run, keys, samples, step_min, step_max, source)
+        return await _call(ctx, answers.get_history, index, run, keys, samples, step_min, step_max, source)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def history_stats(run: RunArg = "latest", keys: KeysArg = None) -> str:
+    async def history_stats(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """Per key over all points: count, first, last, min/max@step, mean, NaN/inf, recent slope."""
-        return _answer(answers.history_stats, index, run, keys)
+        return await _call(ctx, answers.history_stats, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def best_run(
+    async def best_run(
+        ctx: Context,
         metric: str,
         goal: Literal["auto", "min", "max"] = "auto",
         top: Annotated[int, Field(ge=1, le=100)] = 5,
@@ -121,10 +138,11 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         by: Literal["best", "last"] = "best",
     ) -> str:
         """Rank runs by a metric's best (or last) value; goal auto: define_metric's, else by name."""
-        return _answer(answers.best_run, index, metric, goal, top, query, by)
+        return await _call(ctx, answers.best_run, index, metric, goal, top, query, by)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def compare_runs(
+    async def compare_runs(
+        ctx: Context,
         runs: Annotated[list[str] | str, Field(description="2-10 runs, each optionally @STEP (50k), @stage:K, @KEY=VALUE")],
         keys: KeysArg = None,
         prefix: str | None = None,
@@ -133,31 +151,33 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         format: Literal["text", "md", "csv", "json"] = "text",
     ) -> str:
         """Runs side by side (final, at a step or stage) with deltas vs the first; config differences."""
-        return _answer(answers.compare_runs, index, runs, keys, prefix, min_change_pct, config_diff, format)
+        return await _call(ctx, answers.compare_runs, index, runs, keys, prefix, min_change_pct, config_diff, format)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def aggregate_runs(
+    async def aggregate_runs(
+        ctx: Context,
         runs: list[str] | str | None = None,
         query: str = "",
         keys: KeysArg = None,
         at: int | str | None = None,
     ) -> str:
         """Mean ± std, min, max across runs (seeds, sweeps) at their end or at step `at`."""
-        return _answer(answers.aggregate_runs, index, runs, query, keys, at)
+        return await _call(ctx, answers.aggregate_runs, index, runs, query, keys, at)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def diagnose_run(run: RunArg = "latest", keys: KeysArg = None) -> str:
+    async def diagnose_run(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """Anomalies over all points: NaN, spikes, divergence, overfit, plateau, grad norm, throughput."""
-        return _answer(answers.diagnose_run, index, run, keys)
+        return await _call(ctx, answers.diagnose_run, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
-    def tail_run(
+    async def tail_run(
+        ctx: Context,
         run: RunArg = "latest",
         lines: Annotated[int, Field(ge=0, le=500)] = 20,
         cursor: str | None = None,
     ) -> str:
         """Live view: latest values, speed/ETA, last console lines (errors flagged); pass cursor for only new output."""
-        return _answer(answers.tail_run, index, run, lines, cursor)
+        return await _call(ctx, answers.tail_run, index, run, lines, cursor)
 
     @mcp.tool(annotations=SYNC, structured_output=False)
     async def sync_runs(

@@ -217,3 +217,32 @@ def test_memo_keeps_a_few_entries_per_run(tmp_path):
     assert len(left) == AnswerMemo.KEEP_PER_RUN and f"{keys[-1]}.json" in left and f"{keys[0]}.json" not in left
     assert len(list((tmp_path / "memo").glob("other.*.json"))) == 1
     assert AnswerMemo(str(tmp_path)).get(keys[-1]) == {"i": 6}  # read back from disk
+
+
+def test_tools_report_progress_while_a_log_is_read_in_full(tmp_path, monkeypatch):
+    import anyio
+    from mcp import Client
+
+    from runwise_mcp.server import build_server
+    from runwise_mcp.sources import wandb_log
+
+    monkeypatch.setattr(wandb_log, "PROGRESS_EVERY", 200)  # this fixture has ~1,200 records
+    src = run_dir("finished")
+    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def main() -> str:
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
+        async with Client(build_server(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})),
+                          raise_exceptions=True) as c:
+            res = await c.call_tool("history_stats", {"run": "R001-finished", "keys": "train/loss"},
+                                    progress_callback=on_progress)
+        return res.content[0].text
+
+    out = anyio.run(main)
+    assert "train/loss: 400 pts 0–399" in out
+    assert len(seen) >= 3 and all(m.startswith(f"reading {src.name}: ") for _, _, m in seen)
+    done = [p for p, _, _ in seen]
+    assert done == sorted(done) and seen[0][1] == (src / next(src.glob("run-*.wandb")).name).stat().st_size

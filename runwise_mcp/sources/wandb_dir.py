@@ -276,7 +276,8 @@ class RunDir:
         """True while only a skim of the log has been read."""
         return self._full is not None and not self.full
 
-    def refresh(self, full: bool = False, skim_above: int = 0) -> bool:
+    def refresh(self, full: bool = False, skim_above: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> bool:
         """Re-read what changed on disk. Returns True if anything changed.
 
         A log larger than ``skim_above`` bytes (0: never) is only skimmed unless ``full`` is
@@ -302,7 +303,7 @@ class RunDir:
                             self._full = cached
                             self._saved_offset = cached.reader.offset
                     try:
-                        self._full.update()
+                        self._full.update(progress)
                         self.log_error = ""
                     except OSError as e:
                         self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"

@@ -15,6 +15,7 @@ import math
 import os
 from array import array
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..model import History, MetricDef
@@ -32,6 +33,7 @@ SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
 SKIM_TAIL_ROWS = 8  # the tail is widened until it holds this many history rows
+PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
 
 
@@ -145,9 +147,22 @@ class WandbLog:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def update(self) -> int:
-        """Read records added since the last call. Returns the number of new records."""
-        n = self.reader.read(self._record)
+    def update(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Read records added since the last call. Returns the number of new records.
+        ``progress(offset, size)`` is called every PROGRESS_EVERY records."""
+        every = PROGRESS_EVERY
+        if progress is None:
+            n = self.reader.read(self._record)
+        else:
+            emit, count = self._record, [0]
+
+            def record(rec: bytes) -> None:
+                emit(rec)
+                count[0] += 1
+                if count[0] % every == 0:
+                    progress(self.reader.offset, self.reader.size)
+
+            n = self.reader.read(record)
         if n:
             self._summary_cache = None
         return n
