@@ -36,6 +36,7 @@ class Settings:
     cache_dir: str | None = None  # persistent cache of decoded logs (None: off)
     cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
     first_answer_wait: float = 1.5  # seconds run_summary waits for a background full read before answering from a skim
+    background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary reads in the background
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:

@@ -163,7 +163,7 @@ def test_first_summary_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_pat
     src = run_dir("finished")
     shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
     s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
-    s.skim_above, s.first_answer_wait = 20_000, 0.2
+    s.skim_above, s.first_answer_wait, s.background_above = 20_000, 0.2, 0
     ix = RunIndex(s)
     with ix._lock:
         first = answers.run_summary(ix, "R001-finished")

@@ -38,7 +38,8 @@ from .common import (
 
 def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
     r0 = get_run(index, run, full=False)
-    if r0.sampled:  # a large log not read yet: read it in the background, answer from the skim meanwhile
+    if r0.sampled and sum(s.log_bytes for s in r0.segments) >= index.settings.background_above:
+        # a large log not read yet: read it in the background, answer from the skim meanwhile
         job = index.read_in_background(r0)
         job.finished.wait(index.settings.first_answer_wait)
         if not job.finished.is_set() or job.error is not None:
