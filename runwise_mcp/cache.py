@@ -58,11 +58,6 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def default_dir(env: dict[str, str]) -> str:
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "runwise-mcp", "logs")
-
-
 def first_block_hash(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read(FIRST_BLOCK)).hexdigest()

@@ -93,8 +93,13 @@ def _cache_dir(env: dict[str, str]) -> str | None:
         return None
     if raw:
         return os.path.abspath(os.path.expanduser(raw))
+    return os.path.join(user_cache_dir(env), "logs")
+
+
+def user_cache_dir(env: dict[str, str]) -> str:
+    """$XDG_CACHE_HOME/runwise-mcp (default ~/.cache/runwise-mcp): the log cache and exports live here."""
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "runwise-mcp", "logs")
+    return os.path.join(base, "runwise-mcp")
 
 
 def load_project_config(dirs: list[str]) -> tuple[dict, str, list[str]]:

@@ -9,7 +9,6 @@ destination directory (by default the user cache), into the run's own ``files/``
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .config import ENV_WANDB_CLI
+from .config import ENV_WANDB_CLI, user_cache_dir
 from .model import Run
 from .sources.wandb_dir import RunDir
 
@@ -32,9 +31,7 @@ UPLOAD_TIMEOUT = 600.0
 
 
 def default_export_root(env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ) if env is None else env
-    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "runwise-mcp", "export")
+    return os.path.join(user_cache_dir(dict(os.environ) if env is None else env), "export")
 
 
 def safe_name(run_id: str) -> str:
@@ -121,12 +118,6 @@ REMEDIES = {
 
 
 # ---- export -------------------------------------------------------------------------------------
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return v  # json.dumps writes NaN / Infinity, as wandb does
-    return v
 
 
 def history_rows(run: Run) -> Iterator[dict[str, Any]]:

@@ -540,9 +540,6 @@ class ConsoleFile:
     def history(self) -> History:
         return self.parsed.snapshot()
 
-    def lines_after(self, offset: int) -> list[tuple[int, str]]:
-        return [(o, t) for o, t in self.tail if o > offset]
-
 
 def parse_lines(lines: Iterable[str], patterns: list[re.Pattern] | None = None) -> ConsoleHistory:
     """Parse console text already split into lines (e.g. the .wandb console records)."""
