@@ -119,6 +119,7 @@ class RunIndex:
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
         self._patterns: list | None = None  # compiled [console] patterns
+        self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
         self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
@@ -384,9 +385,14 @@ class RunIndex:
         parts = []
         with self._lock:
             segs = self._groups.get(run.id, [])
-            for i, seg in enumerate(segs, 1):
+            consoles = [seg.console(self._patterns, tail_only=tail_only) for seg in segs]  # reads what is new
+            key = tuple((id(cf), cf.offset, cf.start_offset) if cf is not None else (seg.path, seg.version)
+                        for seg, cf in zip(segs, consoles))
+            cached = self._views.get(run.id)
+            if cached is not None and cached[0] == key:
+                return cached[1]  # nothing new: the merged view of the previous call
+            for i, (seg, cf) in enumerate(zip(segs, consoles), 1):
                 where = f" (segment {i})" if len(segs) > 1 else ""
-                cf = seg.console(self._patterns, tail_only=tail_only)
                 if cf is not None:
                     h = cf.history()
                     view.files.append(os.path.relpath(cf.path, seg.path) + where)
@@ -409,7 +415,8 @@ class RunIndex:
                         view.total = ch.total or view.total
                         view.tail = list(lines)
                         parts.append(ch.history)
-        view.history, _ = merge_histories(parts)
+            view.history, _ = merge_histories(parts)
+            self._views[run.id] = (key, view)
         return view
 
     def problems(self) -> list[str]:

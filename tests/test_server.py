@@ -249,20 +249,25 @@ def test_stdout_carries_only_protocol():
     replies: dict[int, dict] = {}
     lines: list[bytes] = []
     deadline = time.time() + 60
+    pending = b""  # read the fd directly: replies of concurrent calls can arrive in one chunk, which a
+    # buffered readline would hide from select()
+    fd = p.stdout.fileno()
     while len(replies) < 6 and time.time() < deadline:
-        ready, _, _ = select.select([p.stdout], [], [], 1.0)
+        ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
             continue
-        line = p.stdout.readline()
-        if not line:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
             break
-        lines.append(line)
-        obj = json.loads(line)  # every line must be JSON
-        assert obj.get("jsonrpc") == "2.0"
-        if "id" in obj:
-            replies[obj["id"]] = obj
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            lines.append(line)
+            obj = json.loads(line)  # every line must be JSON
+            assert obj.get("jsonrpc") == "2.0"
+            if "id" in obj:
+                replies[obj["id"]] = obj
     p.stdin.close()
-    rest = p.stdout.read()
+    rest = pending + p.stdout.read()
     p.wait(timeout=30)
     for line in rest.splitlines():
         assert json.loads(line).get("jsonrpc") == "2.0"
