@@ -149,3 +149,20 @@ def value_at(steps: Sequence[int], values: Sequence[float], step: int) -> tuple[
     if i < 0:
         return None
     return steps[i], values[i]
+
+
+def recent_rate(steps: Sequence[int], runtime: Sequence[float], window: float = 600.0) -> tuple[float, float] | None:
+    """(steps per second, seconds measured) over the last ``window`` seconds of `_runtime`
+    (runtime ascends within a segment; a restart leaves only the last two readings)."""
+    import bisect
+
+    n = len(runtime)
+    if n < 2:
+        return None
+    i = max(0, bisect.bisect_left(runtime, runtime[-1] - window, 0, n))
+    if runtime[i] > runtime[-1]:
+        i = n - 2
+    dt = runtime[-1] - runtime[i]
+    if dt > 0 and steps[-1] > steps[i]:
+        return (steps[-1] - steps[i]) / dt, dt
+    return None

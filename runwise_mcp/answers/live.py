@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 
 from ..analysis.select import KeyRole, main_keys
+from ..analysis.stats import recent_rate
 from ..index import ConsoleView, RunIndex
 from ..model import Run
 from ..render import answers as ra
 from ..render import text as t
-from ..sources.console import ERROR_LINE, WARN_LINE
+from ..sources.console import ERROR_LINE, WARN_LINE, last_traceback
 from .common import UserError, flatten_config, get_run, numeric_keys
 
 # ---- tail_run ------------------------------------------------------------------------------------
@@ -18,7 +18,6 @@ from .common import UserError, flatten_config, get_run, numeric_keys
 TAIL_READ_BYTES = 4 << 20  # a first tail_run on a huge output.log parses only its last 4 MiB
 TOTAL_KEYS = ("max_steps", "total_steps", "num_train_steps", "train_steps", "num_steps", "max_iters",
               "max_iter", "iterations", "total_iters", "steps")
-_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
 
 
 def tail_run(index: RunIndex, run: str = "latest", lines: int = 20, cursor: str | None = None) -> str:
@@ -107,24 +106,13 @@ def _flagged(lines: list[str]) -> list[str]:
 
 def _crash(raw: list[tuple[int, str]]) -> list[str]:
     """The exception line and the last frames of the last traceback in the console."""
-    texts = [x for _, x in raw]
-    start = max((i for i, x in enumerate(texts) if x.startswith("Traceback (most recent call last)")), default=-1)
-    if start < 0:
+    tb = last_traceback([x for _, x in raw])
+    if tb is None:
         return []
-    frames: list[str] = []
-    exc = ""
-    i = start + 1
-    while i < len(texts):
-        m = _FRAME.match(texts[i])
-        if m:
-            code = texts[i + 1].strip() if i + 1 < len(texts) and not _FRAME.match(texts[i + 1]) else ""
-            frames.append(f"  at {os.path.basename(m.group(1))}:{m.group(2)} in {m.group(3)}"
-                          + (f": {t.short(code, 100)}" if code else ""))
-        elif texts[i].strip() and not texts[i].startswith((" ", "\t")):
-            exc = texts[i].strip()
-            break
-        i += 1
-    return ([f"crash: {t.short(exc, 200)}"] if exc else ["crash: traceback without an exception line"]) + frames[-2:]
+    exc, frames = tb
+    shown = [f"  at {os.path.basename(path)}:{line} in {func}" + (f": {t.short(code, 100)}" if code else "")
+             for path, line, func, code in frames[-2:]]
+    return ([f"crash: {t.short(exc, 200)}"] if exc else ["crash: traceback without an exception line"]) + shown
 
 
 def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
@@ -158,19 +146,10 @@ def _speed(r: Run, view: ConsoleView) -> str:
     rate = None
     how = ""
     rt = r.history.columns.get("_runtime")
-    if rt is not None and len(rt) >= 2:
-        steps, vals = rt.steps, rt.values
-        end = vals[-1]
-        import bisect
-
-        # runtime ascends within a segment; look back up to 10 minutes
-        i = max(0, bisect.bisect_left(vals, end - 600, 0, len(vals)))
-        if vals[i] > vals[-1]:
-            i = len(vals) - 2
-        dt = vals[-1] - vals[i]
-        if dt > 0 and steps[-1] > steps[i]:
-            rate = (steps[-1] - steps[i]) / dt
-            how = f"over the last {t.duration(dt)} of _runtime"
+    recent = recent_rate(rt.steps, rt.values) if rt is not None else None
+    if recent is not None:
+        rate, dt = recent
+        how = f"over the last {t.duration(dt)} of _runtime"
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
     if rate is None:

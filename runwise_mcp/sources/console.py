@@ -65,6 +65,7 @@ DROP_KEYS = {"eta", "v_num", "elapsed", "remaining", "pid", "version", "ver", "r
 ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception|Interrupt)\b|\bERROR\b|"
                         r"CUDA out of memory|Killed|Segmentation fault|core dumped|\bnan\b.*loss|loss.*\bnan\b", re.I)
 WARN_LINE = re.compile(r"\bwarn(ing)?\b", re.I)
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
 
 
 def norm_key(key: str) -> str:
@@ -581,3 +582,22 @@ def file_key(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns)
+
+
+def last_traceback(lines: list[str]) -> tuple[str, list[tuple[str, str, str, str]]] | None:
+    """The last Python traceback in console lines: its exception line ("" if cut off) and its
+    frames as (file, line, function, code line); None when there is none."""
+    start = max((i for i, x in enumerate(lines) if x.startswith("Traceback (most recent call last)")), default=-1)
+    if start < 0:
+        return None
+    frames: list[tuple[str, str, str, str]] = []
+    i = start + 1
+    while i < len(lines):
+        m = _FRAME.match(lines[i])
+        if m:
+            code = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME.match(lines[i + 1]) else ""
+            frames.append((m.group(1), m.group(2), m.group(3), code))
+        elif lines[i].strip() and not lines[i].startswith((" ", "\t")):
+            return lines[i].strip(), frames
+        i += 1
+    return "", frames
