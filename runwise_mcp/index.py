@@ -303,7 +303,16 @@ class RunIndex:
         """A run by exact id, exact name (case-insensitive), unique prefix of either, or latest.
         With ``full``, its logs are read completely (the answer never rests on a skim)."""
         run = resolve(self.runs(), ref)
-        if full and run.sampled:
+        return self.read_full(run) if full else self._touch(run)
+
+    def _touch(self, run: Run) -> Run:
+        self._used[run.id] = next(self._tick)
+        return run
+
+    def read_full(self, run: Run) -> Run:
+        """``run`` (from ``runs()``) read completely; no rescan of the roots, so a tool can read
+        many listed runs in full without listing them again for each."""
+        if run.sampled:
             with self._lock:
                 segs = self._groups[run.id]
                 for seg in segs:
@@ -313,9 +322,8 @@ class RunIndex:
                 self._apply_state(run, segs, self.clock())
                 self._runs[run.id] = (self._key(segs), run)
                 self._enforce_budget(keep=run.id)
-        else:
-            self._used[run.id] = next(self._tick)
-        return run
+            return run
+        return self._touch(run)
 
     def read_in_background(self, run: Run) -> FullRead:
         """Start (or find) a background full read of a skimmed run; tools answer from the skim

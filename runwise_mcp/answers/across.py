@@ -44,7 +44,7 @@ def _select_runs(index: RunIndex, query: str) -> list[Run]:
         if not index.runs():
             raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
         raise UserError(f"no run matches query {query!r}; {t.call('list_runs')} shows all runs")
-    return [index.resolve(r.id, full=True) if r.sampled else r for r in runs]
+    return [index.read_full(r) for r in runs]
 
 
 def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, query: str = "", by: str = "best") -> str:
@@ -221,7 +221,7 @@ def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: 
     else:
         chosen_runs = _select_runs(index, query)
         scope = f"query {query!r}" if query else "all runs"
-    chosen_runs = [index.resolve(r.id, full=True) if r.sampled else r for r in chosen_runs]
+    chosen_runs = [index.read_full(r) for r in chosen_runs]
     _available, ks = _keys_across(chosen_runs, keys)
     if not parse_keys(keys):
         counts: dict[str, int] = {}

@@ -106,7 +106,7 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
             raise UserError(f"dest {root} is not writable; pass a writable directory")
     out = []
     for n, r in enumerate(runs, 1):
-        full = index.resolve(r.id, full=True)
+        full = index.read_full(r)
         segs = index.segments(full)
         if in_place:
             target = segs[-1].files_dir if segs else ""
