@@ -9,6 +9,7 @@ Measured, each in a fresh process (peak memory = the process's max RSS):
   * unchanged: a second index call on the same, unchanged file;
   * append: the index has read the run up to 1,000 rows before its end; the rest is appended
     (as a live run would flush it) and the index is called again;
+  * keyed: a tool that names one key reads the log for that key only (a dense and a sparse key);
 and, for reference on the same file: wandb's own decoder (`wandb leet inspect --json > /dev/null`)
 and the read floor (`cat file > /dev/null`). The run is cached in benchmarks/.data/.
 """
@@ -36,8 +37,10 @@ import wandb
 n = int(sys.argv[1])
 run = wandb.init(project="bench", name=f"bench-{n}", config={"lr": 0.001, "steps": n})
 for i in range(n):
-    run.log({"train/loss": 1.0 / (i + 1), "train/acc": i / n, "lr": 0.001, "val/loss": 2.0 / (i + 1),
-             "grad_norm": math.sin(i), "tokens": i * 512.0}, step=i)
+    row = {"train/loss": 1.0 / (i + 1), "train/acc": i / n, "lr": 0.001, "grad_norm": math.sin(i), "tokens": i * 512.0}
+    if i % 100 == 99:  # validation every 100 steps
+        row["val/loss"] = 2.0 / (i + 1)
+    run.log(row, step=i)
 run.finish()
 """
 
@@ -59,6 +62,11 @@ if mode == "list":  # what list_runs does: large logs are skimmed
     t = time.perf_counter(); runs = ix.runs(); out["list"] = time.perf_counter() - t
     out["list_last_step"] = runs[0].last_step
     out["list_state"] = runs[0].state.state
+elif mode.startswith("keyed:"):  # what a tool that names its keys does: decode only those
+    run = ix.runs()[0]
+    t = time.perf_counter(); run = ix.read_keys(run, mode[6:].split(",")); out["keyed"] = time.perf_counter() - t
+    out["points"] = {{k: len(c) for k, c in run.history.columns.items()}}
+    out["rows"] = run.history.rows
 else:  # what a tool on one run does: read it in full
     run_id = ix.runs()[0].id
     t = time.perf_counter(); run = ix.resolve(run_id, full=True); out["full"] = time.perf_counter() - t
@@ -150,6 +158,8 @@ def main() -> None:
 
     listing = child("list", root, log, 0)
     full = child("full", root, log, 0)
+    dense = child("keyed:train/loss", root, log, 0)
+    sparse = child("keyed:val/loss", root, log, 0)
     unchanged = child("unchanged", root, log, 0)
     cache_dir = DATA / "reader-cache"
     shutil.rmtree(cache_dir, ignore_errors=True)
@@ -169,12 +179,17 @@ def main() -> None:
     wandb_cli = Path(sys.executable).parent / "wandb"
     leet = timed(f"'{wandb_cli}' leet inspect --json '{log}' > /dev/null") if wandb_cli.exists() else None
 
-    print(f"\n{a.steps:,}-step run, {full['keys']} numeric keys (6 metrics + _runtime, _timestamp), "
+    print(f"\n{a.steps:,}-step run, {full['keys']} numeric keys (6 metrics, val/loss every 100 steps; + _runtime, "
+          f"_timestamp), "
           f"{size / 2**20:,.0f} MiB .wandb file\n")
     print("| measurement | time | peak memory |")
     print("|---|---|---|")
     print(f"| runwise: full parse, every row (first call of a tool on the run) | {full['full']:.2f} s | "
           f"{full['maxrss_mb']:.0f} MB RSS |")
+    for label, k in (("train/loss, logged every step", dense), ("val/loss, logged every 100 steps", sparse)):
+        (name, pts), = k["points"].items()
+        print(f"| runwise: keyed read of one key ({label}: {pts:,} points; the other keys not decoded) | "
+              f"{k['keyed']:.2f} s ({k['keyed'] / full['full']:.2f}× the full parse) | {k['maxrss_mb']:.0f} MB RSS |")
     print(f"| runwise: second call, file unchanged | {unchanged['second'] * 1000:.2f} ms | |")
     print(f"| runwise: the same read after a server restart (persistent cache) | {restart['full']:.2f} s | "
           f"{restart['maxrss_mb']:.0f} MB RSS |")

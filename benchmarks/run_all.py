@@ -42,6 +42,24 @@ print(json.dumps({{"cold": cold, "warm": min(warm), "runs": len(ix.runs()), "fir
 """
 
 
+BEST_CHILD = """
+import hashlib, json, resource, sys, time
+sys.path.insert(0, {repo!r})
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+from runwise_mcp import answers
+from runwise_mcp.answers import across
+if sys.argv[2] == "full":  # as before keyed reads: every run read in full
+    across.read_runs_for_keys = lambda ix, runs, keys: [ix.read_full(r) for r in runs]
+ix = RunIndex(load_settings([sys.argv[1]], env={{"RUNWISE_CACHE_DIR": "off"}}))
+ix.runs()  # listed first, as a client would
+t = time.perf_counter(); out = answers.best_run(ix, metric=sys.argv[3]); cold = time.perf_counter() - t
+t = time.perf_counter(); answers.best_run(ix, metric=sys.argv[3]); warm = time.perf_counter() - t
+print(json.dumps({{"cold": cold, "warm": warm, "digest": hashlib.sha256(out.encode()).hexdigest(),
+                  "first": out.splitlines()[0], "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
 def section(title: str, script: str, *args: str) -> str:
     t = time.perf_counter()
     p = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True, cwd=str(REPO),
@@ -68,6 +86,28 @@ def list_runs_section() -> tuple[str, dict]:
           f"{r['maxrss_mb']:.0f} MB RSS |\n| list_runs(limit=30), warm (fastest of 5 later calls) | "
           f"{r['warm'] * 1000:.0f} ms | |\n\nfirst line: `{r['first'].replace(str(root), 'benchmarks/.data/many1000')}`\n")
     return md, r
+
+
+def best_run_section(root: Path) -> str:
+    """best_run over the 1,000 runs: only the metric is decoded (keyed reads) versus every run read in full."""
+    rows = []
+    for metric in ("val/acc", "train/loss"):
+        got = {}
+        for mode in ("keyed", "full"):
+            p = subprocess.run([sys.executable, "-c", BEST_CHILD.format(repo=str(REPO)), str(root), mode, metric],
+                               capture_output=True, text=True, check=True)
+            got[mode] = json.loads(p.stdout)
+        k, f = got["keyed"], got["full"]
+        same = "yes" if k["digest"] == f["digest"] else "NO"
+        rows.append(f"| best_run(metric=\"{metric}\") | {k['cold']:.1f} s, {k['maxrss_mb']:.0f} MB RSS | "
+                    f"{f['cold']:.1f} s, {f['maxrss_mb']:.0f} MB RSS | {k['cold'] / f['cold']:.2f}× | "
+                    f"{k['warm'] * 1000:.0f} ms | {f['warm'] * 1000:.0f} ms | {same} |")
+    return ("## best_run over 1,000 runs\n\nThe runs of `make_many_runs.py`, listed first (skimmed), then "
+            "`best_run` in the same fresh process: with keyed reads (only the metric is decoded from each "
+            "log) and with every log read in full (what the server did before keyed reads). val/acc is "
+            "logged every 50 steps, train/loss every step.\n\n"
+            "| call | cold, keyed reads | cold, full reads | ratio | warm, keyed | warm, full | same answer |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 async def _stdio_latency() -> dict:
@@ -108,7 +148,7 @@ def main() -> None:
             "| `bench_reader.py` | the `.wandb` reader on a 1,000,000-step run (made once by the real wandb), next to "
             "`wandb leet inspect` and `cat` |\n"
             "| `bench_tools.py` | the analysis tools on that run: cold, warm, after a restart (persistent cache) |\n"
-            "| `make_many_runs.py` | makes 1,000 runs for the `list_runs` measurement |\n"
+            "| `make_many_runs.py` | makes 1,000 runs for the `list_runs` and `best_run` measurements |\n"
             "| `bench_console.py` | the console parser on a 1,000,000-line output.log |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
             f"Everything below was made by `python benchmarks/run_all.py` on "
@@ -120,6 +160,10 @@ def main() -> None:
     parts.append(section("The analysis tools on the 1,000,000-step run", "bench_tools.py"))
     md, _ = list_runs_section()
     parts.append(md)
+    sys.path.insert(0, str(HERE))
+    from make_many_runs import make
+
+    parts.append(best_run_section(make(1000)))
     parts.append(section("The console parser", "bench_console.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))

@@ -28,7 +28,7 @@ from . import __version__
 log = logging.getLogger(__name__)
 
 MAGIC = b"RWCACHE1\n"
-FORMAT = 1
+FORMAT = 2  # 2: key entries carry a "wanted" flag (keyed reads)
 FIRST_BLOCK = 32768
 
 _ALLOWED = {
@@ -112,6 +112,35 @@ class LogCache:
     def _entry(self, real: str) -> str:
         return os.path.join(self.dir, hashlib.sha256(real.encode("utf-8", "surrogatepass")).hexdigest()[:32] + ".rwc")
 
+    @staticmethod
+    def _head(f: Any, path: str, real: str, size: int) -> dict[str, Any]:
+        """The header of an open entry file, checked against the log; raises ValueError."""
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a runwise cache file")
+        head = json.loads(f.readline(1 << 16))
+        if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("version") != __version__:
+            raise ValueError(f"written by another version ({head.get('version') if isinstance(head, dict) else '?'})")
+        if head.get("path") != real:
+            raise ValueError("for another file")
+        if not isinstance(head.get("size"), int) or size < head["size"]:
+            raise ValueError("the log is shorter than when cached (rewritten)")
+        if first_block_hash(path) != head.get("first_block"):
+            raise ValueError("the log's first block changed (another file)")
+        return head
+
+    def has(self, path: str, size: int) -> bool:
+        """Whether an entry for the log at ``path`` (size ``size`` now) looks usable (its
+        header matches; the payload is checked only by ``load``)."""
+        if size < self.min_bytes:
+            return False
+        real = os.path.realpath(path)
+        try:
+            with open(self._entry(real), "rb") as f:
+                self._head(f, path, real, size)
+            return True
+        except (OSError, ValueError):
+            return False
+
     def load(self, path: str, size: int) -> Any | None:
         """The cached state of the log at ``path`` (size ``size`` now), or None."""
         if size < self.min_bytes:
@@ -124,17 +153,7 @@ class LogCache:
             return None
         try:
             with f:
-                if f.read(len(MAGIC)) != MAGIC:
-                    raise ValueError("not a runwise cache file")
-                head = json.loads(f.readline(1 << 16))
-                if head.get("format") != FORMAT or head.get("version") != __version__:
-                    raise ValueError(f"written by another version ({head.get('version')})")
-                if head.get("path") != real:
-                    raise ValueError("for another file")
-                if size < head["size"]:
-                    raise ValueError("the log is shorter than when cached (rewritten)")
-                if first_block_hash(path) != head.get("first_block"):
-                    raise ValueError("the log's first block changed (another file)")
+                head = self._head(f, path, real, size)
                 reader = _Hashing(f)
                 state = _Unpickler(reader).load()  # streamed: no copy of the whole payload
                 if reader.rest() or reader.hexdigest() != head.get("sha256"):

@@ -121,6 +121,8 @@ class RunIndex:
         self._patterns: list | None = None  # compiled [console] patterns
         self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
+        self._keyed_runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (keyed reads' state, keyed Run)
+        self._unchecked = 0  # points added by keyed reads since the memory budget was last checked
         self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
         self.memo = AnswerMemo(settings.cache_dir)  # computed answer parts (on disk only with a cache dir)
@@ -267,7 +269,7 @@ class RunIndex:
 
     def _over_budget(self) -> bool:
         budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
-        return sum(s.points for s in self._segments.values() if s.full) > budget
+        return sum(s.points for s in self._segments.values() if s.in_memory) > budget
 
     def _refresh(self, seg: RunDir, full: bool) -> bool:
         progress = READ_PROGRESS.get() if full else None
@@ -311,8 +313,10 @@ class RunIndex:
 
     def read_full(self, run: Run) -> Run:
         """``run`` (from ``runs()``) read completely; no rescan of the roots, so a tool can read
-        many listed runs in full without listing them again for each."""
+        many listed runs in full without listing them again for each. A running background full
+        read of it is waited for instead of decoding the log a second time."""
         if run.sampled:
+            self._wait_for_job(run)
             with self._lock:
                 segs = self._groups[run.id]
                 for seg in segs:
@@ -324,6 +328,67 @@ class RunIndex:
                 self._enforce_budget(keep=run.id)
             return run
         return self._touch(run)
+
+    def read_keys(self, run: Run, names: list[str] | set[str] | frozenset[str]) -> Run:
+        """``run`` (from ``runs()``) with the history of ``names`` complete, decoding no other
+        history key of a log that is not read in full (see ``RunDir.read_keys``). The result is
+        a Run of its own (``keys_read`` = names), never listed; it answers only about those keys,
+        with summary and runtime from the skim. A run read in full is returned as is; a running
+        background full read of it is waited for instead."""
+        if not run.sampled:
+            return self._touch(run)
+        if self._wait_for_job(run):
+            return self.read_full(run)
+        want = frozenset(n for n in names if n)
+        with self._lock:
+            segs = self._groups[run.id]
+            progress = READ_PROGRESS.get()
+            try:
+                for seg in segs:
+                    seg.read_keys(want, progress=(
+                        lambda off, size, seg=seg: progress(off, size, f"reading {', '.join(sorted(want)[:3])} from "
+                                                                       f"{os.path.basename(seg.path)}: {off / 2**20:,.0f}"
+                                                                       f" of {size / 2**20:,.0f} MiB"))
+                                  if progress else None)
+            except Exception as e:  # a reader bug must not take the index down: read in full
+                log.exception("keyed read of %s failed", run.id)
+                self.last_scan.problems.append(f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full")
+                return self.read_full(run)
+            self._used[run.id] = next(self._tick)
+            if not any(seg.sampled for seg in segs):  # all read in full (e.g. from the persistent cache)
+                full = self._build(run.id, segs)
+                self._apply_state(full, segs, self.clock())
+                self._runs[run.id] = (self._key(segs), full)
+                return full
+            state = tuple(seg.keyed_state for seg in segs)
+            memo = self._keyed_runs.get(run.id)
+            if memo is not None and memo[0] == state and want <= memo[1].keys_read:
+                keyed = memo[1]  # the same keyed read as last time: nothing new on disk
+            else:
+                keyed = build_run(run.id, [seg.keyed_view() if seg.sampled else seg for seg in segs])
+                keyed.keys_read = frozenset(k for seg in segs if seg.sampled for k in seg.keyed_names) or want
+                self._keyed_runs[run.id] = (state, keyed)
+                # a keyed read holds little: check the budget (a walk over every directory) only
+                # once keyed reads have added a 64th of it since the last check
+                self._unchecked += sum(seg.points for seg in segs)
+                if self._unchecked * 64 >= self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT:
+                    self._enforce_budget(keep=run.id)
+            self._apply_state(keyed, segs, self.clock())
+            return keyed
+
+    def _wait_for_job(self, run: Run) -> bool:
+        """Wait for a running background full read of ``run`` (reporting its progress); True if
+        there was one. Reading the log again meanwhile would only compete with it."""
+        with self._lock:
+            job = self._jobs.get(run.id)
+        if job is None or job.thread is None or not job.thread.is_alive():
+            return False
+        progress = READ_PROGRESS.get()
+        while not job.finished.wait(0.5):
+            if progress is not None:
+                progress(job.done, job.total, f"reading {run.id} in the background: "
+                                              f"{job.done / 2**20:,.0f} of {job.total / 2**20:,.0f} MiB")
+        return True
 
     def read_in_background(self, run: Run) -> FullRead:
         """Start (or find) a background full read of a skimmed run; tools answer from the skim
@@ -363,9 +428,12 @@ class RunIndex:
         """Evict the least recently used fully read logs beyond the memory budget; return how
         many were evicted."""
         budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
-        held = [s for s in self._segments.values() if s.full]
+        self._unchecked = 0
+        held = [s for s in self._segments.values() if s.in_memory]
         total = sum(s.points for s in held)
         evicted = 0
+        if total <= budget:
+            return 0
         for seg in sorted(held, key=lambda s: (self._used.get(s.run_id, -1), -s.points)):
             if total <= budget:
                 break
@@ -374,6 +442,7 @@ class RunIndex:
             total -= seg.points
             seg.evict()
             self._runs.pop(seg.run_id, None)
+            self._keyed_runs.pop(seg.run_id, None)
             evicted += 1
         return evicted
 

@@ -321,6 +321,7 @@ class Run:
     console_tail: list[str] = field(default_factory=list)
     notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
     sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
+    keys_read: frozenset[str] | None = None  # a keyed read: history holds only these keys (None: all)
 
     @property
     def display_name(self) -> str:

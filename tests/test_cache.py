@@ -229,20 +229,29 @@ def test_tools_report_progress_while_a_log_is_read_in_full(tmp_path, monkeypatch
     monkeypatch.setattr(wandb_log, "PROGRESS_EVERY", 200)  # this fixture has ~1,200 records
     src = run_dir("finished")
     shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
-    seen: list[tuple[float, float | None, str | None]] = []
+    size = (src / next(src.glob("run-*.wandb")).name).stat().st_size
+    settings = {"RUNWISE_CACHE_DIR": "off"}  # the log (434 KB) is above skim_above: listing only skims it
 
-    async def main() -> str:
+    async def call(args: dict) -> tuple[str, list]:
+        seen: list[tuple[float, float | None, str | None]] = []
+
         async def on_progress(progress, total, message):
             seen.append((progress, total, message))
 
-        async with Client(build_server(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})),
-                          raise_exceptions=True) as c:
-            res = await c.call_tool("history_stats", {"run": "R001-finished", "keys": "train/loss"},
-                                    progress_callback=on_progress)
-        return res.content[0].text
+        # a new server each time: the log is not read yet
+        async with Client(build_server(load_settings([str(tmp_path)], env=settings)), raise_exceptions=True) as c:
+            res = await c.call_tool("history_stats", {"run": "R001-finished", **args}, progress_callback=on_progress)
+        return res.content[0].text, seen
 
-    out = anyio.run(main)
+    # a named key: a keyed read, reported as such
+    out, seen = anyio.run(call, {"keys": "train/loss"})
+    assert "train/loss: 400 pts 0–399" in out
+    assert len(seen) >= 3 and all(m.startswith(f"reading train/loss from {src.name}: ") for _, _, m in seen)
+    done = [p for p, _, _ in seen]
+    assert done == sorted(done) and seen[0][1] == size
+    # the default keys: a full read
+    out, seen = anyio.run(call, {})
     assert "train/loss: 400 pts 0–399" in out
     assert len(seen) >= 3 and all(m.startswith(f"reading {src.name}: ") for _, _, m in seen)
     done = [p for p, _, _ in seen]
-    assert done == sorted(done) and seen[0][1] == (src / next(src.glob("run-*.wandb")).name).stat().st_size
+    assert done == sorted(done) and seen[0][1] == size

@@ -31,6 +31,8 @@ from .common import (
     get_run,
     numeric_keys,
     parse_keys,
+    read_for_keys,
+    read_runs_for_keys,
 )
 
 # ---- best_run ------------------------------------------------------------------------------------
@@ -38,13 +40,14 @@ from .common import (
 _GOALS = {"auto": "", "min": "minimize", "max": "maximize", "minimize": "minimize", "maximize": "maximize"}
 
 
-def _select_runs(index: RunIndex, query: str) -> list[Run]:
+def _select_runs(index: RunIndex, query: str, keys: list[str] | str | None = None) -> list[Run]:
+    """The runs matching ``query``, read for ``keys`` (all keys when none are named exactly)."""
     runs = [r for r in index.runs() if not query or query_matches(r, query)]
     if not runs:
         if not index.runs():
             raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
         raise UserError(f"no run matches query {query!r}; {t.call('list_runs')} shows all runs")
-    return [index.read_full(r) for r in runs]
+    return read_runs_for_keys(index, runs, keys)
 
 
 def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, query: str = "", by: str = "best") -> str:
@@ -55,7 +58,7 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
     metric = metric.strip()
     if not metric:
         raise UserError("metric is empty; pass a key such as val/loss (list_keys shows a run's keys)")
-    runs = _select_runs(index, query)
+    runs = _select_runs(index, query, [metric])
     have = [r for r in runs if metric in r.history.columns and len(r.history.columns[metric])]
     if not have:
         allkeys = sorted({k for r in runs for k in numeric_keys(r)})
@@ -73,7 +76,8 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
             raise UserError(f"cannot tell whether higher or lower {metric} is better: no define_metric goal and "
                             f"the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
     ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
-    missing = [r for r in runs if r not in have]
+    held = {id(r) for r in have}
+    missing = [r for r in runs if id(r) not in held]
     return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock())
 
 
@@ -97,7 +101,13 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
             p = parse_entry(e)
         except ValueError as err:
             raise UserError(str(err)) from None
-        r = get_run(index, p.ref)
+        r = get_run(index, p.ref, full=False)
+        if p.stage is not None and p.stage_key is None:
+            r = index.read_full(r)  # the stage key is found among all keys
+        elif parse_keys(keys):  # only the named keys (and a named stage key) are decoded
+            r = read_for_keys(index, r, parse_keys(keys) + ([p.stage_key] if p.stage_key else []))
+        else:
+            r = index.read_full(r)
         cols.append(_point(r, p))
     runs_ = [c.run for c in cols]
     available, chosen = _keys_across(runs_, keys)
@@ -212,16 +222,16 @@ def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: 
     if refs:
         chosen_runs = []
         for ref in refs:
-            r = get_run(index, ref)
-            if r not in chosen_runs:
+            r = get_run(index, ref, full=False)
+            if all(r.id != c.id for c in chosen_runs):
                 chosen_runs.append(r)
         if query:
             chosen_runs = [r for r in chosen_runs if query_matches(r, query)]
         scope = ", ".join(refs[:6]) + ("…" if len(refs) > 6 else "")
+        chosen_runs = read_runs_for_keys(index, chosen_runs, keys)
     else:
-        chosen_runs = _select_runs(index, query)
+        chosen_runs = _select_runs(index, query, keys)
         scope = f"query {query!r}" if query else "all runs"
-    chosen_runs = [index.read_full(r) for r in chosen_runs]
     _available, ks = _keys_across(chosen_runs, keys)
     if not parse_keys(keys):
         counts: dict[str, int] = {}

@@ -40,6 +40,35 @@ def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
                         f"or call list_runs(query=...) to search.") from None
 
 
+def _exact_names(keys: list[str] | str | None) -> list[str]:
+    """The requested keys when every one is an exact name (no glob), else []."""
+    names = parse_keys(keys)
+    return [] if any(c in k for k in names for c in "*?[") else names
+
+
+def read_for_keys(index: RunIndex, r: Run, keys: list[str] | str | None, extra: tuple[str, ...] = ()) -> Run:
+    """``r`` with the history of the requested keys complete. A run not read in full, asked for
+    keys by exact name that its skim has seen, gets a keyed read: only those keys (and
+    ``extra``) are decoded. Defaults, globs and names the skim has not seen (an unknown key's
+    closest matches come from the whole log) read it in full."""
+    if not r.sampled:
+        return r
+    names = _exact_names(keys)
+    if names and all(k in r.history.columns for k in names):
+        return index.read_keys(r, set(names) | set(extra))
+    return index.read_full(r)
+
+
+def read_runs_for_keys(index: RunIndex, runs: list[Run], keys: list[str] | str | None) -> list[Run]:
+    """``read_for_keys`` for the runs of a cross-run tool: with exact names that some run's skim
+    has seen, every run not read in full gets a keyed read (a run that never logged a key then
+    costs a keyed read, not a full one); otherwise all are read in full."""
+    names = _exact_names(keys)
+    if names and all(any(k in r.history.columns for r in runs) for k in names):
+        return [index.read_keys(r, names) for r in runs]
+    return [index.read_full(r) for r in runs]
+
+
 def empty_log_note(run: Run) -> str:
     """Why a run has no data yet, when its only log is empty or header-only."""
     seg = run.segments[-1] if run.segments else None

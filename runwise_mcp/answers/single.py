@@ -29,6 +29,7 @@ from .common import (
     metric_run,
     numeric_keys,
     parse_keys,
+    read_for_keys,
     require_history,
     thresholds,
 )
@@ -205,7 +206,7 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
         raise UserError(f"samples must be between 1 and {MAX_HISTORY_SAMPLES:,}; got {samples}")
     if step_min is not None and step_max is not None and step_min > step_max:
         raise UserError(f"step_min ({step_min:,}) is after step_max ({step_max:,})")
-    r0 = get_run(index, run)
+    r0 = read_for_keys(index, get_run(index, run, full=False), keys)
     r, src, pct = metric_run(index, r0, source)
     if not numeric_keys(r):
         raise UserError(f"{ra.run_label(r)} has no history yet: {empty_log_note(r)}; and no console metrics: "
@@ -231,7 +232,7 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
 
 
 def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
-    r = get_run(index, run)
+    r = read_for_keys(index, get_run(index, run, full=False), keys)
     require_history(r, "history")
     chosen = choose_keys(r, keys, index.settings.main_metrics, "history_stats")
     rows = []
@@ -250,7 +251,7 @@ def history_stats(index: RunIndex, run: str = "latest", keys: list[str] | str | 
 
 
 def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | None = None) -> str:
-    r0 = get_run(index, run)
+    r0 = read_for_keys(index, get_run(index, run, full=False), keys, extra=("_runtime",))
     r, src, pct = metric_run(index, r0, "auto")
     if not numeric_keys(r):
         raise UserError(f"{ra.run_label(r)} has no history to diagnose yet: {empty_log_note(r)}; and no console "

@@ -13,6 +13,7 @@ from where the previous read stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
+MAX_KEYED_NAMES = 32  # a keyed read widened beyond this many keys is started afresh with the new ones
 MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
 CONSOLE_TAIL_BYTES = 64 << 10
 
@@ -240,6 +242,10 @@ class RunDir:
         self.files_dir = base
         self._full: WandbLog | None = WandbLog(self.log_path) if self.log_path else None  # read in full
         self._skim: WandbLog | None = None  # a sampled read, for logs not (yet) read in full
+        self._keyed: WandbLog | None = None  # a keyed read (some history keys only) of such a log
+        self._view: WandbLog | None = None  # set only in a keyed view (see keyed_view)
+        self._keyed_at: tuple[int, int] | None = None  # the log's (size, mtime) at the last keyed read
+        self._points: tuple[tuple, int] = ((), 0)  # (what was counted, points held)
         self.full = False  # the whole log has been read (and is followed incrementally)
         self.evicted = False  # dropped for memory: skim it until a tool asks for it in full
         self.log_key: tuple[int, int] | None = None
@@ -269,12 +275,21 @@ class RunDir:
         """The log as far as it has been read: in full, else the skim (None without a log)."""
         if self._full is None:
             return None
+        if self._view is not None:
+            return self._view
         return self._full if self.full or self._skim is None else self._skim
 
     @property
+    def _tail_log(self) -> WandbLog | None:
+        """The log whose summary and last `_runtime` are exact: in a keyed view (whose log
+        skips summary updates and other keys), the skim, which holds the log's last rows."""
+        return self._skim if self._view is not None and self._skim is not None else self.log
+
+    @property
     def sampled(self) -> bool:
-        """True while only a skim of the log has been read."""
-        return self._full is not None and not self.full
+        """True while only a skim of the log has been read (a keyed view is not sampled: its
+        history holds its keys completely)."""
+        return self._full is not None and not self.full and self._view is None
 
     def refresh(self, full: bool = False, skim_above: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> bool:
@@ -312,7 +327,7 @@ class RunDir:
                         if grown > 0 and grown >= max(self.cache.min_bytes, self._saved_offset // 4):
                             if self.cache.save(path, self._full):
                                 self._saved_offset = self._full.reader.offset
-                    self.full, self._skim, self.evicted = True, None, False
+                    self.full, self._skim, self._keyed, self.evicted = True, None, None, False
                     self.log_key = key
                     changed = True
             elif key != self.log_key:
@@ -364,6 +379,54 @@ class RunDir:
             saved = log.reader.offset
         return log, (key, saved)
 
+    def read_keys(self, names: frozenset[str], progress: Callable[[int, int], None] | None = None) -> bool:
+        """Make the history of ``names`` complete without decoding the other keys: a keyed read
+        of the log, kept and followed incrementally (a later call for other keys reads again
+        for all of them, up to MAX_KEYED_NAMES). When the persistent cache holds the whole log,
+        it is loaded instead. Returns True when the log is now read in full."""
+        if self._full is None or self.full:
+            return self.full
+        path = self._full.path
+        key = self._stat(path)
+        if key is None:
+            return False
+        if self.cache is not None and self.cache.has(path, key[0]):
+            self.refresh(full=True, progress=progress)
+            return self.full
+        k = self._keyed
+        if k is not None and (key[0] < k.reader.size or not names <= k.only):
+            if key[0] >= k.reader.size and len(names | k.only) <= MAX_KEYED_NAMES:
+                names = names | (k.only - {"_step"})
+            k = None  # rewritten, or other keys: read again
+        if k is None:
+            k = self._keyed = WandbLog(path, keys=frozenset(names))
+        elif key == self._keyed_at:
+            return False  # nothing written since the last read
+        try:
+            k.update(progress)
+            self._keyed_at = key
+        except OSError as e:
+            self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
+        return False
+
+    @property
+    def keyed_names(self) -> frozenset[str]:
+        """The history keys the keyed read decodes (empty without one)."""
+        return self._keyed.only - {"_step"} if self._keyed is not None else frozenset()
+
+    @property
+    def keyed_state(self) -> tuple:
+        """What a keyed view holds now (changes when the keyed read reads more or is replaced)."""
+        k = self._keyed
+        return (self.path, self.version, id(k), k.reader.offset if k is not None else -1)
+
+    def keyed_view(self) -> RunDir:
+        """This directory as a keyed read sees it: history, config, identity, exit and console
+        from the keyed read; summary and last runtime from the skim. Only after ``read_keys``."""
+        v = copy.copy(self)
+        v._view = self._keyed
+        return v
+
     def install_full(self, decoded: tuple[WandbLog, tuple]) -> None:
         """Use a log decoded by ``decode_detached``; the next refresh reads on from its offset."""
         log, (key, saved) = decoded
@@ -371,12 +434,14 @@ class RunDir:
             return  # a tool read it meanwhile
         self._full = log
         self._saved_offset = saved
-        self.full, self._skim, self.evicted = True, None, False
+        self.full, self._skim, self._keyed, self.evicted = True, None, None, False
         self.log_key = None  # re-stat on the next refresh: the file may have grown meanwhile
         self.version += 1
 
     def evict(self) -> None:
-        """Forget the fully read log (to free memory); the next refresh skims or re-reads it."""
+        """Forget the fully read log and any keyed read (to free memory); the next refresh skims
+        or re-reads it."""
+        self._keyed = None
         if self._full is not None and self.full:
             self._full = WandbLog(self._full.path)
             self.full = False
@@ -386,11 +451,20 @@ class RunDir:
             self.version += 1
 
     @property
+    def in_memory(self) -> bool:
+        """Whether history decoded in full or by a keyed read is held (for the memory budget)."""
+        return self.full or self._keyed is not None
+
+    @property
     def points(self) -> int:
-        """Values held in memory for this directory's history (for the cache budget)."""
-        log = self._full if self.full else None
+        """Values held in memory for this directory's history (for the cache budget); counted
+        again only when what is held changed (the budget sums it over every directory)."""
+        log = self._full if self.full else self._keyed
         hs = [log.history, log.system] if log is not None else [j.history for j in self.jsonl]
-        return sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs)
+        key = (id(log), log.reader.offset if log is not None else self.version, hs[0].rows)
+        if self._points[0] != key:
+            self._points = (key, sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs))
+        return self._points[1]
 
     # ---- the segment's view ---------------------------------------------------------------------
 
@@ -469,7 +543,7 @@ class RunDir:
         file = self.summary_file.value
         if isinstance(file, dict):
             flat: list[tuple[str, Any]] = []
-            aggregates = (self.log.aggregate_names([k for k, v in file.items() if isinstance(v, dict)])
+            aggregates = (self._tail_log.aggregate_names([k for k, v in file.items() if isinstance(v, dict)])
                           if self.log is not None else set())
             for k, v in file.items():
                 if k in aggregates and isinstance(v, dict):
@@ -478,7 +552,7 @@ class RunDir:
                     flatten(str(k), v, flat)
             out.update(flat)
         if self.log is not None:
-            out.update(self.log.summary())
+            out.update(self._tail_log.summary())
         return {k: v for k, v in out.items() if not k.startswith("_wandb")}
 
     @property
@@ -493,10 +567,11 @@ class RunDir:
 
     @property
     def runtime(self) -> float | None:
-        if self.log is not None:
-            if self.log.exit_runtime:
-                return max(self.log.exit_runtime, self.log.last_runtime or 0.0)
-            return self.log.last_runtime
+        log = self._tail_log
+        if log is not None:
+            if log.exit_runtime:
+                return max(log.exit_runtime, log.last_runtime or 0.0)
+            return log.last_runtime
         col = self.history.columns.get("_runtime")
         if col is not None and len(col):
             return col.values[-1]

@@ -110,10 +110,22 @@ class Console:
 
 
 class WandbLog:
-    """Everything we keep from one `.wandb` file, updated incrementally."""
+    """Everything we keep from one `.wandb` file, updated incrementally.
 
-    def __init__(self, path: str) -> None:
+    ``keys``: a keyed read. Only these history keys get their values decoded (every row's step
+    is still kept, so the history's rows and step range are those of the whole log); a row
+    whose bytes hold none of their names is not parsed beyond its step, and summary records are
+    skipped (a keyed log's ``summary()`` holds only the wanted keys' last row values). Every
+    other record (run, config, metric definitions, exit, console, system stats) is read as in a
+    full read."""
+
+    def __init__(self, path: str, keys: frozenset[str] | None = None) -> None:
         self.path = path
+        self.only: frozenset[str] | None = None if keys is None else frozenset(keys) | {"_step"}
+        # Bytes that a row holding a wanted key must contain: the key's first dotted part (a
+        # nested key is stored as parts, a 0.16.x nested dict as its top-level key).
+        self._marks: tuple[bytes, ...] | None = None if keys is None else tuple(sorted(
+            {k.split(".", 1)[0].encode("utf-8", "surrogatepass") for k in keys if k.split(".", 1)[0]}))
         self.reader = LogReader(path, HEADER)
         self.records = 0
         self.bad_records = 0  # complete records whose protobuf did not decode
@@ -151,10 +163,11 @@ class WandbLog:
         """Read records added since the last call. Returns the number of new records.
         ``progress(offset, size)`` is called every PROGRESS_EVERY records."""
         every = PROGRESS_EVERY
+        emit = self._record if self._marks is None else self._record_keyed
         if progress is None:
-            n = self.reader.read(self._record)
+            n = self.reader.read(emit)
         else:
-            emit, count = self._record, [0]
+            count = [0]
 
             def record(rec: bytes) -> None:
                 emit(rec)
@@ -196,7 +209,7 @@ class WandbLog:
                         raise pw.WireError("record field runs past the record")
                     if tag == 0x12:
                         self._history(rec, a, b)
-                    else:
+                    elif self.only is None:  # a keyed read skips summary updates
                         self._summary(rec[a:b])
                     pos = b
                     continue
@@ -207,12 +220,43 @@ class WandbLog:
                     if f == R_HISTORY:
                         self._history(rec, a, b)
                     elif f == R_SUMMARY:
-                        self._summary(rec[a:b])
+                        if self.only is None:
+                            self._summary(rec[a:b])
                     else:
                         self._other(f, rec, a, b)
                 break
         except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
             self.bad_records += 1
+
+    def _record_keyed(self, rec: bytes) -> None:
+        """A record of a keyed read: one without a wanted key's name in its bytes is a summary
+        update (skipped), a history row (only its step is kept) or any other record (read)."""
+        for m in self._marks:
+            if m in rec:
+                self._record(rec)
+                return
+        try:
+            pos = 0
+            if rec[0] == 0x08:  # field 1: num (varint)
+                pos = 1
+                while rec[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            tag = rec[pos]
+            if tag == 0x1A:
+                self.records += 1
+                return
+            if tag == 0x12:
+                ln, a = pw.varint(rec, pos + 1, len(rec))
+                step = self._step_of(rec, a, a + ln)
+                if step is not None and self.row_sink is None:
+                    self.records += 1
+                    self._row_seq.append(-1)
+                    self.history.steps.append(step)
+                    return
+        except (pw.WireError, IndexError):
+            pass
+        self._record(rec)  # anything else, or a row to decode in full (0.16.x keeps its step in an item)
 
     def _other(self, f: int, rec: bytes, a: int, b: int) -> None:
         if f == R_RUN:
@@ -348,6 +392,9 @@ class WandbLog:
                 ent = names.get(sig)
                 if ent is None:
                     ent = names[sig] = self._new_entry(self._key_name(sig))
+                if not ent[3]:  # a keyed read, and not a wanted key
+                    pos = e
+                    continue
                 if kind == 16:
                     raw = buf[vs:ve]
                     try:
@@ -389,13 +436,39 @@ class WandbLog:
         self._row_seq.append(mirror)
         self._add_row(step, items)
 
+    @staticmethod
+    def _step_of(buf: bytes, pos: int, end: int) -> int | None:
+        """The HistoryStep of a history record at buf[pos:end] without decoding its items (None
+        when it has none, as in 0.16.x, whose step is the `_step` item)."""
+        while pos < end:
+            tag = buf[pos]
+            ln = buf[pos + 1]
+            if ln < 0x80:
+                s = pos + 2
+            else:
+                ln, s = pw.varint(buf, pos + 1, end)
+            e = s + ln
+            if e > end or (tag & 7) != pw.LEN:
+                raise pw.WireError("history field runs past the record")
+            if tag == 0x12:
+                if e > s and buf[s] == 0x08:
+                    return pw.int64(pw.varint(buf, s + 1, e)[0])
+                return None
+            pos = e
+        return None
+
+    def _wants(self, name: str) -> bool:
+        only = self.only
+        return only is None or name in only or any(w.startswith(name + ".") for w in only)
+
     def _new_entry(self, name: str) -> list:
-        """[name, column (set on first numeric value), media prefix or None] for a new key.
+        """[name, column (set on first numeric value), media prefix or None, wanted] for a new
+        key (wanted: False for a key a keyed read does not decode).
 
         0.19+ writes a media object ({"_type": "histogram", ...}) as one item per field
         (`w._type`, `w.bins`, ...); those items are regrouped into one object named `w`.
         """
-        ent: list = [name, None, None]
+        ent: list = [name, None, None, self._wants(name)]
         if name.endswith("._type"):
             prefix = name[: -len("._type")]
             self._media.add(prefix)
@@ -448,6 +521,8 @@ class WandbLog:
             elif isinstance(v, dict) and v and "_type" not in v:  # 0.16.x nested dict
                 flat: list[tuple[str, Any]] = []
                 flatten(name, v, flat)
+                if self.only is not None:
+                    flat = [(k, x) for k, x in flat if k in self.only]
                 h.add_items(row, step, flat)
             else:
                 h.add_other(name, step, v, row)

@@ -1,0 +1,156 @@
+"""Keyed reads: a tool that names its keys decodes only those keys of a log not read in full.
+
+The reader check runs over every fixture log and every key; the tool checks compare each answer
+from a keyed read with the answer from a full read, byte for byte."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+from helpers import REPO, all_logs, log_file
+
+from runwise_mcp import answers
+from runwise_mcp.answers.common import UserError
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+from runwise_mcp.sources.wandb_log import WandbLog
+
+ANALYSIS = REPO / "tests" / "fixtures" / "analysis_runs"
+
+
+def same_column(a, b) -> bool:
+    return (list(a.steps) == list(b.steps) and len(a.values) == len(b.values)
+            and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a.values, b.values)))
+
+
+@pytest.mark.parametrize("path", all_logs(), ids=lambda p: p.parent.name)
+def test_keyed_read_decodes_only_its_keys_and_equals_the_full_read(path):
+    full = WandbLog(str(path))
+    full.update()
+    keys = sorted(full.history.columns)
+    groups = [[k] for k in keys] + ([keys[:3]] if len(keys) > 3 else [])
+    for group in groups:
+        kl = WandbLog(str(path), keys=frozenset(group))
+        kl.update()
+        assert set(kl.history.columns) == set(group), group  # nothing else decoded
+        for k in group:
+            assert same_column(full.history.columns[k], kl.history.columns[k]), k
+        # every row's step is kept, and every other record is read as in a full read
+        assert list(kl.history.steps) == list(full.history.steps)
+        assert (kl.config, kl.identity, kl.metrics, kl.has_exit, kl.exit_code) == \
+            (full.config, full.identity, full.metrics, full.has_exit, full.exit_code)
+        assert kl.console.tail() == full.console.tail() and kl.records == full.records
+
+
+def test_keyed_read_of_a_growing_log_follows_it(tmp_path):
+    src = log_file("finished")
+    data = src.read_bytes()
+    dst = tmp_path / src.name
+    dst.write_bytes(data[: len(data) // 3 + 11])  # cut mid-record
+    kl = WandbLog(str(dst), keys=frozenset({"train/loss"}))
+    kl.update()
+    first = len(kl.history.columns["train/loss"])
+    with open(dst, "ab") as f:
+        f.write(data[len(data) // 3 + 11:])
+    kl.update()
+    full = WandbLog(str(src))
+    full.update()
+    assert 0 < first < len(full.history.columns["train/loss"])
+    assert same_column(full.history.columns["train/loss"], kl.history.columns["train/loss"])
+    assert list(kl.history.steps) == list(full.history.steps)
+
+
+def test_a_keyed_row_filter_ignores_names_that_only_occur_in_values(tmp_path):
+    # "val" occurs in the bytes of rows through "val/acc"; asking for "val" itself (never logged
+    # as a key) must decode nothing, and "loss" must not match "val/loss" or "train/loss".
+    path = str(next(ANALYSIS.rglob("run-*.wandb")))
+    for name in ("val", "loss"):
+        kl = WandbLog(path, keys=frozenset({name}))
+        kl.update()
+        assert kl.history.columns == {}
+        assert kl.history.rows > 0
+
+
+def settings(root, **kw):
+    s = load_settings([str(root)], env={"RUNWISE_CACHE_DIR": "off"})
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+CALLS = [
+    ("get_history", dict(run="A03-overfit", keys=["val/acc", "train/loss"], samples=40)),
+    ("get_history", dict(run="A03-overfit", keys="val/loss", samples=500, step_min=300, step_max=700)),
+    ("get_history", dict(run="C01-curriculum", keys=["loss"], samples=30)),
+    ("history_stats", dict(run="A02-nan", keys=["train/loss", "train/grad_norm"])),
+    ("history_stats", dict(run="B01-peaky", keys="val/acc")),
+    ("diagnose_run", dict(run="A01-spike", keys=["train/loss"])),
+    ("diagnose_run", dict(run="A06-slowdown", keys=["train/loss"])),
+    ("diagnose_run", dict(run="A03-overfit", keys=["val/loss", "train/loss"])),
+    ("compare_runs", dict(runs=["S00-seed0@499", "S01-seed1@550"], keys=["val/acc", "train/loss"])),
+    ("compare_runs", dict(runs=["C01-curriculum@curriculum/stage=2", "C02-curriculum@curriculum/stage=2"],
+                          keys=["loss"])),
+    ("best_run", dict(metric="val/acc")),
+    ("best_run", dict(metric="train/loss", query="group:seed-sweep", by="last")),
+    ("aggregate_runs", dict(query="group:seed-sweep", keys=["val/acc", "train/loss"], at="500")),
+    ("aggregate_runs", dict(runs=["S00-seed0", "S01-seed1", "S02-seed2"], keys="train/loss")),
+]
+
+
+@pytest.mark.parametrize("tool,args", CALLS, ids=[f"{t}-{i}" for i, (t, _) in enumerate(CALLS)])
+def test_keyed_answers_equal_full_answers(tool, args):
+    full = RunIndex(settings(ANALYSIS, skim_above=0))  # never skims: every log is read in full
+    keyed = RunIndex(settings(ANALYSIS, skim_above=1024))  # skims every log: named keys read keyed
+    want = getattr(answers, tool)(full, **args)
+    got = getattr(answers, tool)(keyed, **args)
+    assert got == want
+    segs = list(keyed._segments.values())
+    assert any(s.in_memory and not s.full for s in segs), "no keyed read happened"
+    assert not any(s.full for s in segs), "a log was read in full"
+
+
+def test_unknown_or_glob_keys_read_in_full_for_exact_hints():
+    full = RunIndex(settings(ANALYSIS, skim_above=0))
+    keyed = RunIndex(settings(ANALYSIS, skim_above=1024))
+    for ix in (full, keyed):
+        with pytest.raises(UserError) as e:
+            answers.get_history(ix, run="A03-overfit", keys=["val/acc_top1"])
+        ix.msg = str(e.value)
+    assert keyed.msg == full.msg and "closest: val/acc" in keyed.msg
+    out = answers.history_stats(keyed, run="A03-overfit", keys="val/*")
+    assert out == answers.history_stats(full, run="A03-overfit", keys="val/*")
+    seg = next(s for s in keyed._segments.values() if s.run_id == keyed.resolve("A03-overfit").id)
+    assert seg.full  # a glob needs every key: read in full
+
+
+def test_keyed_read_uses_a_persistent_cache_entry_instead(tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(ANALYSIS / "wandb", root / "wandb", symlinks=True)
+    cache = tmp_path / "cache"
+
+    def index() -> RunIndex:
+        s = load_settings([str(root)], env={"RUNWISE_CACHE_DIR": str(cache)})
+        s.skim_above, s.cache_min_bytes = 1024, 1024
+        return RunIndex(s)
+
+    first = index()
+    want = answers.get_history(first, run="A01-spike", keys=["train/loss"])
+    seg = next(s for s in first._segments.values() if s.in_memory)
+    assert not seg.full and first.cache.hits == 0  # keyed: nothing cached
+    answers.list_keys(first, run="A01-spike")  # a full read fills the cache
+    second = index()
+    assert answers.get_history(second, run="A01-spike", keys=["train/loss"]) == want
+    seg = next(s for s in second._segments.values() if s.in_memory)
+    assert seg.full and second.cache.hits == 1  # loaded whole from the cache, not decoded by key
+
+
+def test_a_running_background_read_is_waited_for_not_repeated():
+    ix = RunIndex(settings(ANALYSIS, skim_above=1024))
+    run = ix.resolve("A00-healthy")
+    assert run.sampled
+    job = ix.read_in_background(run)
+    got = ix.read_keys(run, {"train/loss"})
+    assert job.finished.is_set() and job.error is None
+    assert got.keys_read is None and not got.sampled and len(got.history.columns) > 1
