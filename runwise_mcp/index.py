@@ -350,10 +350,21 @@ class RunIndex:
                                                                        f"{os.path.basename(seg.path)}: {off / 2**20:,.0f}"
                                                                        f" of {size / 2**20:,.0f} MiB"))
                                   if progress else None)
+                failed = ""
             except Exception as e:  # a reader bug must not take the index down: read in full
                 log.exception("keyed read of %s failed", run.id)
-                self.last_scan.problems.append(f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full")
-                return self.read_full(run)
+                failed = f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full"
+                self.last_scan.problems.append(failed)
+                for seg in segs:
+                    seg.drop_keyed()
+            if not failed:
+                keyed = self._keyed_run(run, segs, want)
+        # outside the lock: read_full may wait for a background read, which needs the lock to finish
+        return self.read_full(run) if failed else keyed
+
+    def _keyed_run(self, run: Run, segs: list, want: frozenset[str]) -> Run:
+        """The Run of keyed views of ``segs`` (or the full Run when every log is read in full)."""
+        with self._lock:
             self._used[run.id] = next(self._tick)
             if not any(seg.sampled for seg in segs):  # all read in full (e.g. from the persistent cache)
                 full = self._build(run.id, segs)

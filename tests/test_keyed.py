@@ -154,3 +154,18 @@ def test_a_running_background_read_is_waited_for_not_repeated():
     got = ix.read_keys(run, {"train/loss"})
     assert job.finished.is_set() and job.error is None
     assert got.keys_read is None and not got.sampled and len(got.history.columns) > 1
+
+
+def test_a_failing_keyed_read_falls_back_to_a_full_read(monkeypatch):
+    from runwise_mcp.sources.wandb_dir import RunDir
+
+    full = RunIndex(settings(ANALYSIS, skim_above=0))
+    want = answers.history_stats(full, run="A04-plateau", keys=["train/acc"])
+
+    def broken(self, names, progress=None):
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(RunDir, "read_keys", broken)
+    keyed = RunIndex(settings(ANALYSIS, skim_above=1024))
+    assert answers.history_stats(keyed, run="A04-plateau", keys=["train/acc"]) == want
+    assert any("keyed read of" in p and "reader bug" in p and "read in full" in p for p in keyed.problems())

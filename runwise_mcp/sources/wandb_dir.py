@@ -409,6 +409,10 @@ class RunDir:
             self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
         return False
 
+    def drop_keyed(self) -> None:
+        """Forget the keyed read (e.g. after it failed)."""
+        self._keyed = self._keyed_at = None
+
     @property
     def keyed_names(self) -> frozenset[str]:
         """The history keys the keyed read decodes (empty without one)."""
