@@ -363,29 +363,29 @@ class RunIndex:
         return self.read_full(run) if failed else keyed
 
     def _keyed_run(self, run: Run, segs: list, want: frozenset[str]) -> Run:
-        """The Run of keyed views of ``segs`` (or the full Run when every log is read in full)."""
-        with self._lock:
-            self._used[run.id] = next(self._tick)
-            if not any(seg.sampled for seg in segs):  # all read in full (e.g. from the persistent cache)
-                full = self._build(run.id, segs)
-                self._apply_state(full, segs, self.clock())
-                self._runs[run.id] = (self._key(segs), full)
-                return full
-            state = tuple(seg.keyed_state for seg in segs)
-            memo = self._keyed_runs.get(run.id)
-            if memo is not None and memo[0] == state and want <= memo[1].keys_read:
-                keyed = memo[1]  # the same keyed read as last time: nothing new on disk
-            else:
-                keyed = build_run(run.id, [seg.keyed_view() if seg.sampled else seg for seg in segs])
-                keyed.keys_read = frozenset(k for seg in segs if seg.sampled for k in seg.keyed_names) or want
-                self._keyed_runs[run.id] = (state, keyed)
-                # a keyed read holds little: check the budget (a walk over every directory) only
-                # once keyed reads have added a 64th of it since the last check
-                self._unchecked += sum(seg.points for seg in segs)
-                if self._unchecked * 64 >= self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT:
-                    self._enforce_budget(keep=run.id)
-            self._apply_state(keyed, segs, self.clock())
-            return keyed
+        """The Run of keyed views of ``segs`` (or the full Run when every log is read in full);
+        called under the lock."""
+        self._used[run.id] = next(self._tick)
+        if not any(seg.sampled for seg in segs):  # all read in full (e.g. from the persistent cache)
+            full = self._build(run.id, segs)
+            self._apply_state(full, segs, self.clock())
+            self._runs[run.id] = (self._key(segs), full)
+            return full
+        state = tuple(seg.keyed_state for seg in segs)
+        memo = self._keyed_runs.get(run.id)
+        if memo is not None and memo[0] == state and want <= memo[1].keys_read:
+            keyed = memo[1]  # the same keyed read as last time: nothing new on disk
+        else:
+            keyed = build_run(run.id, [seg.keyed_view() if seg.sampled else seg for seg in segs])
+            keyed.keys_read = frozenset(k for seg in segs if seg.sampled for k in seg.keyed_names) or want
+            self._keyed_runs[run.id] = (state, keyed)
+            # a keyed read holds little: check the budget (a walk over every directory) only
+            # once keyed reads have added a 64th of it since the last check
+            self._unchecked += sum(seg.points for seg in segs)
+            if self._unchecked * 64 >= self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT:
+                self._enforce_budget(keep=run.id)
+        self._apply_state(keyed, segs, self.clock())
+        return keyed
 
     def _wait_for_job(self, run: Run) -> bool:
         """Wait for a running background full read of ``run`` (reporting its progress); True if

@@ -169,3 +169,16 @@ def test_a_failing_keyed_read_falls_back_to_a_full_read(monkeypatch):
     keyed = RunIndex(settings(ANALYSIS, skim_above=1024))
     assert answers.history_stats(keyed, run="A04-plateau", keys=["train/acc"]) == want
     assert any("keyed read of" in p and "reader bug" in p and "read in full" in p for p in keyed.problems())
+
+
+def test_keyed_reads_count_against_the_memory_budget():
+    ix = RunIndex(settings(ANALYSIS, skim_above=1024, cache_mb=0.05))  # ~3,000 points: one keyed run
+    runs = {r.name: r for r in ix.runs()}
+    a = ix.read_keys(runs["A00-healthy"], ["train/loss"])
+    assert a.keys_read == {"train/loss"} and len(a.history.columns["train/loss"]) == 1000
+    segs = {s.run_id: s for s in ix._segments.values()}
+    assert segs[a.id].in_memory and not segs[a.id].full
+    b = ix.read_keys(runs["A01-spike"], ["train/loss"])
+    assert segs[b.id].in_memory and not segs[a.id].in_memory  # the older keyed read was dropped
+    again = ix.read_keys(runs["A00-healthy"], ["train/loss"])  # read again when asked again
+    assert list(again.history.columns["train/loss"].values) == list(a.history.columns["train/loss"].values)
