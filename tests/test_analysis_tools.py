@@ -381,3 +381,26 @@ async def test_summary_keys_argument_and_unknown_keys():
     assert a == b and "val/acc 70.0% @999" in a and "best 92.0% @499" in a
     err = await call_error("run_summary", run="B01-peaky", keys=["val/accuracy", "train/loss"])
     assert "'val/accuracy' is not logged; closest: val/acc" in err and 'list_keys(run="' in err
+
+
+async def test_list_keys_and_config_answers_within_budgets():
+    """The issue's budgets (cl100k): a list of 30 runs <= 1,200 tokens, keys <= 400, config <= 350.
+    Every fixture run (31: wandb 0.10-0.31 scenarios, analysis and console runs, examples)."""
+    roots = [str(REPO / "tests" / "fixtures"), str(REPO / "examples")]
+    async with Client(build_server(load_settings(roots, env={"RUNWISE_CACHE_DIR": "off"})), raise_exceptions=True) as c:
+        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {"limit": 30})).content)
+        # the roots are the user's own paths: counted as a typical one
+        counted = listing.replace(", ".join(roots), "/home/user/projects/protein-lm")
+        lines = listing.splitlines()
+        assert lines[0].startswith("31 runs under ") and "showing 1–30" in lines[0]
+        assert len([ln for ln in lines if " | step " in ln or "no history yet" in ln]) == 30
+        assert tokens(counted) <= 1200, tokens(counted)
+        refs = [ln.split(" ", 1)[0] for ln in lines[1:] if " | " in ln]
+        assert len(refs) == 30
+        for ref in refs:  # each line starts with a name that is a valid `run` argument
+            res = await c.call_tool("list_keys", {"run": ref})
+            keys = "\n".join(x.text for x in res.content)
+            assert not res.is_error and keys.startswith(ref + " (")
+            config = "\n".join(x.text for x in (await c.call_tool("get_config", {"run": ref})).content)
+            assert tokens(keys) <= 400, (ref, tokens(keys))
+            assert tokens(config) <= 350, (ref, tokens(config))

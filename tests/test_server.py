@@ -75,7 +75,8 @@ async def test_list_runs_lines():
     lines = out.splitlines()
     assert lines[0].startswith("9 runs under ") and "newest first" in lines[0]
     by = {ln.split(" ", 1)[0]: ln for ln in lines[1:]}
-    assert by["R002-crashed"].startswith("R002-crashed (") and "crashed (exit code 1)" in by["R002-crashed"]
+    # a unique name stands alone (it is a valid `run` argument); the state follows it
+    assert by["R002-crashed"].startswith("R002-crashed crashed (exit code 1) | ")
     assert "interrupted, exit code 255" in by["R003-interrupted"]
     assert "2 segments (resumed)" in by["R005-resumed"] and "step 159" in by["R005-resumed"]
     assert "no exit record" in by["R004-killed"]
@@ -83,6 +84,35 @@ async def test_list_runs_lines():
     assert "step 400" in by["R001-finished"] and "group" not in by["R001-finished"]  # group = name prefix
     assert "group legacy" in by["L016-killed"]
     assert "↓" in by["R001-finished"] and "↑" in by["R002-crashed"]  # trend of the main metric
+
+
+def test_list_runs_shows_ids_only_where_names_repeat_and_says_shared_parts_once(tmp_path):
+    import re
+
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from make_wandb_runs import framing_rewrite
+
+    from runwise_mcp import answers
+    from runwise_mcp.index import RunIndex
+
+    src = run_dir("finished")
+    old = src.name.rsplit("-", 1)[1]
+    new = "zz" + old[2:]
+    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
+    copy = tmp_path / "wandb" / src.name.replace(old, new)
+    shutil.copytree(src, copy, symlinks=True)
+    framing_rewrite(copy / f"run-{old}.wandb", lambda b: b.replace(old.encode(), new.encode()))
+    (copy / f"run-{old}.wandb").rename(copy / f"run-{new}.wandb")
+    out = answers.list_runs(RunIndex(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})))
+    lines = out.splitlines()
+    assert lines[0].startswith("2 runs under ") and "date shown when it changes" in lines[0]
+    assert lines[1] == "all: value: last train/loss, with its trend; tags baseline,fixture"
+    # the same name twice: each line names its id, so either can be asked for exactly
+    assert sorted(ln.split(" finished")[0] for ln in lines[2:]) == sorted([f"R001-finished ({old})",
+                                                                          f"R001-finished ({new})"])
+    assert all(" | train/loss " not in ln and "tags" not in ln for ln in lines[2:])  # said once, above
+    assert re.search(r" \| \d\d-\d\d \d\d:\d\d \| step 400 \| ", lines[2])
+    assert re.search(r" \| \d\d:\d\d \| step 400 \| ", lines[3])  # the same day: the date is not repeated
 
 
 async def test_list_runs_query_state_paging():
@@ -197,7 +227,7 @@ def stdio_params(*roots) -> StdioServerParameters:
 
 
 @pytest.mark.parametrize("tool,args,expect", [
-    ("list_runs", {"query": "R00"}, "R001-finished ("),
+    ("list_runs", {"query": "R00"}, "\nR001-finished finished | "),
     ("list_keys", {"run": "R002-crashed"}, "train/"),
     ("get_config", {"run": "R002-crashed"}, "lr: 0.1"),
     ("run_summary", {"run": "R002-crashed"}, "crashed (exit code 1)"),
@@ -304,7 +334,7 @@ async def test_run_with_start_but_no_rows(tmp_path):
     (d / "run-early01.wandb").write_bytes(data[:4000])
     async with client_for(tmp_path) as c:
         line = text(await c.call_tool("list_runs", {})).splitlines()[1]
-        assert line.startswith("R001-finished (") and "no history yet" in line  # name from the run record
+        assert line.startswith("R001-finished running? ") and "no history yet" in line  # name from the run record
         res = await c.call_tool("list_keys", {"run": "R001"})  # system metrics exist already
         assert not res.is_error and "system: 12 keys, 1 sample" in text(res)
         assert text(res).endswith("holds the run's start but no logged rows yet: the run has not called "

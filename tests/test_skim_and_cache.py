@@ -43,7 +43,7 @@ def test_index_skims_large_logs_until_a_tool_reads_one():
     assert runs["R001-finished"].sampled and not runs["R006-typed"].sampled  # 434 kB vs 16 kB
     assert runs["R001-finished"].last_step == 400 and runs["R001-finished"].state.state == "finished"
     listing = answers.list_runs(ix)
-    assert "R001-finished (" in listing and "step 400" in listing
+    assert "\nR001-finished finished | " in listing and "step 400" in listing
     keys = answers.list_keys(ix, "R001-finished")  # needs every point: reads the log in full
     assert "400 pts" in keys and "(1 NaN)" in keys
     assert not {r.name: r for r in ix.runs()}["R001-finished"].sampled

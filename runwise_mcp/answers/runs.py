@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis.sampling import bucket_means, bucket_means_by_step
+from ..analysis.sampling import bucket_means_by_step
 from ..analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
 from ..analysis.stats import series_stats, trend
 from ..index import ConsoleView, RunIndex
@@ -40,18 +40,29 @@ def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int =
     matched = [r for r in runs if (not query or query_matches(r, query)) and (state == "any" or r.state.state == state)]
     page = matched[offset : offset + limit]
     lines = [_run_line(r, index.settings.main_metrics) for r in page]
+    # a name alone when it names one run (names resolve case-insensitively); else "name (id)"
+    seen: dict[str, int] = {}
+    for r in runs:
+        for ref in {r.name.lower(), r.id.lower()} - {""}:
+            seen[ref] = seen.get(ref, 0) + 1
+    for line in lines:
+        r = line.run
+        line.label = r.name if r.name and r.name != r.id and seen.get(r.name.lower()) == 1 else ra.run_label(r)
     return ra.run_list(lines, total=len(runs), matched=len(matched), offset=offset, limit=limit, query=query,
                        state=state, roots=index.settings.roots, now=now, problems=index.problems())
 
 
 def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
+    """A run's line: its main metric's last value and trend (a sparkline costs ~8 tokens a line,
+    too much for a list of 30 runs in ~1,200 tokens: run_summary draws it)."""
     key = main_metric(run, prefs)
     if key is None:
         return ra.RunLine(run)
     col = run.history.columns[key]
     values = col.values
-    spark = bucket_means_by_step(col.steps, values, SPARK_BUCKETS) if run.sampled else bucket_means(values, SPARK_BUCKETS)
-    return ra.RunLine(run, key, values[-1], spark, trend(spark if run.sampled else values), col.last_step)
+    # a skim's rows are samples: its trend comes from step buckets, not from the rows themselves
+    direction = trend(bucket_means_by_step(col.steps, values, SPARK_BUCKETS)) if run.sampled else trend(values)
+    return ra.RunLine(run, key, values[-1], direction, col.last_step)
 
 
 # ---- list_keys ---------------------------------------------------------------------------------

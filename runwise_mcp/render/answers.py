@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..model import Run
@@ -23,26 +23,35 @@ class RunLine:
     run: Run
     metric: str | None = None
     last: float | None = None
-    spark: list[float] = field(default_factory=list)
-    direction: int = 0
+    direction: int = 0  # trend of the metric: 1 rising, -1 falling, 0 flat
     step: int | None = None  # step of ``last``
+    label: str = ""  # how the run is named in the list ("" = run_label)
 
 
-def run_line(line: RunLine, now: float) -> str:
+def _common(values: list[str]) -> str:
+    """The value every line shares ("" when they differ, or for fewer than 2 lines)."""
+    return values[0] if len(values) > 1 and values[0] and all(v == values[0] for v in values) else ""
+
+
+def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = True, group: bool = True,
+             tags: bool = True) -> str:
+    """One run. The flags leave out what the list's header already says for every line (the
+    start date, the metric's name, the group, the tags)."""
     r = line.run
-    parts = [f"{run_label(r)} {t.state(r.state, now)}"]
+    parts = [f"{line.label or run_label(r)} {t.state(r.state, now)}"]
     if len(r.segments) > 1:
         parts.append(f"{len(r.segments)} segments (resumed)")
-    parts.append(t.when(r.start_time, now))
+    when = t.when(r.start_time, now)
+    parts.append(when if date or not r.start_time else when.rsplit(" ", 1)[-1])
     parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
     parts.append(t.duration(r.runtime))
     if line.metric:
         at = f"@{t.step(line.step)}" if line.step is not None and line.step != r.last_step else ""
-        parts.append(f"{line.metric} {t.num(line.last, line.metric)}{at} {t.sparkline(line.spark)}"
-                     f"{t.arrow(line.direction)}")
-    if r.group and not r.name.startswith(r.group):
+        name = f"{line.metric} " if metric else ""
+        parts.append(f"{name}{t.num(line.last, line.metric)}{at} {t.arrow(line.direction)}")
+    if group and r.group and not r.name.startswith(r.group):
         parts.append(f"group {r.group}")
-    if r.tags:
+    if tags and r.tags:
         parts.append("tags " + ",".join(r.tags))
     return " | ".join(parts)
 
@@ -67,10 +76,25 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     head = f"{t.plural(matched, 'run')}"
     if filt:
         head += f" matching {' and '.join(filt)} (of {total:,})"
-    head += f" under {where}; newest first, times UTC"
+    head += f" under {where}; newest first, times UTC, date shown when it changes"
     if offset or len(lines) < matched:
         head += f"; showing {offset + 1}–{offset + len(lines)}"
-    out = [head] + [run_line(x, now) for x in lines]
+    # what every line shares is said once
+    metric = _common([x.metric or "" for x in lines])
+    group = _common([x.run.group if x.run.group and not x.run.name.startswith(x.run.group) else "" for x in lines])
+    tags = _common([",".join(x.run.tags) for x in lines])
+    shared = [f"value: last {metric}, with its trend"] if metric else []
+    shared += [f"group {group}"] if group else []
+    shared += [f"tags {tags}"] if tags else []
+    if shared:
+        head += "\nall: " + "; ".join(shared)
+    body = []
+    day = None
+    for x in lines:
+        d = t.when(x.run.start_time, now).rsplit(" ", 1)[0] if x.run.start_time else None
+        body.append(run_line(x, now, date=d != day, metric=not metric, group=not group, tags=not tags))
+        day = d if d is not None else day
+    out = [head] + body
     if offset + len(lines) < matched:
         out.append(f"next page: {t.call('list_runs', **_args(query, state, offset + len(lines), limit))}")
     if problems:
