@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 from ..model import Run
@@ -168,6 +168,7 @@ def check_spikes(key: str, steps: Sequence[int], values: Sequence[float], th: Th
         recovered = bool(after) and median(after) <= e["thr"]
         out.append(Finding("spike", key, xs[e["peak"]], {
             "value": ys[e["peak"]], "baseline": e["base"], "z": e["z"], "points": e["points"],
+            "ratio": ys[e["peak"]] / e["base"] if e["base"] > 0 else None,  # times the window median
             "recovered": recovered, "at_end": not after,
         }))
     return out
@@ -301,6 +302,14 @@ def check_plateau(key: str, steps: Sequence[int], values: Sequence[float], goal:
     })
 
 
+def _first_block(xs: Sequence[int], ys: Sequence[float], crossed: Callable[[float], bool], default: int) -> int:
+    """The first step of the first of (at most 50) equal blocks whose median ``crossed`` says
+    is past a limit: where a change began; ``default`` when none is."""
+    nb = min(50, len(ys) // 4)
+    size = len(ys) // nb
+    return next((xs[i * size] for i in range(nb) if crossed(median(ys[i * size:(i + 1) * size]))), default)
+
+
 def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th: Thresholds) -> Finding | None:
     xs, ys = _finite(steps, values)
     n = len(ys)
@@ -309,10 +318,8 @@ def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th:
     k = max(3, n // 10)
     early, late = median(ys[:k]), median(ys[-k:])
     if early > 0 and late >= th.grad_explode_factor * early:
-        nb = min(50, n // 4)
         limit = th.grad_explode_factor * early
-        size = n // nb
-        step = next((xs[i * size] for i in range(nb) if median(ys[i * size:(i + 1) * size]) > limit), xs[-k])
+        step = _first_block(xs, ys, lambda m: m > limit, xs[-k])
         return Finding("grad_norm", key, step, {"kind": "exploding", "early": early, "late": late,
                                                 "max": max(ys)})
     if late >= 0 and early > 0 and late * th.grad_vanish_factor <= early:
@@ -331,11 +338,10 @@ def check_throughput(key: str, steps: Sequence[int], values: Sequence[float], th
     late = median(ys[-max(3, n // 10):])
     if not early > 0 or late > (1 - th.throughput_drop) * early:
         return None
-    nb = min(50, n // 4)
-    size = n // nb
     mid = (early + late) / 2
-    step = next((xs[i * size] for i in range(nb) if median(ys[i * size:(i + 1) * size]) < mid), xs[-1])
-    return Finding("throughput", key, step, {"early": early, "late": late, "derived": derived})
+    step = _first_block(xs, ys, lambda m: m < mid, xs[-1])
+    return Finding("throughput", key, step, {"early": early, "late": late, "change": late / early - 1,
+                                             "derived": derived})
 
 
 def steps_per_second(steps: Sequence[int], runtime: Sequence[float]) -> tuple[list[int], list[float]]:

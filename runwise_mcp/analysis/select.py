@@ -60,13 +60,18 @@ def query_matches(run: Run, query: str) -> bool:
     return True
 
 
+def is_glob(pattern: str) -> bool:
+    """Whether a key pattern has a wildcard (fnmatch's *, ? or [...])."""
+    return any(c in pattern for c in "*?[")
+
+
 def key_matches(key: str, pattern: str) -> bool:
     """Case-insensitive glob when the pattern has a wildcard, else substring."""
     if not pattern:
         return True
     p = pattern.lower()
     k = key.lower()
-    if any(c in p for c in "*?["):
+    if is_glob(p):
         return fnmatch.fnmatchcase(k, p)
     return p in k
 
@@ -211,7 +216,7 @@ def pick_keys(requested: list[str], available: list[str]) -> tuple[list[str], li
             hits = [q]
         elif q.lower() in by_lower:
             hits = [by_lower[q.lower()]]
-        elif any(c in q for c in "*?["):
+        elif is_glob(q):
             hits = sorted(k for k in available if fnmatch.fnmatchcase(k.lower(), q.lower()))
         else:
             hits = []

@@ -65,6 +65,26 @@ def series_stats(steps: Sequence[int], values: Sequence[float]) -> SeriesStats:
     )
 
 
+@dataclass
+class Cadence:
+    """How a sparse key was logged: its points, their mean spacing in steps, its first step."""
+
+    points: int
+    every: float  # 0 for a single point
+    first_step: int
+    rare: bool  # in fewer than a fifth of the rows
+
+
+def cadence(steps: Sequence[int], rows: int) -> Cadence | None:
+    """The logging rhythm of a key with these steps in a history of ``rows`` rows; None for a
+    key logged in at least half of the rows (or never)."""
+    n = len(steps)
+    if not n or n >= 0.5 * rows:
+        return None
+    every = (steps[-1] - steps[0]) / (n - 1) if n > 1 else 0
+    return Cadence(n, every, steps[0], n < 0.2 * rows)
+
+
 def trend(values: Sequence[float]) -> int:
     """-1 falling, 1 rising, 0 flat or unknown: last tenth of the finite points versus the first."""
     finite = values if math.isfinite(sum(values)) else [v for v in values if math.isfinite(v)]

@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 from ..analysis.anomalies import Thresholds
-from ..analysis.select import KeyRole, main_keys, metric_goal, metric_keys, pick_keys
+from ..analysis.select import KeyRole, is_glob, main_keys, metric_goal, metric_keys, pick_keys
+from ..analysis.stats import cadence as stats_cadence
 from ..index import ConsoleView, RunIndex, RunNotFound
 from ..model import History, Run, history_after, merge_histories
 from ..render import answers as ra
@@ -43,7 +44,7 @@ def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
 def _exact_names(keys: list[str] | str | None) -> list[str]:
     """The requested keys when every one is an exact name (no glob), else []."""
     names = parse_keys(keys)
-    return [] if any(c in k for k in names for c in "*?[") else names
+    return [] if any(is_glob(k) for k in names) else names
 
 
 def read_for_keys(index: RunIndex, r: Run, keys: list[str] | str | None, extra: tuple[str, ...] = ()) -> Run:
@@ -147,14 +148,12 @@ def cadence(run: Run, key: str) -> str:
     """'logged only at validation steps (12 points, every ~50 steps from 49)' for a sparse key,
     '' for a key logged at most steps."""
     col = run.history.columns.get(key)
-    rows = run.history.rows
-    if col is None or not len(col) or len(col) >= 0.5 * rows:
+    c = stats_cadence(col.steps, run.history.rows) if col is not None else None
+    if c is None:
         return ""
-    steps = col.steps
-    every = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else 0
-    kind = "validation steps" if KeyRole(key).split in ("val", "test") or len(col) < 0.2 * rows else "some steps"
-    rhythm = f", every ~{t.num(round(every))} steps" if every else ""
-    return f"logged only at {kind} ({t.plural(len(col), 'point')}{rhythm} from {t.step(steps[0])})"
+    kind = "validation steps" if KeyRole(key).split in ("val", "test") or c.rare else "some steps"
+    rhythm = f", every ~{t.num(round(c.every))} steps" if c.every else ""
+    return f"logged only at {kind} ({t.plural(c.points, 'point')}{rhythm} from {t.step(c.first_step)})"
 
 
 def require_history(run: Run, what: str) -> None:

@@ -125,7 +125,7 @@ def short_finding(f: Finding) -> str:
     if f.check == "nan":
         return f"{k} {d['kind']} from {t.step(f.step)}"
     if f.check == "spike":
-        ratio = f" {d['value'] / d['baseline']:.0f}×" if d["baseline"] > 0 else ""
+        ratio = f" {d['ratio']:.0f}×" if d["ratio"] is not None else ""
         return f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
     if f.check == "divergence":
         return f"{k} diverging since ~{t.step(f.step)} ({pct(d['rise'] * 100)})"
@@ -137,7 +137,7 @@ def short_finding(f: Finding) -> str:
     if f.check == "grad_norm":
         return f"{k} {d['kind']} from ~{t.step(f.step)}"
     if f.check == "throughput":
-        return f"throughput {pct((d['late'] / d['early'] - 1) * 100)} from ~{t.step(f.step)}"
+        return f"throughput {pct(d['change'] * 100)} from ~{t.step(f.step)}"
     if f.check == "noise":
         return f"{k} noise ×{d['ratio']:.0f}"
     return f"{f.check} {k}"
@@ -160,8 +160,7 @@ def finding(f: Finding) -> str:
                                                  if d["recovered_at"] is not None else "")
         return f"{kind}: {k} first {kind} @{t.step(f.step)} ({', '.join(parts)}{', ' + end if end else ''})"
     if f.check == "spike":
-        ratio = d["value"] / d["baseline"] if d["baseline"] > 0 else None
-        size = f"{ratio:.1f}× the window median {t.num(d['baseline'], k)}" if ratio else \
+        size = f"{d['ratio']:.1f}× the window median {t.num(d['baseline'], k)}" if d["ratio"] else \
             f"window median {t.num(d['baseline'], k)}"
         rec = "at the end of the run" if d["at_end"] else ("recovered" if d["recovered"] else "did not recover")
         n = f", {d['points']} pts" if d["points"] > 1 else ""
@@ -186,7 +185,7 @@ def finding(f: Finding) -> str:
     if f.check == "throughput":
         name = "steps/s (from _runtime)" if d["derived"] else k
         return (f"throughput: {name} {t.num(d['early'])} → {t.num(d['late'])} "
-                f"({pct((d['late'] / d['early'] - 1) * 100)}) from ~{t.step(f.step)}")
+                f"({pct(d['change'] * 100)}) from ~{t.step(f.step)}")
     if f.check == "noise":
         return f"noise: {k} step-to-step std at the end is {d['ratio']:.1f}× its typical level"
     return f"{f.check}: {k} @{t.step(f.step)}"
