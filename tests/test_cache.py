@@ -201,6 +201,12 @@ def test_summary_statistics_are_memoised_across_restarts_without_changing_the_an
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # read, not recomputed and rewritten
     keyed = answers.run_summary(warm, "R001-finished", keys=["train/loss"])  # other keys: another entry
     assert keyed != expected[0] and len(warm.memo.mem) == len(names) + 1
+    # damaged or foreign memo files (valid JSON of another shape) are recomputed, not trusted
+    for p, bad in zip(sorted(stamps), ['{"lines": 3}', '[]', '{"lines": [{"nope": 1}], "anomalies": ""}',
+                                       '{"lines": [], "anomalies": 7}', '{"anomalies": "x"}']):
+        p.write_text(bad)
+    broken = index(root, tmp_path / "cache", now)
+    assert [answers.run_summary(broken, n) for n in names] == expected
 
 
 def test_memo_keeps_a_few_entries_per_run(tmp_path):

@@ -64,10 +64,14 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
     th = thresholds(index)[0]
     memo_key = _memo_key(r, chosen, diag_keys, th, bool(parse_keys(keys)))
     memo = index.memo.get(memo_key) if memo_key else None
-    if memo is not None:  # the same data as a previous answer: its statistics, not recomputed
+    try:  # the same data as a previous answer: its statistics, not recomputed
         metric_lines = [rs.MetricLine(**m) for m in memo["lines"]]
         anomalies = memo["anomalies"]
-    else:
+        if not isinstance(anomalies, str):
+            raise TypeError("anomalies is not text")
+    except (TypeError, KeyError):  # none, or a damaged or foreign memo file: compute again
+        memo = None
+    if memo is None:
         metric_lines = _metric_lines(r, chosen, keys)
         diag = diagnose(r, diag_keys, goals_for(r, diag_keys), th)
         anomalies = rs.anomalies_line(diag, r.id)
