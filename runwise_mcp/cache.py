@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from . import __version__
+from .confine import open_read
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class _Unpickler(pickle.Unpickler):
 
 
 def first_block_hash(path: str) -> str:
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         return hashlib.sha256(f.read(FIRST_BLOCK)).hexdigest()
 
 

@@ -1,11 +1,14 @@
 """The run index every tool shares: discovery under the roots, identity, grouping of resume
-segments, resolution of a ``run`` argument, and caching.
+segments, resolution of a ``run`` argument, and caching. It knows no file format: each
+directory is offered to the registered sources (``sources.SOURCES``), which claim runs and
+read them through the interface in ``sources/base.py``.
 
 Discovery walks each root to a limited depth, never follows directory symlinks, skips
 ``.git``, ``node_modules`` and virtualenvs, and never writes anything. Directory listings are
-cached by the directory's mtime; run directories by the (size, mtime) of each file they read,
-so a second call on unchanged runs parses nothing and a grown log is read only from where the
-previous read stopped.
+cached by the directory's mtime; run parts by the (size, mtime) of each file they read, so a
+second call on unchanged runs parses nothing and a grown log is read only from where the
+previous read stopped. Every file is opened under the roots (``confine``), decided from what
+was opened.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import confine
 from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
 from .model import History, Run, Segment, merge_histories
+from .sources import SOURCES
+from .sources.base import ReadContext, RunPart, Source
 from .sources.console import compile_patterns, parse_lines
-from .sources.wandb_dir import RunDir, is_run_dir, looks_like_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +99,14 @@ class ScanReport:
     roots: list[str]
     problems: list[str] = field(default_factory=list)  # roots missing, unreadable dirs
     run_dirs: list[str] = field(default_factory=list)
+    found: list[tuple[str, Source, str]] = field(default_factory=list)  # (path, source, root) of each run part
 
 
 @dataclass
 class _DirEntry:
     mtime_ns: int
     subdirs: list[str]
-    run_dir: bool
+    files: tuple[str, ...]  # names of the other entries (files, symlinks, ...)
 
 
 class RunIndex:
@@ -111,19 +117,19 @@ class RunIndex:
         self.clock = clock
         self._lock = threading.RLock()
         self._dirs: dict[str, _DirEntry] = {}
-        self._segments: dict[str, RunDir] = {}
+        self._segments: dict[str, RunPart] = {}  # path -> run part
         self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
-        self._groups: dict[str, list[RunDir]] = {}
+        self._groups: dict[str, list[RunPart]] = {}  # run id -> its parts
         self._used: dict[str, int] = {}  # run id -> last use, for the cache budget
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
+        self.roots = confine.Roots(settings.roots)
         self._patterns: list | None = None  # compiled [console] patterns
         self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
         self._keyed_runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (keyed reads' state, keyed Run)
         self._unchecked = 0  # points added by keyed reads since the memory budget was last checked
-        self._within: dict[str, tuple[tuple, bool]] = {}  # path -> (file and dir identity, inside the roots)
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
         self.memo = AnswerMemo(settings.cache_dir)  # computed answer parts (on disk only with a cache dir)
 
@@ -140,87 +146,83 @@ class RunIndex:
                 report.problems.append(f"root {root} is a file, not a directory")
                 continue
             real = os.path.realpath(root)
-            if is_run_dir(real) and real not in seen:
-                seen.add(real)
-                report.run_dirs.append(real)
-                continue
-            self._walk(real, 0, report, seen)
+            self._walk(real, 0, report, seen, real)
         self.last_scan = report
         return report
 
-    def _walk(self, path: str, depth: int, report: ScanReport, seen: set[str]) -> None:
+    def _walk(self, path: str, depth: int, report: ScanReport, seen: set[str], root: str) -> None:
         entry = self._list_dir(path, report)
         if entry is None:
             return
+        descend = True
+        names = tuple(os.path.basename(d) for d in entry.subdirs)
+        for src in SOURCES:
+            claim = src.claim(path, entry.files, names, self.roots)
+            if claim is None:
+                continue
+            if claim.run and path not in seen:
+                seen.add(path)
+                report.found.append((path, src, root))
+                report.run_dirs.append(path)
+            descend = claim.descend
+            break
+        if not descend:
+            return
         for sub in entry.subdirs:
             name = os.path.basename(sub)
-            if looks_like_run_dir(name):
-                sub_entry = self._list_dir(sub, report)
-                if sub_entry is not None and sub_entry.run_dir:
-                    if sub not in seen:
-                        seen.add(sub)
-                        report.run_dirs.append(sub)
-                    continue
             if depth + 1 <= self.settings.max_depth and name not in SKIP_DIRS:
-                self._walk(sub, depth + 1, report, seen)
+                self._walk(sub, depth + 1, report, seen, root)
+            elif any(src.name_hint(name) for src in SOURCES):  # a run directory just below the depth
+                sub_entry = self._list_dir(sub, report)
+                if sub_entry is None:
+                    continue
+                sub_names = tuple(os.path.basename(d) for d in sub_entry.subdirs)
+                for src in SOURCES:
+                    claim = src.claim(sub, sub_entry.files, sub_names, self.roots)
+                    if claim is not None:
+                        if claim.run and sub not in seen:
+                            seen.add(sub)
+                            report.found.append((sub, src, root))
+                            report.run_dirs.append(sub)
+                        break
 
     def _list_dir(self, path: str, report: ScanReport) -> _DirEntry | None:
         try:
-            st = os.stat(path)
-        except OSError as e:
-            report.problems.append(f"cannot read {path}: {e.strerror or e}")
-            return None
-        cached = self._dirs.get(path)
-        if cached is not None and cached.mtime_ns == st.st_mtime_ns:
-            return cached
-        subdirs: list[str] = []
-        has_log = has_legacy = venv = False
-        try:
-            with os.scandir(path) as it:
-                for e in it:
-                    name = e.name
-                    try:
-                        if e.is_dir(follow_symlinks=False):
-                            subdirs.append(e.path)
-                        elif name.startswith("run-") and name.endswith(".wandb") and e.is_file():
-                            has_log = True
-                        elif name in ("wandb-history.jsonl", "wandb-metadata.json"):
-                            has_legacy = True
-                        elif name == "pyvenv.cfg":
-                            venv = True
-                    except OSError:
-                        continue
+            fd = self.roots.open_dir(path)
         except OSError as e:
             report.problems.append(f"cannot read directory {path}: {e.strerror or e}")
             return None
+        try:
+            st = os.fstat(fd)
+            cached = self._dirs.get(path)
+            if cached is not None and cached.mtime_ns == st.st_mtime_ns:
+                return cached
+            subdirs: list[str] = []
+            files: list[str] = []
+            venv = False
+            try:
+                with os.scandir(fd) as it:
+                    for e in it:
+                        name = e.name
+                        try:
+                            if e.is_dir(follow_symlinks=False):
+                                subdirs.append(os.path.join(path, name))
+                            else:
+                                files.append(name)
+                                venv = venv or name == "pyvenv.cfg"
+                        except OSError:
+                            continue
+            except OSError as e:
+                report.problems.append(f"cannot read directory {path}: {e.strerror or e}")
+                return None
+        finally:
+            os.close(fd)
         if venv:
             subdirs = []
         subdirs.sort()
-        run_dir = looks_like_run_dir(os.path.basename(path)) and (
-            has_log or has_legacy or os.path.isfile(os.path.join(path, "files", "output.log")))
-        entry = _DirEntry(st.st_mtime_ns, subdirs, run_dir)
+        entry = _DirEntry(st.st_mtime_ns, subdirs, tuple(sorted(files)))
         self._dirs[path] = entry
         return entry
-
-    def within_roots(self, path: str) -> bool:
-        """Whether ``path`` resolves inside a root. Remembered per path while the file itself and
-        its directory are unchanged (a swapped symlink changes one of them)."""
-        try:
-            st = os.lstat(path)
-            dst = os.stat(os.path.dirname(path) or ".")
-            key = (st.st_ino, st.st_mtime_ns, st.st_mode, dst.st_ino, dst.st_mtime_ns)
-        except OSError:
-            key = None
-        hit = self._within.get(path)
-        if key is not None and hit is not None and hit[0] == key:
-            return hit[1]
-        real = os.path.realpath(path)
-        ok = any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self._real_roots)
-        if key is not None:
-            if len(self._within) > 100_000:
-                self._within.clear()
-            self._within[path] = (key, ok)
-        return ok
 
     # ---- runs ------------------------------------------------------------------------------------
 
@@ -232,36 +234,38 @@ class RunIndex:
         only skimmed here (their Run has ``sampled=True``); ``resolve(..., full=True)`` reads one
         run completely.
         """
-        with self._lock:
+        with self._lock, confine.using(self.roots):
             report = self.scan()
-            live = set(report.run_dirs)
+            live = {path: src for path, src, _ in report.found}
             for path in list(self._segments):
-                if path not in live:
+                if live.get(path) is None or live[path].name != self._segments[path].source:
                     del self._segments[path]
-            groups: dict[str, list[RunDir]] = {}
-            total = len(report.run_dirs)
-            for i, path in enumerate(report.run_dirs):
+            groups: dict[str, list[RunPart]] = {}
+            total = len(report.found)
+            for i, (path, src, root) in enumerate(report.found):
                 if progress is not None and i % 100 == 0 and i:
                     progress(i, total)
                 seg = self._segments.get(path)
                 if seg is None:
-                    seg = self._segments[path] = RunDir(path, allowed=self.within_roots, cache=self.cache)
-                if seg.log_path is not None and not self.within_roots(seg.log_path):
-                    report.problems.append(f"skipped {seg.log_path}: it points outside the roots")
+                    seg = self._segments[path] = src.open(path, ReadContext(self.roots, root, self.cache))
+                if seg.skip_reason:
+                    report.problems.append(f"skipped {path}: {seg.skip_reason}")
                     continue
                 if not self._refresh(seg, full=False):
                     continue
-                groups.setdefault(seg.run_id, []).append(seg)
+                groups.setdefault(seg.group_key, []).append(seg)
             now = self.clock()
             runs: list[Run] = []
             fresh: dict[str, tuple[tuple, Run]] = {}
-            for run_id, segs in groups.items():
-                run = self._build(run_id, segs)
+            by_id: dict[str, list[RunPart]] = {}
+            for segs in groups.values():
+                run = self._build(segs)
                 self._apply_state(run, segs, now)  # depends on the clock: judged on every call
-                fresh[run_id] = (self._key(segs), run)
+                fresh[run.id] = (self._key(segs), run)
+                by_id[run.id] = segs
                 runs.append(run)
             self._runs = fresh
-            self._groups = groups
+            self._groups = by_id
             runs.sort(key=lambda r: (-(r.start_time or 0.0), r.id))
             if self._over_budget() and self._enforce_budget(keep=""):
                 return self.runs()  # evicted runs are listed from skims now
@@ -271,7 +275,7 @@ class RunIndex:
         budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
         return sum(s.points for s in self._segments.values() if s.in_memory) > budget
 
-    def _refresh(self, seg: RunDir, full: bool) -> bool:
+    def _refresh(self, seg: RunPart, full: bool) -> bool:
         progress = READ_PROGRESS.get() if full else None
         try:
             seg.refresh(full=full, skim_above=self.settings.skim_above,
@@ -285,17 +289,17 @@ class RunIndex:
             return False
 
     @staticmethod
-    def _key(segs: list[RunDir]) -> tuple:
+    def _key(segs: list[RunPart]) -> tuple:
         return tuple((s.path, s.version) for s in segs)
 
-    def _build(self, run_id: str, segs: list[RunDir]) -> Run:
+    def _build(self, segs: list[RunPart]) -> Run:
         segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
-        cached = self._runs.get(run_id)
+        cached = self._runs.get(segs[0].run_id)
         if cached is not None and cached[0] == self._key(segs):
             return cached[1]
-        return build_run(run_id, segs)
+        return build_run(segs[0].run_id, segs)
 
-    def _apply_state(self, run: Run, segs: list[RunDir], now: float) -> None:
+    def _apply_state(self, run: Run, segs: list[RunPart], now: float) -> None:
         stale = self.settings.stale_after
         for seg, s in zip(segs, run.segments):
             s.state = seg.state(now, stale)
@@ -317,12 +321,12 @@ class RunIndex:
         read of it is waited for instead of decoding the log a second time."""
         if run.sampled:
             self._wait_for_job(run)
-            with self._lock:
+            with self._lock, confine.using(self.roots):
                 segs = self._groups[run.id]
                 for seg in segs:
                     self._refresh(seg, full=True)
                 self._used[run.id] = next(self._tick)
-                run = self._build(run.id, segs)
+                run = self._build(segs)
                 self._apply_state(run, segs, self.clock())
                 self._runs[run.id] = (self._key(segs), run)
                 self._enforce_budget(keep=run.id)
@@ -331,7 +335,7 @@ class RunIndex:
 
     def read_keys(self, run: Run, names: list[str] | set[str] | frozenset[str]) -> Run:
         """``run`` (from ``runs()``) with the history of ``names`` complete, decoding no other
-        history key of a log that is not read in full (see ``RunDir.read_keys``). The result is
+        history key of a log that is not read in full (see ``RunPart.read_keys``). The result is
         a Run of its own (``keys_read`` = names), never listed; it answers only about those keys,
         with summary and runtime from the skim. A run read in full is returned as is; a running
         background full read of it is waited for instead."""
@@ -340,7 +344,7 @@ class RunIndex:
         if self._wait_for_job(run):
             return self.read_full(run)
         want = frozenset(n for n in names if n)
-        with self._lock:
+        with self._lock, confine.using(self.roots):
             segs = self._groups[run.id]
             progress = READ_PROGRESS.get()
             try:
@@ -367,7 +371,7 @@ class RunIndex:
         called under the lock."""
         self._used[run.id] = next(self._tick)
         if not any(seg.sampled for seg in segs):  # all read in full (e.g. from the persistent cache)
-            full = self._build(run.id, segs)
+            full = self._build(segs)
             self._apply_state(full, segs, self.clock())
             self._runs[run.id] = (self._key(segs), full)
             return full
@@ -406,7 +410,8 @@ class RunIndex:
         meanwhile and say how far the read is. Each log is decoded privately and installed under
         the lock, so other calls are never blocked by the decode."""
 
-        def work(job: FullRead, segs: list[RunDir]) -> None:
+        def work(job: FullRead, segs: list[RunPart]) -> None:
+            token = confine.ACTIVE.set(self.roots)  # a new thread starts with no active roots
             try:
                 done = 0
                 for seg in segs:
@@ -422,6 +427,7 @@ class RunIndex:
                 log.exception("background read of %s failed", job.run_id)
                 job.error = f"{type(e).__name__}: {e}"
             finally:
+                confine.ACTIVE.reset(token)
                 job.finished.set()
 
         with self._lock:
@@ -429,7 +435,7 @@ class RunIndex:
             if job is not None and job.thread is not None and job.thread.is_alive():
                 return job  # a finished job is not reused: the run may have been evicted since
             segs = list(self._groups.get(run.id, []))
-            job = FullRead(run.id, sum(s.log_key[0] if s.log_key else 0 for s in segs))
+            job = FullRead(run.id, sum(s.log_bytes for s in segs))
             self._jobs[run.id] = job
             job.thread = threading.Thread(target=work, args=(job, segs), name=f"runwise-read-{run.id}", daemon=True)
             job.thread.start()
@@ -457,7 +463,7 @@ class RunIndex:
             evicted += 1
         return evicted
 
-    def segments(self, run: Run) -> list[RunDir]:
+    def segments(self, run: Run) -> list[RunPart]:
         """The run directories of ``run``, in start order."""
         with self._lock:
             return list(self._groups.get(run.id, []))
@@ -471,7 +477,7 @@ class RunIndex:
             self.settings.config_problems.extend(problems)
         view = ConsoleView()
         parts = []
-        with self._lock:
+        with self._lock, confine.using(self.roots):
             segs = self._groups.get(run.id, [])
             consoles = [seg.console(self._patterns, tail_only=tail_only) for seg in segs]  # reads what is new
             key = tuple((id(cf), cf.offset, cf.start_offset) if cf is not None else (seg.path, seg.version)
@@ -496,7 +502,7 @@ class RunIndex:
                     lines = seg.log_console_lines
                     if lines:
                         ch = parse_lines(lines, self._patterns)
-                        view.files.append(os.path.basename(seg.log_path or seg.path) + f" console records{where}")
+                        view.files.append(os.path.basename(seg.info.main_file or seg.path) + f" console records{where}")
                         view.lines += ch.lines
                         view.partial = True
                         view.percent |= ch.percent
@@ -516,7 +522,7 @@ class RunIndex:
         return out
 
 
-def build_run(run_id: str, segs: list[RunDir]) -> Run:
+def build_run(run_id: str, segs: list[RunPart]) -> Run:
     """Combine the segments of one run id (ordered by start time) into a Run."""
     run = Run(id=run_id)
     for seg in segs:
@@ -530,16 +536,17 @@ def build_run(run_id: str, segs: list[RunDir]) -> Run:
             run.tags = [str(t) for t in tags]
         run.config.update(seg.config)
         run.summary.update(seg.summary)
-        if seg.log is not None:
-            run.metrics.update(seg.log.metrics)
-            run.environment.update(seg.log.environment)
+        run.metrics.update(seg.metrics)
+        run.environment.update(seg.environment)
         h = seg.history
+        info = seg.info
         run.segments.append(Segment(
-            path=seg.path, log_path=seg.log.path if seg.log is not None else None, layout=seg.layout,
-            start_time=seg.start_time, log_bytes=seg.log_key[0] if seg.log_key else 0,
+            path=seg.path, log_path=info.main_file, layout=info.layout,
+            start_time=seg.start_time, log_bytes=seg.log_bytes,
             producer=seg.producer, rows=h.rows,
-            first_step=h.first_step, last_step=h.last_step,
+            first_step=h.first_step, last_step=h.last_step, source=info.source, label=info.label,
         ))
+        run.notes_read.extend(seg.notes())
     run.start_time = next((s.start_time for s in segs if s.start_time), None)
     runtimes = [s.runtime for s in segs if s.runtime is not None]
     run.runtime = sum(runtimes) if runtimes else None

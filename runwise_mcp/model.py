@@ -19,7 +19,7 @@ RESERVED_KEYS = ("_step", "_runtime", "_timestamp")
 class Column:
     """The numeric points of one key. Steps ascend within one file."""
 
-    __slots__ = ("name", "values", "_steps", "_start_row", "_last_row", "_history")
+    __slots__ = ("_history", "_last_row", "_start_row", "_steps", "name", "values")
 
     def __init__(self, name: str, history: History) -> None:
         self.name = name
@@ -267,6 +267,8 @@ class RunState:
     exit_code: int | None = None
     last_write: float | None = None  # epoch seconds of the newest write we know of
     certain: bool = True  # False for running/killed, which are judged from file ages
+    clock: str = "write"  # what last_write is: "write" (a file's time) or "event" (a time inside the log)
+    stopped: bool = False  # the format records no exit status: "stopped", not "killed?"
 
 
 @dataclass
@@ -285,7 +287,7 @@ class Segment:
 
     path: str  # run directory
     log_path: str | None  # the .wandb file, if any
-    layout: str  # "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "console" (only files/output.log)
+    layout: str  # wandb: "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "console" (only files/output.log); else the source
     start_time: float | None
     log_bytes: int = 0  # its size when last read
     producer: str = ""  # e.g. "wandb 0.31.0"
@@ -293,6 +295,8 @@ class Segment:
     first_step: int | None = None
     last_step: int | None = None
     state: RunState | None = None
+    source: str = "wandb"  # the format in a word: "wandb", "tensorboard", ...
+    label: str = ""  # how the source line names it ("" = the log file's name)
 
 
 @dataclass
@@ -330,6 +334,11 @@ class Run:
     @property
     def last_step(self) -> int | None:
         return self.history.last_step
+
+    @property
+    def source(self) -> str:
+        """The format of its newest segment, in a word ("wandb", "tensorboard", ...)."""
+        return self.segments[-1].source if self.segments else "wandb"
 
 
 def judge_state(has_exit: bool, exit_code: int | None, last_write: float | None, now: float,

@@ -101,7 +101,7 @@ _MAXIMIZE = re.compile(r"acc|(^|[_\-.])(f1|auc|auroc|bleu|rouge\w*|precision|rec
 class KeyRole:
     """What a metric key measures: its split (train/val/test), validation set, base name and kind."""
 
-    __slots__ = ("key", "split", "dataset", "metric", "kind")
+    __slots__ = ("dataset", "key", "kind", "metric", "split")
 
     def __init__(self, key: str) -> None:
         self.key = key

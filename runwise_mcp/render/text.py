@@ -13,7 +13,7 @@ from typing import Any
 from ..model import CRASHED, KILLED, RUNNING, RunState
 
 SPARK = "▁▂▃▄▅▆▇█"
-_FRACTION_NAME = re.compile(r"acc|accuracy|precision|recall|(^|[/_.])f1|auc|iou|dice|top[-_]?\d", re.I)
+_FRACTION_NAME = re.compile(r"acc|accuracy|precision|recall|(^|[/_.])f1|auc|iou|dice|top[-_]?\d", re.IGNORECASE)
 
 
 # Keys a source printed as percentages (console "31.2%"), for the answer being rendered.
@@ -107,8 +107,12 @@ def state(st: RunState, now: float) -> str:
         return f"crashed ({st.basis})"
     if st.state in (RUNNING, KILLED):
         age = duration(now - st.last_write) if st.last_write else "?"
+        if st.stopped:  # the format has no exit status: say what we know, no guess
+            if st.state == RUNNING:
+                return f"running? last {st.clock} {age} ago; {st.basis}"
+            return f"stopped (last {st.clock} {age} ago; {st.basis})"
         if st.state == RUNNING:
-            return f"running? {st.basis}, last write {age} ago"
+            return f"running? {st.basis}, last {st.clock} {age} ago"
         return f"killed? {st.basis}, nothing written for {age}"
     return st.state
 

@@ -1,0 +1,17 @@
+"""Source formats. Each module reads one format into the shared run model (``model.py``)
+through the interface in ``base.py``; the index asks every source in ``SOURCES`` which
+directories it claims, in this order (the first claim wins, so a format whose directories may
+hold another's files comes first).
+
+To add a format: write ``sources/<format>.py`` with a ``Source`` subclass and its ``RunPart``,
+and add one line below.
+"""
+
+from __future__ import annotations
+
+from .base import Source
+from .wandb_dir import WandbSource
+
+SOURCES: tuple[Source, ...] = (
+    WandbSource(),
+)

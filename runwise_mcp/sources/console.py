@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..confine import open_read
 from ..model import History
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -45,26 +46,26 @@ _PREFIXES = [re.compile(p) for p in (
 _PREFIX_ANY = re.compile("|".join(f"(?:{p.pattern.lstrip('^')})" for p in _PREFIXES).join(("^(?:", ")")))
 _LEAD = re.compile(
     r"^\s*(?:(step|global[ _]step|iter|iteration|it|update|updates|batch|epoch)\s*[:#]?\s*\[?\s*(\d+)"
-    r"(?:\s*/\s*(\d+))?\s*\]?\s*[:|,\-]?)(?=\s|$)", re.I)
+    r"(?:\s*/\s*(\d+))?\s*\]?\s*[:|,\-]?)(?=\s|$)", re.IGNORECASE)
 _BRACKETS = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*(?:\(\s*\d+%\s*\))?\s*\]")
-_EPOCH_IN = re.compile(r"\bepoch\s*(?:\(\w+\))?\s*[:#]?\s*\[?\s*(\d+)\s*\]?", re.I)
+_EPOCH_IN = re.compile(r"\bepoch\s*(?:\(\w+\))?\s*[:#]?\s*\[?\s*(\d+)\s*\]?", re.IGNORECASE)
 _TQDM = re.compile(r"(?:(\d+)%\|[^|]*\|\s*)?(\d+)/(\d+)\s*\[[^\]]*?(?:,\s*([\d.]+)\s*(it/s|s/it))?(?:,\s*(.*))?\]")
 _KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s+(?:━+|\[[=>.]+\]|-)")
 _KERAS_EPOCH = re.compile(r"^\s*Epoch\s+(\d+)/(\d+)\s*$")
 _VAL_HEAD = re.compile(r"^\s*(val|valid|validation|eval|evaluation|test|testing|dev)\b\s*"
-                       r"(?:\(([^)]*)\)|\[([^\]]*)\]|on\s+'?(\w+)'?\s+subset|(\w+)\s*(?=[|:]))?", re.I)
+                       r"(?:\(([^)]*)\)|\[([^\]]*)\]|on\s+'?(\w+)'?\s+subset|(\w+)\s*(?=[|:]))?", re.IGNORECASE)
 _KV = re.compile(
     r"(?P<key>[A-Za-z_][\w./\-]*(?: [A-Za-z_][\w./\-]*){0,3}?)\s*(?:[:=]|\s)\s*"
     r"(?P<val>" + NUM + r"|nan|NaN|inf|-inf|Inf)(?P<pct>%)?(?P<unit>ms|s|sec|it/s|/s|x|M|K|k|G|B)?"
     r"(?:\s*\(\s*" + NUM + r"%?\s*\))?(?![\w:/.\-]|\.\d)")
 _SPLIT = re.compile(r"\s*\|\s*|\s+-\s+|,\s+|\t+|;\s*|(?<![:=\s])\s{2,}")
-_FILEISH = re.compile(r"\.(py|cpp|cc|c|h|hpp|java|js|ts|rs|go|log|txt|json|ya?ml|sh|cu)$", re.I)
+_FILEISH = re.compile(r"\.(py|cpp|cc|c|h|hpp|java|js|ts|rs|go|log|txt|json|ya?ml|sh|cu)$", re.IGNORECASE)
 STEP_KEYS = ("global_step", "step", "iteration", "iter", "num_updates", "updates", "trainer/global_step", "it")
 DROP_KEYS = {"eta", "v_num", "elapsed", "remaining", "pid", "version", "ver", "rank", "local_rank", "world_size",
              "seed", "date", "time_stamp", "timestamp"}
 ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception|Interrupt)\b|\bERROR\b|"
-                        r"CUDA out of memory|Killed|Segmentation fault|core dumped|\bnan\b.*loss|loss.*\bnan\b", re.I)
-WARN_LINE = re.compile(r"\bwarn(ing)?\b", re.I)
+                        r"CUDA out of memory|Killed|Segmentation fault|core dumped|\bnan\b.*loss|loss.*\bnan\b", re.IGNORECASE)
+WARN_LINE = re.compile(r"\bwarn(ing)?\b", re.IGNORECASE)
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
 
 
@@ -499,7 +500,7 @@ class ConsoleFile:
         if self.key is not None and key[0] < self.offset:  # rewritten or truncated: start over
             self.reset()
         self.key = key
-        with open(self.path, "rb") as f:
+        with open_read(self.path) as f:
             if self.offset == 0 and tail_only and key[0] > tail_only:
                 self.offset = key[0] - tail_only
                 self.start_offset = self.offset

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from ..confine import open_read
+
 READ_SIZE = 1 << 20
 MAX_LINE = 16 << 20  # a longer "line" is skipped, not buffered
 
@@ -26,7 +28,7 @@ class JsonlReader:
     def read(self, emit: Callable[[dict[str, Any]], None]) -> int:
         """Emit every complete new line that holds a JSON object; return how many."""
         n = 0
-        with open(self.path, "rb") as f:
+        with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
             if size < self.offset:  # truncated/replaced: start over (the caller resets state)
                 self.offset = 0

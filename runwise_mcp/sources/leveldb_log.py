@@ -19,6 +19,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..confine import open_read
+
 BLOCK = 32768
 CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -78,7 +80,7 @@ class LogReader:
         Never raises for file content. OSError (file vanished, permission) propagates so
         the caller can report it.
         """
-        with open(self.path, "rb") as f:
+        with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
             self.size = size
             if self.offset == 0:
@@ -103,7 +105,7 @@ class LogReader:
         boundary). Reading resynchronises at the block boundary at or before ``start``
         (fragments of a record begun earlier are dropped) unless ``exact`` says ``start`` is a
         chunk boundary already. For sampling parts of a large file; ``self.offset`` is kept."""
-        with open(self.path, "rb") as f:
+        with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
             f.seek(0)
             if f.read(len(self.header)) != self.header:

@@ -17,14 +17,15 @@ import copy
 import json
 import os
 import re
-import stat
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import yaml
 
+from ..confine import Refused, open_read, stat_file
 from ..model import History, RunState, judge_state
+from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .wandb_log import WandbLog, flatten, skim
@@ -62,13 +63,11 @@ def is_run_dir(path: str) -> bool:
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
-    """(size, mtime) of a regular file; None if missing or not a regular file (a FIFO or a
-    device would block or never end)."""
+    """(size, mtime) of a regular file under the active roots; None if missing, refused or not
+    a regular file (a FIFO or a device would block or never end)."""
     try:
-        st = os.stat(path)
+        st = stat_file(path)
     except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
         return None
     return (st.st_size, st.st_mtime_ns)
 
@@ -130,7 +129,7 @@ class SideFile:
             return True
         try:
             if self.kind == "tail":
-                with open(self.path, "rb") as f:
+                with open_read(self.path) as f:
                     size = os.fstat(f.fileno()).st_size
                     f.seek(max(0, size - CONSOLE_TAIL_BYTES))
                     data = f.read(CONSOLE_TAIL_BYTES)
@@ -145,7 +144,7 @@ class SideFile:
             if key[0] > MAX_SIDE_FILE:
                 self.error = f"{os.path.basename(self.path)} is {key[0] >> 20} MiB; not loaded"
                 return True
-            with open(self.path, "rb") as f:
+            with open_read(self.path) as f:
                 data = f.read()
             if self.kind == "json":
                 self.value = json.loads(data)
@@ -216,21 +215,35 @@ class JsonlHistory:
         return self.key[1] / 1e9 if self.key else None
 
 
-class RunDir:
+class RunDir(RunPart):
     """A run directory and everything we keep from it."""
 
-    def __init__(self, path: str, allowed: Callable[[str], bool] | None = None, cache: Any = None) -> None:
-        """``allowed(path)`` says whether a file may be read (e.g. it resolves inside the roots);
-        a file that may not is treated as absent and reported. ``cache``: a LogCache for the
-        decoded state of large logs (None: no persistent cache)."""
+    source = "wandb"
+
+    def __init__(self, path: str, cache: Any = None) -> None:
+        """Files are opened under the roots the index makes active (``confine.using``); a file
+        that is refused is treated as absent and reported. ``cache``: a LogCache for the decoded
+        state of large logs (None: no persistent cache)."""
         self.path = path
         self.cache = cache
         self._saved_offset = 0  # the log offset of the last cache entry written or loaded
-        self.allowed = allowed
-        self.refused: set[str] = set()  # files not read because they lead outside the roots
+        self.refused: dict[str, str] = {}  # files not read, and why (outside the roots, not a regular file)
         logs = find_logs(path)
         # One directory holds one log; if a copy left two, read the biggest.
         self.log_path = max(logs, key=lambda p: _stat_key(p) or (0, 0)) if logs else None
+        self.skip_reason = ""
+        if not logs:
+            try:
+                named = [n for n in os.listdir(path) if n.startswith("run-") and n.endswith(".wandb")]
+            except OSError:
+                named = []
+            for n in sorted(named):
+                try:
+                    stat_file(os.path.join(path, n))
+                except Refused as e:
+                    self.skip_reason = f"{n} {e.why.removeprefix('it ')}"
+                except OSError:
+                    pass
         if self.log_path:
             self.layout = "wandb"
         elif not any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json")) \
@@ -264,11 +277,15 @@ class RunDir:
     # ---- refresh ------------------------------------------------------------------------------
 
     def _stat(self, path: str) -> tuple[int, int] | None:
-        key = _stat_key(path)
-        if key is not None and self.allowed is not None and not self.allowed(path):
-            self.refused.add(os.path.relpath(path, self.path))
+        try:
+            st = stat_file(path)
+        except Refused as e:
+            self.refused[os.path.relpath(path, self.path)] = e.why
             return None
-        return key
+        except OSError:
+            return None
+        self.refused.pop(os.path.relpath(path, self.path), None)
+        return (st.st_size, st.st_mtime_ns)
 
     @property
     def log(self) -> WandbLog | None:
@@ -612,6 +629,26 @@ class RunDir:
         return []
 
     @property
+    def info(self) -> SegmentInfo:
+        return SegmentInfo("wandb", self.layout, self.log.path if self.log is not None else None)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.log.metrics if self.log is not None else {}
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return self.log.environment if self.log is not None else {}
+
+    @property
+    def log_bytes(self) -> int:
+        return self.log_key[0] if self.log_key else 0
+
+    @property
+    def group_key(self) -> str:
+        return self.run_id  # resumed segments share the wandb run id
+
+    @property
     def producer(self) -> str:
         if self.log is not None:
             v = self.log.version
@@ -642,7 +679,7 @@ class RunDir:
 
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
-        out: list[str] = [f"{name} not read: it leads outside the roots" for name in sorted(self.refused)]
+        out: list[str] = [f"{name} not read: {why}" for name, why in sorted(self.refused.items())]
         if self.log_error:
             out.append(self.log_error)
         if self.log is not None:
@@ -661,3 +698,28 @@ class RunDir:
             if j.reader.bad_lines:
                 out.append(f"{os.path.basename(j.path)}: {j.reader.bad_lines} line(s) not JSON objects, skipped")
         return out
+
+
+class WandbSource(Source):
+    """W&B run directories: ``run-*``, ``offline-run-*``, ``dryrun-*`` holding a ``.wandb`` log,
+    the pre-0.10 jsonl files, or only ``files/output.log``. The walk does not go below them."""
+
+    name = "wandb"
+    describe = ("W&B run-*, offline-run-* and dryrun-* directories (in wandb/ or .wandb/ folders) holding a "
+                "run-<id>.wandb log or wandb-history.jsonl")
+
+    def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
+        if not looks_like_run_dir(os.path.basename(path.rstrip(os.sep))):
+            return None
+        if any(n.startswith("run-") and n.endswith(".wandb") for n in files) or \
+                "wandb-history.jsonl" in files or "wandb-metadata.json" in files or \
+                ("files" in subdirs and os.path.isfile(os.path.join(path, "files", "output.log"))):
+            return Claim(run=True, descend=False)
+        return None
+
+    def name_hint(self, name: str) -> bool:
+        """A directory name worth listing even below the scan depth."""
+        return looks_like_run_dir(name)
+
+    def open(self, path: str, ctx: ReadContext) -> RunDir:
+        return RunDir(path, cache=ctx.cache)

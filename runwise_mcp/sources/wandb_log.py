@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..confine import open_read
 from ..model import History, MetricDef
 from . import protowire as pw
 from .leveldb_log import BLOCK, MAX_RECORD, LogReader
@@ -846,7 +847,7 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
         spans.append((a, a + BLOCK))
     if tail_start < size:
         spans.append((tail_start, size))
-    with open(path, "rb") as f:
+    with open_read(path) as f:
         head = f.read(len(HEADER))
     log.reader.header_ok = True if head == HEADER else (None if HEADER.startswith(head) else False)
     reader = LogReader(path, HEADER)  # its own reader: fragments at span starts are expected

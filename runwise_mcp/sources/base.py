@@ -1,0 +1,216 @@
+"""The interface every source format implements, and what the index hands to it.
+
+A **source** (one module in this package, registered in ``sources/__init__.py``) answers:
+
+* discovery: ``claim(path, files, subdirs)`` says whether a directory under a root is a run of
+  this format (or holds runs as files), and whether the walk goes on below it;
+* reading: ``open(path, ctx)`` returns a :class:`RunPart`, one unit of a run on disk (a wandb
+  run directory, a TensorBoard run directory, ...). Parts with the same ``group_key`` are
+  segments of one run (a resumed wandb run), merged by the index in start order.
+
+A :class:`RunPart` gives identity (id, name, group, tags, notes, start time), a cheap skim for
+run lists, full and keyed reads into the shared ``History`` model, incremental follow of
+growing files (``refresh`` reads only what is new), and the run's state with its basis. The
+defaults below are what a simple format needs; the wandb part overrides them all (skims, keyed
+reads, background reads, console).
+
+The index never looks inside a part: adding a format is one module here plus one line in
+``SOURCES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ..confine import Roots
+from ..model import History, RunState
+
+
+@dataclass
+class ReadContext:
+    """What a source gets from the index: confined file access, the persistent cache, the root
+    the part was found under."""
+
+    roots: Roots
+    root: str = ""  # the configured root (resolved) this part was found under
+    cache: Any = None  # LogCache or None
+
+    def open(self, path: str) -> BinaryIO:
+        return self.roots.open(path)
+
+    def file_key(self, path: str) -> tuple[int, int] | None:
+        return self.roots.file_key(path)
+
+
+@dataclass
+class Claim:
+    """A directory a source recognises."""
+
+    run: bool = True  # the directory is one run part
+    descend: bool = False  # the walk goes on into its sub-directories (other runs may be there)
+
+
+@dataclass
+class SegmentInfo:
+    """How a part describes itself in answers (the ``source:`` line, --check, empty-log notes)."""
+
+    source: str  # the format in a word: "wandb", "tensorboard", ...
+    layout: str  # a finer kind within the format (wandb: "wandb" | "dryrun" | "console")
+    main_file: str | None  # the file the history comes from (its newest, when several)
+    label: str = ""  # how the source line names it ("" = basename of main_file)
+    files: list[str] = field(default_factory=list)
+
+
+class RunPart:
+    """One unit of a run on disk, read incrementally. Subclasses set ``path``, ``source`` and
+    implement the abstract members; the optional features default to "not supported"."""
+
+    source = ""
+    path = ""
+    version = 0  # bumped whenever anything it holds changed
+
+    # ---- identity -------------------------------------------------------------------------------
+    @property
+    def group_key(self) -> str:
+        """Parts with the same key are segments of one run."""
+        return f"{self.source}:{self.run_id}"
+
+    @property
+    def run_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """name, project, entity, group, job_type, notes, host, tags (where the format has them)."""
+        return {}
+
+    @property
+    def start_time(self) -> float | None:
+        return None
+
+    @property
+    def info(self) -> SegmentInfo:
+        raise NotImplementedError
+
+    @property
+    def producer(self) -> str:
+        return self.source
+
+    # ---- data ------------------------------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        raise NotImplementedError
+
+    @property
+    def system(self) -> History:
+        return History()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Metric definitions (MetricDef by name) the format records."""
+        return {}
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def runtime(self) -> float | None:
+        return None
+
+    @property
+    def log_bytes(self) -> int:
+        """Size of what the history is read from (for progress and notes)."""
+        return 0
+
+    def notes(self) -> list[str]:
+        """Reader notes about the data (purged steps, restarts): said where the history is shown."""
+        return []
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def refresh(self, full: bool = False, skim_above: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> bool:
+        """Re-read what changed on disk (only the new bytes of a grown file); True if anything
+        changed. A part may skim logs over ``skim_above`` bytes unless ``full``."""
+        raise NotImplementedError
+
+    sampled = False  # only a skim is held
+    full = True  # everything is held (and followed incrementally)
+    in_memory = False  # counts against the memory budget
+    points = 0
+
+    def read_keys(self, names: frozenset[str], progress: Callable[[int, int], None] | None = None) -> bool:
+        """Make the history of ``names`` complete; True when the part is now read in full."""
+        self.refresh(full=True, progress=progress)
+        return True
+
+    def drop_keyed(self) -> None:
+        pass
+
+    keyed_names: frozenset[str] = frozenset()
+
+    @property
+    def keyed_state(self) -> tuple:
+        return (self.path, self.version)
+
+    def keyed_view(self) -> RunPart:
+        return self
+
+    def decode_detached(self, progress: Callable[[int, int], None] | None = None) -> tuple | None:
+        """A full decode for a background thread (None: nothing to do in the background)."""
+        return None
+
+    def install_full(self, decoded: tuple) -> None:
+        pass
+
+    def evict(self) -> None:
+        """Forget decoded data to free memory (the next refresh reads again)."""
+
+    # ---- console ---------------------------------------------------------------------------------
+    def console(self, patterns: list | None = None, tail_only: int = 0) -> Any:
+        """A ConsoleFile of the part's console log, or None without one."""
+        return None
+
+    @property
+    def log_console_lines(self) -> list[str]:
+        return []
+
+    @property
+    def console_tail(self) -> list[str]:
+        return []
+
+    # ---- state -----------------------------------------------------------------------------------
+    def state(self, now: float, stale_after: float) -> RunState:
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        return []
+
+    skip_reason = ""  # set when the part must not be listed at all (its only log is refused)
+
+
+class Source:
+    """A format: discovery and opening. Subclasses are registered in ``sources.SOURCES``."""
+
+    name = ""
+    describe = ""  # what it looks for, for the no-runs message
+
+    def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Roots) -> Claim | None:
+        raise NotImplementedError
+
+    def name_hint(self, name: str) -> bool:
+        """Whether a directory of this name is worth listing even below the scan depth."""
+        return False
+
+    def open(self, path: str, ctx: ReadContext) -> RunPart:
+        raise NotImplementedError
