@@ -181,9 +181,10 @@ async def test_no_runs_and_bad_roots(tmp_path):
     f.write_text("x")
     async with client_for(empty) as c:
         out = text(await c.call_tool("list_runs", {}))
-        assert out.startswith(f"No W&B runs found under {empty}") and "--root PATH" in out
+        assert out.startswith(f"No runs found under {empty}") and "--root PATH" in out
+        assert "W&B run-*" in out and "TensorBoard event files" in out and "W&B runs found" not in out
         res = await c.call_tool("list_keys", {})
-        assert res.is_error and "No W&B runs found" in text(res)
+        assert res.is_error and "No runs found" in text(res)
     async with client_for(tmp_path / "missing", f) as c:
         out = text(await c.call_tool("list_runs", {}))
         assert f"root {tmp_path / 'missing'} does not exist" in out
@@ -319,7 +320,7 @@ def test_cli_check_and_version(tmp_path):
     assert bad.returncode == 1 and "FAIL: root" in bad.stdout and "does not exist" in bad.stdout
     empty = subprocess.run([sys.executable, "-m", "runwise_mcp", "--check", "--root", str(tmp_path)],
                            capture_output=True, text=True, cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert empty.returncode == 1 and "FAIL: No W&B runs found" in empty.stdout
+    assert empty.returncode == 1 and "FAIL: No runs found" in empty.stdout
     v = subprocess.run([sys.executable, "-m", "runwise_mcp", "--version"], capture_output=True, text=True,
                        cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
     from runwise_mcp import __version__

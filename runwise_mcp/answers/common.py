@@ -73,6 +73,11 @@ def read_runs_for_keys(index: RunIndex, runs: list[Run], keys: list[str] | str |
 def empty_log_note(run: Run) -> str:
     """Why a run has no data yet, when its only log is empty or header-only."""
     seg = run.segments[-1] if run.segments else None
+    if seg is not None and seg.source != "wandb":
+        return (f"its {seg.source} files ({seg.label or os.path.basename(seg.log_path or seg.path)}, "
+                f"{seg.log_bytes:,} bytes) hold no scalar yet: the writer has not flushed (TensorBoard writers "
+                f"flush every 120 s or 10 events by default) or logged only non-scalars. Call again in a minute"
+                if seg.source == "tensorboard" else f"its {seg.source} files hold no metric yet")
     if seg is None or seg.log_path is None:
         if seg is not None and seg.layout == "console":
             return "only files/output.log is left in this run directory (no .wandb log, no history file)"
@@ -176,6 +181,10 @@ def history_source(run: Run) -> str:
     """Which files the numbers come from, e.g. 'run-abc.wandb (history to 599)'."""
     parts = []
     for seg in run.segments:
+        if seg.source != "wandb":  # the format named in a word (W&B goes unsaid: its log's name says it)
+            rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
+            parts.append(f"{seg.source} {seg.label or os.path.basename(seg.log_path or seg.path)} ({rng})")
+            continue
         name = os.path.basename(seg.log_path) if seg.log_path else ("wandb-history.jsonl" if seg.layout == "dryrun"
                                                                      else os.path.basename(seg.path))
         rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
@@ -194,6 +203,8 @@ def _with_history(run: Run, h: History) -> Run:
 
 def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
     """Why the console gave no metrics, and what to do."""
+    if not view.files and r.source != "wandb":
+        return f"{r.source} runs have no console log; their metrics are the logged scalars"
     if not view.files:
         return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
                 "runs started with WANDB_CONSOLE=off have none)")

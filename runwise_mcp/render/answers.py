@@ -34,11 +34,14 @@ def _common(values: list[str]) -> str:
 
 
 def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = True, group: bool = True,
-             tags: bool = True) -> str:
+             tags: bool = True, source: bool = False) -> str:
     """One run. The flags leave out what the list's header already says for every line (the
-    start date, the metric's name, the group, the tags)."""
+    start date, the metric's name, the group, the tags); ``source`` names the run's format
+    (in a list that mixes formats)."""
     r = line.run
     parts = [f"{line.label or run_label(r)} {t.state(r.state, now)}"]
+    if source:
+        parts.append(r.source)
     if len(r.segments) > 1:
         parts.append(f"{len(r.segments)} segments (resumed)")
     when = t.when(r.start_time, now)
@@ -86,13 +89,19 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     shared = [f"value: last {metric}, with its trend"] if metric else []
     shared += [f"group {group}"] if group else []
     shared += [f"tags {tags}"] if tags else []
+    # the format: said once when every run shares one other than W&B, on each line when they mix
+    sources = {x.run.source for x in lines}
+    mixed = len(sources) > 1
+    if len(sources) == 1 and sources != {"wandb"}:
+        shared.insert(0, f"{next(iter(sources))} runs")
     if shared:
         head += "\nall: " + "; ".join(shared)
     body = []
     day = None
     for x in lines:
         d = t.when(x.run.start_time, now).rsplit(" ", 1)[0] if x.run.start_time else None
-        body.append(run_line(x, now, date=d != day, metric=not metric, group=not group, tags=not tags))
+        body.append(run_line(x, now, date=d != day, metric=not metric, group=not group, tags=not tags,
+                             source=mixed))
         day = d if d is not None else day
     out = [head] + body
     if offset + len(lines) < matched:
@@ -117,10 +126,11 @@ def _args(query: str, state: str, offset: int, limit: int) -> dict[str, Any]:
 
 
 def no_runs_message(roots: list[str], problems: list[str]) -> str:
-    msg = (f"No W&B runs found under {', '.join(roots)}. Looked for run-*, offline-run-* and dryrun-* "
-           f"directories (in wandb/ or .wandb/ folders) holding a run-<id>.wandb log or wandb-history.jsonl. "
-           f"Point the server at the directory that contains your wandb/ folder: --root PATH or "
-           f"RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
+    from ..sources import SOURCES  # what every registered format looks for
+
+    msg = (f"No runs found under {', '.join(roots)}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
+           f"Point the server at the directory that contains your runs (e.g. your wandb/ or runs/ folder's "
+           f"parent): --root PATH or RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
     if problems:
         msg += " Problems: " + "; ".join(problems[:5])
     return msg

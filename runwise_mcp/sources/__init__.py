@@ -10,8 +10,10 @@ and add one line below.
 from __future__ import annotations
 
 from .base import Source
+from .tensorboard import TensorBoardSource
 from .wandb_dir import WandbSource
 
 SOURCES: tuple[Source, ...] = (
-    WandbSource(),
+    WandbSource(),  # first: a wandb run directory may hold event files of its own
+    TensorBoardSource(),
 )

@@ -1,0 +1,344 @@
+"""TensorBoard runs: every directory that directly holds ``events.out.tfevents.*`` files.
+
+Logdir semantics as TensorBoard has them (OTHER_FORMATS.md §1):
+
+* a run is a directory holding event files, named by its path relative to the root; its files
+  are read in file-name order (a restarted writer starts a new file);
+* ``add_hparams`` writes its session into a sub-directory named by a timestamp
+  (``1700000000.1234/``): that is read as the parent run's config (hparams) and summary (the
+  hparam metrics), not listed as a run of its own;
+* ``add_scalars`` sub-runs (``run/compare_a/``, ``run/compare/a/``) and Keras's ``train/`` and
+  ``validation/`` are runs of their own, grouped under their parent directory.
+
+Steps that go back: TensorBoard's own purge rules are applied inside each file (by
+``tfevents.EventFile``). Across files, a later file wins from its first step on (the writer was
+restarted and logged those steps again), and the answer says which points were overridden.
+
+State: event files have no exit record. A run whose last event's ``wall_time`` (a time inside
+the file, which a copy does not reset) is within the staleness threshold is ``running?``;
+otherwise it is ``stopped``, with the age of its last event.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+from ..confine import Refused, open_read, stat_file
+from ..model import KILLED, RUNNING, Column, History, OtherKey, RunState, merge_histories
+from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
+from .tfevents import EventFile, is_event_file
+
+_TIMESTAMP_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # add_hparams' sub-directory: str(time.time())
+_KERAS_SPLITS = frozenset({"train", "validation", "eval", "test", "val"})
+NO_EXIT = "TensorBoard records no exit status"
+
+
+def _hparams_dir(path: str) -> bool:
+    """Whether ``path`` is an add_hparams session directory of a parent run."""
+    if not _TIMESTAMP_DIR.match(os.path.basename(path.rstrip(os.sep))):
+        return False
+    try:
+        return any(is_event_file(n) for n in os.listdir(os.path.dirname(path.rstrip(os.sep))))
+    except OSError:
+        return False
+
+
+def _column(h: History, name: str, steps: array, values: array) -> None:
+    """A column holding its own steps (TensorBoard tags are logged independently)."""
+    col = Column(name, h)
+    col._steps = steps
+    col.values = values
+    col._start_row, col._last_row = 0, len(values) - 1
+    h.columns[name] = col
+
+
+def _monotonic(steps: array) -> tuple[array, int]:
+    """``steps`` made non-decreasing the way a restart is read everywhere here: where the step
+    goes back, the points logged before at that step or later are dropped (the later ones win).
+    Returns the indices kept as an array (empty when nothing is dropped) and the count dropped."""
+    if all(a <= b for a, b in zip(steps, steps[1:])):
+        return array("q"), 0
+    keep: list[int] = []
+    for i, s in enumerate(steps):
+        while keep and steps[keep[-1]] >= s:
+            keep.pop()
+        keep.append(i)
+    return array("q", keep), len(steps) - len(keep)
+
+
+def _file_history(ef: EventFile, notes: list[str] | None = None) -> History:
+    """One event file as a History: rows are the distinct steps with events, each scalar tag a
+    column, ``_timestamp`` / ``_runtime`` from the events' wall times, non-scalars as ``other``."""
+    h = History()
+    t_steps, t_wall = ef.timeline
+    if all(t_steps[i] < t_steps[i + 1] for i in range(len(t_steps) - 1)):
+        h.steps = array("q", t_steps)
+    else:
+        h.steps = array("q", sorted(set(t_steps)))
+    for tag in sorted(ef.scalars):
+        steps, values = ef.scalars[tag]
+        if not len(values):
+            continue
+        keep, dropped = _monotonic(steps)
+        if dropped:
+            steps, values = array("q", (steps[i] for i in keep)), array("d", (values[i] for i in keep))
+            if notes is not None:
+                notes.append(f"{os.path.basename(ef.path)}: {tag} steps go back within the file; "
+                             f"{dropped:,} earlier point(s) at the repeated steps replaced by the later ones")
+        _column(h, tag, array("q", steps), array("d", values))
+    if len(t_wall):
+        # one wall time per distinct step: the last one seen at that step
+        last: dict[int, float] = dict(zip(t_steps, t_wall))
+        ws = array("q", sorted(last))
+        wv = array("d", (last[s] for s in ws))
+        _column(h, "_timestamp", ws, wv)
+        t0 = ef.first_wall_time or wv[0]
+        _column(h, "_runtime", array("q", ws), array("d", (w - t0 for w in wv)))
+    for tag, o in sorted(ef.other.items()):
+        h.other[tag] = OtherKey(count=o.count, first_step=o.first_step, last_step=o.last_step, last=None,
+                                kind=o.kind or o.plugin or "tensor")
+    return h
+
+
+class TensorBoardRun(RunPart):
+    """One TensorBoard run directory, its event files followed incrementally."""
+
+    source = "tensorboard"
+
+    def __init__(self, path: str, root: str) -> None:
+        self.path = path
+        self.root = root
+        rel = os.path.relpath(path, root) if root else os.path.basename(path)
+        self.name = os.path.basename(path.rstrip(os.sep)) if rel == "." else rel.replace(os.sep, "/")
+        self.files: dict[str, EventFile] = {}  # file name -> reader
+        self.keys: dict[str, tuple[int, int] | None] = {}  # file name -> (size, mtime) at the last read
+        self.hp_files: dict[str, EventFile] = {}  # "sub/name" -> reader of add_hparams sessions
+        self.hp_keys: dict[str, tuple[int, int] | None] = {}
+        self.refused: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.version = 0
+        self._built: tuple[int, History, list[str]] | None = None
+        self.group = self._group()
+
+    def _group(self) -> str:
+        """The parent run's name for add_scalars sub-runs and Keras train/validation splits."""
+        parent = os.path.dirname(self.path.rstrip(os.sep))
+        if not self.root or not parent.startswith(self.root.rstrip(os.sep)) or parent == self.path:
+            return ""
+        rel = os.path.relpath(parent, self.root)
+        name = os.path.basename(self.root.rstrip(os.sep)) if rel == "." else rel.replace(os.sep, "/")
+        try:
+            parent_is_run = any(is_event_file(n) for n in os.listdir(parent))
+        except OSError:
+            parent_is_run = False
+        if parent_is_run or os.path.basename(self.path) in _KERAS_SPLITS:
+            return name
+        return ""
+
+    # ---- reading -----------------------------------------------------------------------------------
+
+    def _list(self) -> tuple[list[str], list[str]]:
+        try:
+            names = os.listdir(self.path)
+        except OSError as e:
+            self.errors["."] = f"cannot list {self.name}: {e.strerror or e}"
+            return [], []
+        files = sorted(n for n in names if is_event_file(n))
+        subs = sorted(n for n in names if _TIMESTAMP_DIR.match(n) and os.path.isdir(os.path.join(self.path, n)))
+        hp = []
+        for sub in subs:
+            try:
+                hp += [f"{sub}/{n}" for n in sorted(os.listdir(os.path.join(self.path, sub))) if is_event_file(n)]
+            except OSError:
+                continue
+        return files, hp
+
+    def _follow(self, readers: dict[str, EventFile], keys: dict, name: str,
+                progress: Callable[[int, int], None] | None) -> bool:
+        path = os.path.join(self.path, name)
+        try:
+            st = stat_file(path)
+            key = (st.st_size, st.st_mtime_ns)
+            self.refused.pop(name, None)
+        except Refused as e:
+            self.refused[name] = e.why
+            key = None
+        except OSError:
+            key = None
+        if key is None:
+            gone = readers.pop(name, None) is not None
+            keys.pop(name, None)
+            return gone
+        if keys.get(name) == key:
+            return False
+        ef = readers.get(name)
+        if ef is None or (keys.get(name) is not None and key[0] < keys[name][0]):
+            ef = readers[name] = EventFile(path, opener=open_read)  # new, or rewritten smaller: start over
+        try:
+            ef.update(progress)
+            self.errors.pop(name, None)
+        except OSError as e:
+            self.errors[name] = f"cannot read {name}: {e.strerror or e}"
+        keys[name] = key
+        return True
+
+    def refresh(self, full: bool = False, skim_above: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> bool:
+        files, hp = self._list()
+        changed = False
+        for gone in set(self.files) - set(files):
+            self.files.pop(gone, None)
+            self.keys.pop(gone, None)
+            changed = True
+        for gone in set(self.hp_files) - set(hp):
+            self.hp_files.pop(gone, None)
+            self.hp_keys.pop(gone, None)
+            changed = True
+        for name in files:
+            changed |= self._follow(self.files, self.keys, name, progress)
+        for name in hp:
+            changed |= self._follow(self.hp_files, self.hp_keys, name, None)
+        if changed:
+            self.version += 1
+        return changed
+
+    def _build(self) -> tuple[History, list[str]]:
+        if self._built is not None and self._built[0] == self.version:
+            return self._built[1], self._built[2]
+        names = sorted(self.files)
+        within: list[str] = []
+        parts = [_file_history(self.files[n], within) for n in names]
+        h, merge_notes = merge_histories(parts)
+        with_rows = [n for n, p in zip(names, parts) if p.rows]
+        notes = []
+        for note in merge_notes:  # "segment 2 steps ..." -> the file's name
+            m = re.match(r"segment (\d+) (.*) overridden by a later segment$", note)
+            if m and int(m.group(1)) <= len(with_rows):
+                note = (f"{with_rows[int(m.group(1)) - 1]} {m.group(2)} overridden by a later event file "
+                        f"(the writer restarted and logged those steps again; the later file wins)")
+            notes.append(note)
+        for n in names:  # purges by TensorBoard's rules (kept regressions are handled above)
+            notes += [f"{n}: {p}" for p in self.files[n].purged if "points kept" not in p]
+        notes += within
+        self._built = (self.version, h, notes)
+        return h, notes
+
+    # ---- the part's view ---------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.name
+
+    @property
+    def group_key(self) -> str:
+        return f"tensorboard:{self.path}"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "group": self.group, "tags": []}
+
+    @property
+    def start_time(self) -> float | None:
+        times = [ef.first_wall_time for ef in self.files.values() if ef.first_wall_time]
+        return min(times) if times else None
+
+    @property
+    def info(self) -> SegmentInfo:
+        names = sorted(self.files)
+        main = os.path.join(self.path, names[-1]) if names else None
+        label = names[-1] if len(names) == 1 else (f"{len(names)} event files" if names else "no event file")
+        return SegmentInfo("tensorboard", "tensorboard", main, label=label, files=names)
+
+    @property
+    def producer(self) -> str:
+        writers = sorted({ef.writer for ef in self.files.values() if ef.writer})
+        return "tensorboard" + (f" ({', '.join(writers)})" if writers else "")
+
+    @property
+    def history(self) -> History:
+        return self._build()[0]
+
+    def notes(self) -> list[str]:
+        notes = list(self._build()[1])
+        if self.hp_files:
+            subs = sorted({n.split("/", 1)[0] for n in self.hp_files})
+            notes.append(f"config from add_hparams session{'s' if len(subs) > 1 else ''} in "
+                         f"{', '.join(s + '/' for s in subs)} (attached to this run)")
+        return notes
+
+    @property
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {}
+        for name in sorted(self.files):
+            cfg.update(self.files[name].hparams)
+        for name in sorted(self.hp_files):
+            cfg.update(self.hp_files[name].hparams)
+        return cfg
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """Each scalar tag's last value; add_hparams metrics from its session directory."""
+        out: dict[str, Any] = {}
+        h = self.history
+        for name, col in h.columns.items():
+            if not name.startswith("_") and len(col):
+                out[name] = col.values[-1]
+        for name in sorted(self.hp_files):
+            for tag, (_, values) in self.hp_files[name].scalars.items():
+                if len(values):
+                    out.setdefault(tag, values[-1])
+        return out
+
+    @property
+    def runtime(self) -> float | None:
+        firsts = [ef.first_wall_time for ef in self.files.values() if ef.first_wall_time]
+        lasts = [ef.last_wall_time for ef in self.files.values() if ef.last_wall_time]
+        return max(lasts) - min(firsts) if firsts and lasts else None
+
+    @property
+    def log_bytes(self) -> int:
+        return sum(k[0] for k in self.keys.values() if k)
+
+    @property
+    def points(self) -> int:
+        return sum(len(v) for ef in self.files.values() for _, v in ef.scalars.values())
+
+    def state(self, now: float, stale_after: float) -> RunState:
+        last = max((ef.last_wall_time for ef in self.files.values() if ef.last_wall_time), default=None)
+        if last is None:
+            mtimes = [k[1] / 1e9 for k in self.keys.values() if k]
+            last_write = max(mtimes) if mtimes else None
+            running = last_write is not None and now - last_write <= stale_after
+            return RunState(RUNNING if running else KILLED, f"no event written yet; {NO_EXIT}", None, last_write,
+                            certain=False, stopped=True)
+        running = now - last <= stale_after
+        return RunState(RUNNING if running else KILLED, NO_EXIT, None, last, certain=False, clock="event",
+                        stopped=True)
+
+    def problems(self) -> list[str]:
+        out = [f"{name} not read: {why}" for name, why in sorted(self.refused.items())]
+        out += [self.errors[k] for k in sorted(self.errors)]
+        for name in sorted(self.files):
+            ef = self.files[name]
+            if ef.damage.any:
+                out.append(f"{name}: {ef.damage.describe()}")
+        return out
+
+
+class TensorBoardSource(Source):
+    name = "tensorboard"
+    describe = "TensorBoard event files (events.out.tfevents.*)"
+
+    def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
+        if not any(is_event_file(n) for n in files):
+            return None
+        if _hparams_dir(path):
+            return Claim(run=False, descend=False)  # read by its parent run
+        return Claim(run=True, descend=True)  # sub-runs (add_scalars, splits) may be below
+
+    def open(self, path: str, ctx: ReadContext) -> TensorBoardRun:
+        return TensorBoardRun(path, ctx.root)
