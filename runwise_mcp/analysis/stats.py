@@ -171,9 +171,15 @@ def value_at(steps: Sequence[int], values: Sequence[float], step: int) -> tuple[
     return steps[i], values[i]
 
 
-def recent_rate(steps: Sequence[int], runtime: Sequence[float], window: float = 600.0) -> tuple[float, float] | None:
+MIN_RATE_SPAN = 1.0  # seconds: a rate measured over less is noise (rows flushed together), not a speed
+
+
+def recent_rate(steps: Sequence[int], runtime: Sequence[float], window: float = 600.0,
+                min_span: float = 0.0) -> tuple[float, float] | None:
     """(steps per second, seconds measured) over the last ``window`` seconds of `_runtime`
-    (runtime ascends within a segment; a restart leaves only the last two readings)."""
+    (runtime ascends within a segment; a restart leaves only the last two readings). None when
+    the points span less than ``min_span`` seconds (e.g. ``MIN_RATE_SPAN``): the speed cannot be
+    told from them."""
     import bisect
 
     n = len(runtime)
@@ -183,6 +189,6 @@ def recent_rate(steps: Sequence[int], runtime: Sequence[float], window: float = 
     if runtime[i] > runtime[-1]:
         i = n - 2
     dt = runtime[-1] - runtime[i]
-    if dt > 0 and steps[-1] > steps[i]:
+    if dt > 0 and dt >= min_span and steps[-1] > steps[i]:
         return (steps[-1] - steps[i]) / dt, dt
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..analysis.select import KeyRole, main_keys
-from ..analysis.stats import recent_rate
+from ..analysis.stats import MIN_RATE_SPAN, recent_rate
 from ..index import ConsoleView, RunIndex
 from ..model import Run
 from ..render import answers as ra
@@ -28,7 +28,9 @@ def tail_run(index: RunIndex, run: str = "latest", lines: int = 20, cursor: str 
     now = index.clock()
     cf = view.cursor_file
     out = [f"{ra.run_label(r)} {t.state(r.state, now)} | step {t.step(r.last_step)}"
-           + (f" | console {' + '.join(view.files)}" if view.files else " | no console output found")]
+           + (f" | console {' + '.join(view.files)}" if view.files else
+              f" | no console: {r.source} records logged values only" if r.source != "wandb" else
+              " | no console output found")]
     raw = list(cf.tail) if cf is not None else [(0, ln) for ln in view.tail]
     crash = _crash(raw) if r.state.state == "crashed" else []
     out.extend(crash)
@@ -146,10 +148,12 @@ def _speed(r: Run, view: ConsoleView) -> str:
     rate = None
     how = ""
     rt = r.history.columns.get("_runtime")
-    recent = recent_rate(rt.steps, rt.values) if rt is not None else None
+    recent = (recent_rate(rt.steps, rt.values, min_span=MIN_RATE_SPAN if r.source == "tensorboard" else 0.0)
+              if rt is not None else None)
     if recent is not None:
         rate, dt = recent
-        how = f"over the last {t.duration(dt)} of _runtime"
+        how = (f"over the last {t.duration(dt)} of event wall times" if r.source == "tensorboard"
+               else f"over the last {t.duration(dt)} of _runtime")
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
     if rate is None:

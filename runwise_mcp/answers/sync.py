@@ -24,7 +24,7 @@ def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str 
         raise UserError(f"action must be status, export or upload; got {action!r}")
     refs = parse_keys(runs)
     if action != "status" and not refs:
-        unsynced = [r for r in index.runs() if any(sy.segment_status(s).synced == "not synced"
+        unsynced = [r for r in index.runs() if r.source == "wandb" and any(sy.segment_status(s).synced == "not synced"
                                                    for s in index.segments(r))]
         hint = (f"; not synced: {t.call('sync_runs', runs=[r.id for r in unsynced[:5]], action=action)}"
                 if unsynced else "")
@@ -38,8 +38,13 @@ def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str 
         r = get_run(index, ref)
         if r not in chosen:
             chosen.append(r)
+    other = [r for r in chosen if r.source != "wandb"]
+    if other:
+        raise UserError(f"sync_runs applies to W&B runs only; {', '.join(ra.run_label(r) for r in other[:5])} "
+                        f"{'is a' if len(other) == 1 else 'are'} {other[0].source} run{'s' if len(other) > 1 else ''}, "
+                        f"read directly by every other tool")
     if action == "status":
-        return _sync_status(index, chosen or index.runs(), bool(refs))
+        return _sync_status(index, chosen or [r for r in index.runs() if r.source == "wandb"], bool(refs))
     if action == "export":
         return _sync_export(index, chosen, dest, in_place, progress, env)
     return _sync_upload(index, chosen, progress, env)
@@ -47,6 +52,10 @@ def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str 
 
 def _sync_status(index: RunIndex, runs: list[Run], explicit: bool) -> str:
     if not runs:
+        everything = index.runs()
+        if everything:
+            raise UserError(f"sync_runs applies to W&B runs only; the {t.plural(len(everything), 'run')} here "
+                            f"are {', '.join(sorted({r.source for r in everything}))} runs")
         raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
     lines = []
     by_issue: dict[str, list[str]] = {}

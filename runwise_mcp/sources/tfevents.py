@@ -205,7 +205,7 @@ class Damage:
         if self.crc_mismatches:
             parts.append(f"{self.crc_mismatches} record(s) with a bad data checksum skipped")
         if self.oversized_records:
-            parts.append(f"{self.oversized_records} record(s) over {MAX_RECORD >> 20} MiB skipped unread")
+            parts.append(f"{self.oversized_records} record(s) over the size limit ({MAX_RECORD >> 20} MiB) skipped unread")
         if not parts:
             return ""
         if self.skipped_bytes:
@@ -575,6 +575,8 @@ class EventFile:
     The object pickles (without its opener and memo tables; set ``opener`` again after loading).
     """
 
+    max_record = MAX_RECORD  # records longer than this are skipped unread
+
     def __init__(self, path: str, opener: Callable[[str], BinaryIO] | None = None,
                  keys: frozenset[str] | None = None, verify: bool | None = None) -> None:
         self.path = path
@@ -671,7 +673,7 @@ class EventFile:
         expected = self._len_memo.get(n)
         if expected is None:
             expected = length_crc(n)
-            if n <= MAX_RECORD and len(self._len_memo) < LEN_MEMO:
+            if n <= self.max_record and len(self._len_memo) < LEN_MEMO:
                 self._len_memo[n] = expected
         return expected == crc
 
@@ -739,7 +741,7 @@ class EventFile:
 
     def _resync(self, f: BinaryIO, start: int, size: int) -> int | None:
         """The first position >= start holding a record header with a valid length checksum and a
-        length <= MAX_RECORD (so its 4 high bytes are zero: found with ``bytes.find``)."""
+        length <= max_record (< 4 GiB, so its 4 high bytes are zero: found with ``bytes.find``)."""
         pos = start
         find = bytes.find
         while pos + 12 <= size:
@@ -755,7 +757,7 @@ class EventFile:
                     break
                 q = z - 4
                 n, crc = _HDR.unpack_from(buf, q)
-                if n <= MAX_RECORD and self._len_ok(n, crc):
+                if n <= self.max_record and self._len_ok(n, crc):
                     return pos + q
                 j = q + 1
             if pos + m >= size:
@@ -798,6 +800,7 @@ class EventFile:
         tl_s, tl_w = self.timeline
         tl_add_s, tl_add_w = tl_s.append, tl_w.append
         verify = self.verify
+        max_record = self.max_record
         ooo = self._ooo
         mrs = self._mrs
         tl_step = self._tl_step
@@ -819,7 +822,7 @@ class EventFile:
             if len_get(n) != crc and not self._len_ok(n, crc):
                 why = _CORRUPT
                 break
-            if n > MAX_RECORD:
+            if n > max_record:
                 why = _OVERSIZE
                 break
             d = i + 12
@@ -933,16 +936,18 @@ class EventFile:
                 version = -1.0
             self._ooo = not version >= 2
         # TensorBoard's _MaybePurgeOrphanedData, before the event's own values are added
+        restart = False
         if not self._ooo:
             if ev.status == START:
                 self._purge_all(step)
+                restart = True
         elif step < self._mrs and ev.summary:
             self._purge_tags(step, [v.tag for v in ev.values], self._mrs)
         else:
             self._mrs = step
         if ev.version is None:  # a data event (file_version is in a oneof with the data)
             if step != self._tl_step:
-                if self._tl_step is not None and step < self._tl_step and not self._ooo:
+                if self._tl_step is not None and step < self._tl_step and not self._ooo and not restart:
                     self._note_back(step, self._tl_step, d - 12)
                 self.timeline[0].append(step)
                 self.timeline[1].append(wall)
