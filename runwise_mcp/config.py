@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .confine import Refused, Roots
+
 ENV_ROOT = "RUNWISE_PROJECT_ROOT"
 ENV_STALE = "RUNWISE_STALE_MINUTES"
 ENV_DEPTH = "RUNWISE_SCAN_DEPTH"
@@ -114,13 +116,21 @@ def load_project_config(dirs: list[str]) -> tuple[dict, str, list[str]]:
     for d in dirs:
         for name in ("runwise.toml", "pyproject.toml"):
             path = os.path.join(d, name)
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):
                 continue
-            try:
-                with open(path, "rb") as f:
-                    data = tomllib.loads(f.read(1 << 20).decode("utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            try:  # opened inside its own directory only: a link to a file elsewhere is refused
+                data = tomllib.loads(Roots([d]).read(path, 1 << 20).decode("utf-8"))
+            except Refused as e:
+                problems.append(f"{path} ignored: {e.why}")
+                continue
+            except ValueError as e:  # too large
                 problems.append(f"{path} ignored: {e}")
+                continue
+            except OSError as e:
+                problems.append(f"{path} ignored: {e.strerror or e}")
+                continue
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                problems.append(f"{path} ignored: {type(e).__name__}: {str(e)[:200]}")
                 continue
             if name == "pyproject.toml":
                 data = data.get("tool", {}).get("runwise")

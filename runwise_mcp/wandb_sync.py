@@ -24,6 +24,7 @@ import yaml
 
 from .config import ENV_WANDB_CLI, user_cache_dir
 from .model import Run
+from .confine import file_key
 from .sources.wandb_dir import RunDir
 
 EXPORT_FILES = ("wandb-history.jsonl", "wandb-summary.json", "config.yaml", "wandb-metadata.json")
@@ -59,14 +60,14 @@ class SegmentStatus:
 def segment_status(seg: RunDir) -> SegmentStatus:
     base = seg.files_dir
     log = seg.log
-    side = {name: os.path.isfile(os.path.join(base, name))
+    side = {name: file_key(os.path.join(base, name)) is not None
             for name in ("wandb-summary.json", "config.yaml", "wandb-metadata.json")}
     if seg.log_path is not None:
         marker = seg.log_path + ".synced"
         state = seg.log_path + ".syncstate"
-        if os.path.isfile(marker):
+        if file_key(marker) is not None:
             synced = "synced"
-        elif os.path.isfile(state):
+        elif file_key(state) is not None:
             synced = "sync attempted, not finished (.syncstate without .synced)"
         elif os.path.basename(seg.path).startswith("run-"):
             synced = "online run (streamed to W&B while it ran)"
@@ -96,7 +97,8 @@ def segment_status(seg: RunDir) -> SegmentStatus:
             ok = False
             issues.append("damaged")
     out = os.path.join(base, "output.log")
-    console = f"output.log {os.path.getsize(out):,} bytes" if os.path.isfile(out) else "no output.log"
+    out_key = file_key(out)  # opened under the roots: a link to a file elsewhere reports nothing about it
+    console = f"output.log {out_key[0]:,} bytes" if out_key is not None else "no output.log"
     if synced == "not synced":
         issues.append("unsynced")
     if not all(side.values()) and seg.layout == "wandb":

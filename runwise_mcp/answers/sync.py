@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from .. import confine
 from .. import wandb_sync as sy
 from ..index import RunIndex
 from ..model import Run
@@ -20,6 +21,12 @@ MAX_STATUS_RUNS = 30
 def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str = "status", dest: str | None = None,
               in_place: bool = False, progress: Callable[[float, float, str], None] | None = None,
               env: dict[str, str] | None = None) -> str:
+    with confine.using(index.roots):  # the status reads files of the run directories: under the roots only
+        return _sync_runs(index, runs, action, dest, in_place, progress, env)
+
+
+def _sync_runs(index: RunIndex, runs: list[str] | str | None, action: str, dest: str | None, in_place: bool,
+               progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None) -> str:
     if action not in ("status", "export", "upload"):
         raise UserError(f"action must be status, export or upload; got {action!r}")
     refs = parse_keys(runs)
