@@ -565,9 +565,15 @@ def resolve(runs: list[Run], ref: str | None) -> Run:
         raise RunNotFound(ref, "no runs found", [])
     if not ref or ref.lower() == "latest":
         return max(runs, key=lambda r: (r.start_time or 0.0, r.id))
+    head, sep, rest = ref.partition(":")
+    if sep and rest and head.lower() in {r.source for r in runs}:  # "tensorboard:name": one format only
+        return resolve([r for r in runs if r.source == head.lower()], rest)
     low = ref.lower()
     for test in (lambda r: r.id == ref, lambda r: r.id.lower() == low, lambda r: r.name.lower() == low):
         hits = [r for r in runs if test(r)]
+        if len(hits) == 1 and hits[0].id == hits[0].name and sum(r.name.lower() == low for r in runs) > 1:
+            # a format whose id is its name (TensorBoard), sharing that name with another run
+            hits = [r for r in runs if r.name.lower() == low or r.id == ref]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:

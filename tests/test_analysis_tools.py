@@ -386,7 +386,8 @@ async def test_summary_keys_argument_and_unknown_keys():
 async def test_list_keys_and_config_answers_within_budgets():
     """The issue's budgets (cl100k): a list of 30 runs <= 1,200 tokens, keys <= 400, config <= 350.
     Every fixture run (31: wandb 0.10-0.31 scenarios, analysis and console runs, examples)."""
-    roots = [str(REPO / "tests" / "fixtures"), str(REPO / "examples")]
+    roots = [str(REPO / "tests" / "fixtures" / d) for d in ("wandb_runs", "analysis_runs", "console_runs")] + [
+        str(REPO / "examples")]  # the W&B fixtures (the TensorBoard ones have their own tests)
     async with Client(build_server(load_settings(roots, env={"RUNWISE_CACHE_DIR": "off"})), raise_exceptions=True) as c:
         listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {"limit": 30})).content)
         # the roots are the user's own paths: counted as a typical one

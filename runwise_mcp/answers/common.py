@@ -36,7 +36,7 @@ def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
         roots = ", ".join(index.settings.roots)
         if not e.candidates:
             raise UserError(ra.no_runs_message(index.settings.roots, index.problems())) from None
-        cands = ", ".join(ra.run_label(r) for r in e.candidates)
+        cands = ", ".join(ra.run_label(r, e.candidates) for r in e.candidates)
         raise UserError(f"{e.reason} under {roots}. Closest: {cands}. Pass an exact name or id, "
                         f"or call list_runs(query=...) to search.") from None
 

@@ -47,7 +47,7 @@ def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int =
             seen[ref] = seen.get(ref, 0) + 1
     for line in lines:
         r = line.run
-        line.label = r.name if r.name and r.name != r.id and seen.get(r.name.lower()) == 1 else ra.run_label(r)
+        line.label = r.name if r.name and r.name != r.id and seen.get(r.name.lower()) == 1 else ra.run_label(r, runs)
     return ra.run_list(lines, total=len(runs), matched=len(matched), offset=offset, limit=limit, query=query,
                        state=state, roots=index.settings.roots, now=now, problems=index.problems())
 

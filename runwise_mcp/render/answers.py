@@ -10,9 +10,15 @@ from ..model import Run
 from . import text as t
 
 
-def run_label(run: Run) -> str:
-    """'R008A (r008akil)': name first, id for exact follow-up calls."""
-    return f"{run.name} ({run.id})" if run.name and run.name != run.id else run.id
+def run_label(run: Run, among: list[Run] | None = None) -> str:
+    """'R008A (r008akil)': name first, id for exact follow-up calls. A run whose id is its name
+    (TensorBoard) and whose name another run of ``among`` shares: 'tensorboard:name', which
+    resolves to it alone."""
+    if run.name and run.name != run.id:
+        return f"{run.name} ({run.id})"
+    if among and run.source != "wandb" and sum(r.name.lower() == run.name.lower() for r in among) > 1:
+        return f"{run.source}:{run.id}"
+    return run.id
 
 
 # ---- list_runs ---------------------------------------------------------------------------------

@@ -125,18 +125,29 @@ class TensorBoardRun(RunPart):
         self.group = self._group()
 
     def _group(self) -> str:
-        """The parent run's name for add_scalars sub-runs and Keras train/validation splits."""
+        """The nearest enclosing run's name for add_scalars sub-runs (torch ``run/tag_a/``,
+        tensorboardX ``run/tag/a/``), else the parent directory's for Keras's train/validation."""
+        root = self.root.rstrip(os.sep)
+
+        def name_of(d: str) -> str:
+            rel = os.path.relpath(d, root)
+            return os.path.basename(root) if rel == "." else rel.replace(os.sep, "/")
+
         parent = os.path.dirname(self.path.rstrip(os.sep))
-        if not self.root or not parent.startswith(self.root.rstrip(os.sep)) or parent == self.path:
-            return ""
-        rel = os.path.relpath(parent, self.root)
-        name = os.path.basename(self.root.rstrip(os.sep)) if rel == "." else rel.replace(os.sep, "/")
-        try:
-            parent_is_run = any(is_event_file(n) for n in os.listdir(parent))
-        except OSError:
-            parent_is_run = False
-        if parent_is_run or os.path.basename(self.path) in _KERAS_SPLITS:
-            return name
+        d = parent
+        for _ in range(3):  # tensorboardX nests add_scalars runs two levels down
+            if not root or not (d == root or d.startswith(root + os.sep)):
+                break
+            try:
+                if any(is_event_file(n) for n in os.listdir(d)):
+                    return name_of(d)
+            except OSError:
+                break
+            if d == root:
+                break
+            d = os.path.dirname(d)
+        if root and parent.startswith(root) and os.path.basename(self.path) in _KERAS_SPLITS:
+            return name_of(parent)
         return ""
 
     # ---- reading -----------------------------------------------------------------------------------
@@ -224,6 +235,9 @@ class TensorBoardRun(RunPart):
         for n in names:  # purges by TensorBoard's rules (kept regressions are handled above)
             notes += [f"{n}: {p}" for p in self.files[n].purged if "points kept" not in p]
         notes += within
+        for n in names:
+            if self.files[n].tail:  # a live writer's last record, or a killed one's: not damage
+                notes.append(f"{n}: {self.files[n].tail}")
         self._built = (self.version, h, notes)
         return h, notes
 

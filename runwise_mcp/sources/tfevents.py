@@ -800,13 +800,12 @@ class EventFile:
         tl_s, tl_w = self.timeline
         tl_add_s, tl_add_w = tl_s.append, tl_w.append
         verify = self.verify
+        crcfn, u32 = crc32c, _U32.unpack_from
         max_record = self.max_record
         ooo = self._ooo
         mrs = self._mrs
         tl_step = self._tl_step
-        records = self.records
-        last_wall = self.last_wall_time
-        last_step = self.last_step
+        records = synced = self.records  # fast-path events since `synced` set last_wall_time/last_step at sync
         next_report = (records // PROGRESS_EVERY + 1) * PROGRESS_EVERY
         why, n = _NEED, -1
         while True:
@@ -819,18 +818,19 @@ class EventFile:
             else:
                 why, n = _NEED, -1
                 break
-            if len_get(n) != crc and not self._len_ok(n, crc):
-                why = _CORRUPT
-                break
-            if n > max_record:
-                why = _OVERSIZE
-                break
+            if len_get(n) != crc:  # (the memo holds only lengths <= max_record)
+                if not self._len_ok(n, crc):
+                    why = _CORRUPT
+                    break
+                if n > max_record:
+                    why = _OVERSIZE
+                    break
             d = i + 12
             e = d + n
             if e + 4 > end:
                 why = _NEED
                 break
-            if verify and mask(crc32c(buf[d:e])) != _U32.unpack_from(buf, e)[0]:
+            if verify and mask(crcfn(buf[d:e])) != u32(buf, e)[0]:
                 self.damage.crc_mismatches += 1
                 self.damage.note(base + i)
                 i = e + 4
@@ -850,21 +850,26 @@ class EventFile:
                             step = (b0 & 0x7F) | (b1 << 7)
                             s += 2
                         else:
-                            step = (b0 & 0x7F) | ((b1 & 0x7F) << 7)
-                            shift = 14
-                            s += 2
-                            while True:
-                                b = buf[s]
-                                s += 1
-                                step |= (b & 0x7F) << shift
-                                if b < 0x80:
-                                    break
-                                shift += 7
-                                if shift > 63:
-                                    s = 0
-                                    break
-                            if step >> 63:
-                                step = _int64(step)
+                            b2 = buf[s + 2]
+                            if b2 < 0x80:
+                                step = (b0 & 0x7F) | ((b1 & 0x7F) << 7) | (b2 << 14)
+                                s += 3
+                            else:  # steps >= 2**21 (n >= 20 keeps these reads inside the record)
+                                step = (b0 & 0x7F) | ((b1 & 0x7F) << 7) | ((b2 & 0x7F) << 14)
+                                shift = 21
+                                s += 3
+                                while True:
+                                    b = buf[s]
+                                    s += 1
+                                    step |= (b & 0x7F) << shift
+                                    if b < 0x80:
+                                        break
+                                    shift += 7
+                                    if shift > 63:
+                                        s = 0
+                                        break
+                                if step >> 63:
+                                    step = _int64(step)
                 elif t2 == 0x2A:
                     step = 0
                     s = d + 9
@@ -899,23 +904,23 @@ class EventFile:
                 if add is not None:
                     add(step)
                     ent[1](vunpack(buf, vpos)[0])
-                last_wall = wall
-                last_step = step
                 records += 1
             else:
                 # the generic decoder: sync our locals into the object, and back
                 self._mrs, self._tl_step, self.records = mrs, tl_step, records
-                self.last_wall_time, self.last_step = last_wall, last_step
+                if records != synced:  # the last fast-path event is the timeline's last entry
+                    self.last_wall_time, self.last_step = tl_w[-1], tl_s[-1]
                 self._slow(buf, d, e, base + i)
                 mrs, tl_step, records, ooo = self._mrs, self._tl_step, self.records, self._ooo
-                last_wall, last_step = self.last_wall_time, self.last_step
+                synced = records
             i = e + 4
             if records >= next_report:
                 next_report += PROGRESS_EVERY
                 if progress is not None:
                     progress(base + i, size)
         self._mrs, self._tl_step, self.records = mrs, tl_step, records
-        self.last_wall_time, self.last_step = last_wall, last_step
+        if records != synced:
+            self.last_wall_time, self.last_step = tl_w[-1], tl_s[-1]
         return i, why, n
 
     # ---- applying one decoded event ----------------------------------------------------------------
