@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from .config import ENV_WANDB_CLI, user_cache_dir
-from .model import Run
 from .confine import file_key
+from .model import Run
 from .sources.wandb_dir import RunDir
 
 EXPORT_FILES = ("wandb-history.jsonl", "wandb-summary.json", "config.yaml", "wandb-metadata.json")

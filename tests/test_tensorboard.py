@@ -11,7 +11,6 @@ import os
 import shutil
 import struct
 import sys
-from pathlib import Path
 
 import pytest
 from helpers import FIXTURES, REPO

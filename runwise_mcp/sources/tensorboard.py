@@ -35,6 +35,8 @@ from .tfevents import EventFile, is_event_file
 _TIMESTAMP_DIR = re.compile(r"^\d{9,}(\.\d+)?$")  # add_hparams' sub-directory: str(time.time())
 _KERAS_SPLITS = frozenset({"train", "validation", "eval", "test", "val"})
 NO_EXIT = "TensorBoard records no exit status"
+_WRITERS = {"tensorboard.summary.writer.event_file_writer": "torch",
+            "tensorflow.core.util.events_writer": "tensorflow"}
 
 
 def _hparams_dir(path: str) -> bool:
@@ -269,7 +271,9 @@ class TensorBoardRun(RunPart):
 
     @property
     def producer(self) -> str:
-        writers = sorted({ef.writer for ef in self.files.values() if ef.writer})
+        """'tensorboard (torch)': the writer, from the source_metadata torch and TF write
+        (tensorboardX writes none)."""
+        writers = sorted({_WRITERS.get(ef.writer, ef.writer) for ef in self.files.values() if ef.writer})
         return "tensorboard" + (f" ({', '.join(writers)})" if writers else "")
 
     @property

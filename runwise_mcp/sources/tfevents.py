@@ -624,11 +624,12 @@ class EventFile:
         self._len_memo: dict[int, int] = {}
         self._smemo: dict[bytes, tuple] = {}
         self._tmemo: dict[int, list[tuple]] = {}
+        self._tagents: dict[bytes, tuple] = {}  # simple-value tag bytes -> entry
         self._memo_count = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for k in ("opener", "_len_memo", "_smemo", "_tmemo", "_memo_count"):
+        for k in ("opener", "_len_memo", "_smemo", "_tmemo", "_tagents", "_memo_count"):
             state.pop(k, None)
         return state
 
@@ -796,6 +797,7 @@ class EventFile:
         len_get = self._len_memo.get
         smemo_get = self._smemo.get
         tmemo_get = self._tmemo.get
+        simple_values = self._simple_values
         unpack_f = _F.unpack_from
         tl_s, tl_w = self.timeline
         tl_add_s, tl_add_w = tl_s.append, tl_w.append
@@ -835,7 +837,7 @@ class EventFile:
                 self.damage.note(base + i)
                 i = e + 4
                 continue
-            ent = None
+            ent = multi = None
             if t1 == 0x09 and n >= 20:
                 s = 0
                 if t2 == 0x10:
@@ -883,6 +885,8 @@ class EventFile:
                                     ent = cand
                                     vpos = s + plen
                                     break
+                        if ent is None:
+                            multi = simple_values(buf, s, e)
                     else:
                         vunpack = unpack_f
                         vpos = e - 4
@@ -905,6 +909,25 @@ class EventFile:
                     add(step)
                     ent[1](vunpack(buf, vpos)[0])
                 records += 1
+            elif multi is not None:  # a summary of simple values only (TF1 merged summaries)
+                if ooo:
+                    if step < mrs:
+                        self._purge_tags(step, [m[2] for m, _ in multi], mrs)
+                    else:
+                        mrs = step
+                if step != tl_step:
+                    if tl_step is not None and step < tl_step and not ooo:
+                        self._note_back(step, tl_step, base + i)
+                    tl_add_s(step)
+                    tl_add_w(wall)
+                    tl_step = step
+                else:
+                    tl_w[-1] = wall
+                for m, v in multi:
+                    if m[0] is not None:
+                        m[0](step)
+                        m[1](v)
+                records += 1
             else:
                 # the generic decoder: sync our locals into the object, and back
                 self._mrs, self._tl_step, self.records = mrs, tl_step, records
@@ -922,6 +945,49 @@ class EventFile:
         if records != synced:
             self.last_wall_time, self.last_step = tl_w[-1], tl_s[-1]
         return i, why, n
+
+    def _simple_values(self, buf: bytes, s: int, e: int) -> list[tuple[tuple, float]] | None:
+        """The summary field at ``buf[s:e]`` (an Event's last field) when it holds only values
+        ``{tag, simple_value}`` with one-byte lengths: [(entry, value), ...]; else None (then the
+        generic decoder takes the event). A single value's layout is memoised for the next time."""
+        if buf[s] != 0x2A:
+            return None
+        j = s + 1
+        length = buf[j]
+        if length < 0x80:
+            j += 1
+        else:
+            high = buf[j + 1]
+            if high >= 0x80:
+                return None
+            length = (length & 0x7F) | (high << 7)
+            j += 2
+        if j + length != e:
+            return None
+        out = []
+        tags = self._tagents
+        while j < e:
+            vlen = buf[j + 1]
+            vend = j + 2 + vlen
+            tlen = buf[j + 3]
+            t = j + 4 + tlen
+            if (buf[j] != 0x0A or vlen >= 0x80 or vend > e or buf[j + 2] != 0x0A or tlen >= 0x80
+                    or t + 5 != vend or buf[t] != 0x15):
+                return None
+            raw = buf[j + 4 : t]
+            ent = tags.get(raw)
+            if ent is None:
+                if len(tags) >= SHAPE_MEMO:
+                    return None
+                ent = tags[raw] = self._entry(raw.decode("utf-8", "replace"))
+            out.append((ent, _F.unpack_from(buf, t + 1)[0]))
+            j = vend
+        if not out:
+            return None
+        if len(out) == 1 and self._memo_count < SHAPE_MEMO:
+            self._smemo[bytes(buf[s : e - 4])] = out[0][0]
+            self._memo_count += 1
+        return out
 
     # ---- applying one decoded event ----------------------------------------------------------------
 
