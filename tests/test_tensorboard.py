@@ -331,3 +331,44 @@ def test_same_name_in_two_sources_is_told_apart(tmp_path):
     with pytest.raises(Exception) as e:
         answers.run_summary(ix, "R001-finished")
     assert "R001-finished (vtt9wpqc)" in str(e.value) and "tensorboard:R001-finished" in str(e.value)
+
+
+def test_large_event_files_are_skimmed_for_lists_and_read_in_full_for_one_run(tmp_path, monkeypatch):
+    """A run list reads only the head and tail of a large event file; a tool on the run reads it
+    all, and the values are those of a full read."""
+    import runwise_mcp.sources.tensorboard as tb
+
+    shutil.copytree(TB / "torch_sparse_2files", tmp_path / "big")
+    monkeypatch.setattr(tb, "SKIM_HEAD", 2048)
+    monkeypatch.setattr(tb, "SKIM_TAIL", 2048)
+    settings = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    settings.skim_above = 4096
+    ix = RunIndex(settings)
+    (listed,) = ix.runs()
+    steps, _ = listed.history.series("train/loss")
+    assert listed.sampled and 0 < len(steps) < 300 and steps[-1] == 299  # head and tail only
+    assert "big " in answers.list_runs(ix) and "step 299" in answers.list_runs(ix)
+    full = ix.resolve("big", full=True)
+    want = expected_points("torch_sparse_2files", "train/loss")
+    assert not full.sampled and list(full.history.series("train/loss")[0]) == [s for s, _ in want]
+    assert "train/loss: 300 pts 0–299" in answers.history_stats(ix, "big")
+
+
+def test_memory_budget_evicts_tensorboard_runs_to_skims(tmp_path):
+    shutil.copytree(TB / "torch_sparse_2files", tmp_path / "a")
+    shutil.copytree(TB / "tbx_basic", tmp_path / "b", ignore=shutil.ignore_patterns("compare", "17*"))
+    settings = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    settings.skim_above = 4096
+    settings.cache_mb = 0.001  # about 65 points
+    ix = RunIndex(settings)
+    runs = ix.runs()  # small budget: every run ends up skimmed, and listing does not loop
+    assert sorted(r.name for r in runs) == ["a", "b"] and all(r.sampled for r in runs)
+    full = ix.resolve("a", full=True)  # one run asked for in full is read in full
+    assert len(full.history.series("train/loss")[0]) == 300
+    part_a = next(p for p in ix._segments.values() if p.path.endswith(os.sep + "a"))
+    assert part_a.in_memory and part_a.points >= 900
+    ix.resolve("b", full=True)  # over budget: the least recently used run (a) is evicted
+    assert not part_a.in_memory and part_a.evicted
+    again = {r.name: r for r in ix.runs()}  # listed from a skim now, without looping
+    assert again["a"].sampled and again["a"].last_step == 299
+    assert len(ix.resolve("a", full=True).history.series("train/loss")[0]) == 300

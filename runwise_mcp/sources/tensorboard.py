@@ -106,6 +106,31 @@ def _file_history(ef: EventFile, notes: list[str] | None = None) -> History:
     return h
 
 
+SKIM_HEAD = 256 << 10  # bytes of a large event file read from its start for a run list
+SKIM_TAIL = 256 << 10  # and from its end (resynchronised on the first valid record header)
+
+
+def skim_event_file(path: str, head: int | None = None, tail: int | None = None) -> EventFile:
+    """A sampled read of a large event file: the records in its first ``head`` bytes (identity,
+    first steps, hparams) and in its last ``tail`` bytes (latest values), for run lists. Record
+    boundaries are found again at the tail by the length checksum, as after damage."""
+    head = SKIM_HEAD if head is None else head
+    tail = SKIM_TAIL if tail is None else tail
+    ef = EventFile(path, opener=open_read)
+    with open_read(path) as f:
+        size = os.fstat(f.fileno()).st_size
+        ef.size = size
+        ef._read(f, min(head, size), None)
+        start = max(ef.offset, size - tail)
+        ef.tail = ""
+        if start < size:
+            q = ef._resync(f, start, size) if start > ef.offset else start
+            if q is not None:
+                ef.offset = q
+                ef._read(f, size, None)
+    return ef
+
+
 class TensorBoardRun(RunPart):
     """One TensorBoard run directory, its event files followed incrementally."""
 
@@ -122,6 +147,8 @@ class TensorBoardRun(RunPart):
         self.hp_keys: dict[str, tuple[int, int] | None] = {}
         self.refused: dict[str, str] = {}
         self.errors: dict[str, str] = {}
+        self.skimmed: set[str] = set()  # files of which only a skim is held
+        self.evicted = False  # dropped for memory: skimmed until a tool asks for them in full
         self.version = 0
         self._built: tuple[int, History, list[str]] | None = None
         self.group = self._group()
@@ -171,7 +198,9 @@ class TensorBoardRun(RunPart):
         return files, hp
 
     def _follow(self, readers: dict[str, EventFile], keys: dict, name: str,
-                progress: Callable[[int, int], None] | None) -> bool:
+                progress: Callable[[int, int], None] | None, skim: bool = False) -> bool:
+        """Read what is new in one event file. ``skim``: a file not read yet is only skimmed
+        (its head and tail); a skimmed file asked for in full is read again from the start."""
         path = os.path.join(self.path, name)
         try:
             st = stat_file(path)
@@ -186,13 +215,19 @@ class TensorBoardRun(RunPart):
             gone = readers.pop(name, None) is not None
             keys.pop(name, None)
             return gone
-        if keys.get(name) == key:
+        skimmed = name in self.skimmed
+        if keys.get(name) == key and not (skimmed and not skim):
             return False
         ef = readers.get(name)
-        if ef is None or (keys.get(name) is not None and key[0] < keys[name][0]):
-            ef = readers[name] = EventFile(path, opener=open_read)  # new, or rewritten smaller: start over
         try:
-            ef.update(progress)
+            if skim and (ef is None or skimmed):
+                readers[name] = skim_event_file(path)
+                self.skimmed.add(name)
+            else:
+                if ef is None or skimmed or (keys.get(name) is not None and key[0] < keys[name][0]):
+                    ef = readers[name] = EventFile(path, opener=open_read)  # new, or rewritten smaller: start over
+                self.skimmed.discard(name)
+                ef.update(progress)
             self.errors.pop(name, None)
         except OSError as e:
             self.errors[name] = f"cannot read {name}: {e.strerror or e}"
@@ -212,12 +247,46 @@ class TensorBoardRun(RunPart):
             self.hp_keys.pop(gone, None)
             changed = True
         for name in files:
-            changed |= self._follow(self.files, self.keys, name, progress)
+            key = self.keys.get(name)
+            big = skim_above and (key is None or key[0] > skim_above) and (
+                self._size(name) > skim_above)
+            skim = not full and (self.evicted or big) and (name not in self.files or name in self.skimmed)
+            changed |= self._follow(self.files, self.keys, name, progress, skim=skim)
+        if full:
+            self.evicted = False
         for name in hp:
             changed |= self._follow(self.hp_files, self.hp_keys, name, None)
         if changed:
             self.version += 1
         return changed
+
+    def _size(self, name: str) -> int:
+        try:
+            return stat_file(os.path.join(self.path, name)).st_size
+        except OSError:
+            return 0
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.skimmed)
+
+    @property
+    def full(self) -> bool:
+        return not self.skimmed
+
+    @property
+    def in_memory(self) -> bool:
+        return any(n not in self.skimmed for n in self.files)
+
+    def evict(self) -> None:
+        """Forget fully read files (for the memory budget); they are skimmed until asked for in full."""
+        full = [n for n in self.files if n not in self.skimmed]
+        if full:
+            for n in full:
+                self.files.pop(n, None)
+                self.keys.pop(n, None)
+            self.evicted = True
+            self.version += 1
 
     def _build(self) -> tuple[History, list[str]]:
         if self._built is not None and self._built[0] == self.version:
@@ -323,7 +392,8 @@ class TensorBoardRun(RunPart):
 
     @property
     def points(self) -> int:
-        return sum(len(v) for ef in self.files.values() for _, v in ef.scalars.values())
+        """Values held of fully read files (for the memory budget)."""
+        return sum(len(v) for n, ef in self.files.items() if n not in self.skimmed for _, v in ef.scalars.values())
 
     def state(self, now: float, stale_after: float) -> RunState:
         last = max((ef.last_wall_time for ef in self.files.values() if ef.last_wall_time), default=None)

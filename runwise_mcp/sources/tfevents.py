@@ -784,7 +784,7 @@ class EventFile:
             self.damage.corrupt_records += 1
             self.damage.note(where)
             return
-        self._apply(ev, buf, d, e)
+        self._apply(ev, buf, d, e, where)
 
     def _scan(self, buf: bytes, base: int, size: int, progress: Callable[[int, int], None] | None
               ) -> tuple[int, int, int]:
@@ -991,7 +991,7 @@ class EventFile:
 
     # ---- applying one decoded event ----------------------------------------------------------------
 
-    def _apply(self, ev: _Event, buf: bytes, d: int, e: int) -> None:
+    def _apply(self, ev: _Event, buf: bytes, d: int, e: int, where: int) -> None:
         self.records += 1
         step, wall = ev.step, ev.wall
         if self.first_wall_time is None:
@@ -1019,7 +1019,7 @@ class EventFile:
         if ev.version is None:  # a data event (file_version is in a oneof with the data)
             if step != self._tl_step:
                 if self._tl_step is not None and step < self._tl_step and not self._ooo and not restart:
-                    self._note_back(step, self._tl_step, d - 12)
+                    self._note_back(step, self._tl_step, where)
                 self.timeline[0].append(step)
                 self.timeline[1].append(wall)
                 self._tl_step = step
