@@ -297,6 +297,7 @@ class Segment:
     state: RunState | None = None
     source: str = "wandb"  # the format in a word: "wandb", "tensorboard", ...
     label: str = ""  # how the source line names it ("" = the log file's name)
+    hints: dict[str, str] = field(default_factory=dict)  # format-specific wording (see sources.base.SegmentInfo)
 
 
 @dataclass

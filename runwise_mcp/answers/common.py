@@ -74,10 +74,7 @@ def empty_log_note(run: Run) -> str:
     """Why a run has no data yet, when its only log is empty or header-only."""
     seg = run.segments[-1] if run.segments else None
     if seg is not None and seg.source != "wandb":
-        return (f"its {seg.source} files ({seg.label or os.path.basename(seg.log_path or seg.path)}, "
-                f"{seg.log_bytes:,} bytes) hold no scalar yet: the writer has not flushed (TensorBoard writers "
-                f"flush every 120 s or 10 events by default) or logged only non-scalars. Call again in a minute"
-                if seg.source == "tensorboard" else f"its {seg.source} files hold no metric yet")
+        return seg.hints.get("empty") or f"its {seg.source} files hold no metric yet"
     if seg is None or seg.log_path is None:
         if seg is not None and seg.layout == "console":
             return "only files/output.log is left in this run directory (no .wandb log, no history file)"

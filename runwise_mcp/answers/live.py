@@ -148,12 +148,12 @@ def _speed(r: Run, view: ConsoleView) -> str:
     rate = None
     how = ""
     rt = r.history.columns.get("_runtime")
-    recent = (recent_rate(rt.steps, rt.values, min_span=MIN_RATE_SPAN if r.source == "tensorboard" else 0.0)
+    clock = r.segments[-1].hints.get("clock") if r.segments else None
+    recent = (recent_rate(rt.steps, rt.values, min_span=MIN_RATE_SPAN if clock else 0.0)
               if rt is not None else None)
     if recent is not None:
         rate, dt = recent
-        how = (f"over the last {t.duration(dt)} of event wall times" if r.source == "tensorboard"
-               else f"over the last {t.duration(dt)} of _runtime")
+        how = f"over the last {t.duration(dt)} of {clock or '_runtime'}"
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
     if rate is None:

@@ -170,11 +170,9 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     if not items:
         if r.history.rows == 0 and not r.summary:
             raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
-        if r.source == "tensorboard":
-            return (f"{ra.run_label(r)} has no config: no hparams were logged (add_hparams, the hparams plugin's "
-                    f"hp.hparams(), or a Keras HParams callback write them)")
         if r.source != "wandb":
-            return f"{ra.run_label(r)} has no config in its {r.source} files."
+            hint = r.segments[-1].hints.get("no_config") if r.segments else None
+            return f"{ra.run_label(r)} has no config: {hint or f'none in its {r.source} files'}"
         return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
                 f"later with run.config[...] or run.config.update().")
     matched = [kv for kv in items if key_matches(kv[0], pattern)]
@@ -183,8 +181,8 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
                 f"{t.call('get_config', run=r.id)} lists all")
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
     source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
-    if r.source == "tensorboard":
-        source = "TensorBoard hparams" + ("".join(f"; {n}" for n in r.notes_read if n.startswith("config from")))
+    if r.segments and r.segments[-1].hints.get("config_from"):
+        source = r.segments[-1].hints["config_from"]
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
                             max_items=MAX_CONFIG, source=source)
 

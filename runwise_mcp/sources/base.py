@@ -61,6 +61,11 @@ class SegmentInfo:
     main_file: str | None  # the file the history comes from (its newest, when several)
     label: str = ""  # how the source line names it ("" = basename of main_file)
     files: list[str] = field(default_factory=list)
+    # format-specific wording for answers (absent: the W&B wording):
+    #   empty: why the run has no metric yet; no_config: the answer for an empty config;
+    #   config_from: where the config came from; clock: what rates are measured over
+    #   (a rate is then only given over at least MIN_RATE_SPAN seconds)
+    hints: dict[str, str] = field(default_factory=dict)
 
 
 class RunPart:

@@ -336,7 +336,19 @@ class TensorBoardRun(RunPart):
         names = sorted(self.files)
         main = os.path.join(self.path, names[-1]) if names else None
         label = names[-1] if len(names) == 1 else (f"{len(names)} event files" if names else "no event file")
-        return SegmentInfo("tensorboard", "tensorboard", main, label=label, files=names)
+        subs = sorted({n.split("/", 1)[0] for n in self.hp_files})
+        hints = {
+            "empty": (f"its event files ({label}, {self.log_bytes:,} bytes) hold no scalar yet: the writer has not "
+                      f"flushed (TensorBoard writers flush every 120 s or 10 events by default) or logged only "
+                      f"non-scalars. Call again in a minute"),
+            "no_config": ("no hparams were logged (add_hparams, the hparams plugin's hp.hparams(), or a Keras "
+                          "HParams callback write them)"),
+            "config_from": "TensorBoard hparams" + (
+                f"; config from add_hparams session{'s' if len(subs) > 1 else ''} in "
+                f"{', '.join(s + '/' for s in subs)} (attached to this run)" if subs else ""),
+            "clock": "event wall times",
+        }
+        return SegmentInfo("tensorboard", "tensorboard", main, label=label, files=names, hints=hints)
 
     @property
     def producer(self) -> str:
