@@ -53,6 +53,8 @@ class ConsoleView:
     percent: set[str] = field(default_factory=set)  # keys printed as percentages
     files: list[str] = field(default_factory=list)
     lines: int = 0
+    capped: int = 0  # lines longer than console.MAX_PARSE, parsed only up to it
+    bad_rows: int = 0  # lines skipped for a step or counter that is not a 64-bit integer
     partial: bool = False  # only a tail was parsed
     total: int | None = None  # planned steps, when a progress counter printed n/N
     rate: float | None = None  # it/s printed by a progress bar
@@ -485,6 +487,7 @@ class RunIndex:
                     h = cf.history()
                     view.files.append(os.path.relpath(cf.path, seg.path) + where)
                     view.lines += cf.parsed.lines
+                    view.capped, view.bad_rows = view.capped + cf.parsed.capped, view.bad_rows + cf.parsed.bad_rows
                     view.partial = view.partial or bool(cf.start_offset)
                     view.percent |= cf.parsed.percent
                     view.total = cf.parsed.total or view.total
@@ -498,6 +501,7 @@ class RunIndex:
                         ch = parse_lines(lines, self._patterns)
                         view.files.append(os.path.basename(seg.log_path or seg.path) + f" console records{where}")
                         view.lines += ch.lines
+                        view.capped, view.bad_rows = view.capped + ch.capped, view.bad_rows + ch.bad_rows
                         view.partial = True
                         view.percent |= ch.percent
                         view.total = ch.total or view.total

@@ -23,6 +23,7 @@ from .common import (
     UserError,
     _with_history,
     console_missing,
+    console_notes,
     empty_log_note,
     flatten_config,
     get_run,
@@ -90,7 +91,7 @@ def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
     ch = view.history
     names = sorted(k for k in ch.columns if key_matches(k, pattern))
     head = (f"console keys (parsed from {' + '.join(view.files)}, {t.plural(view.lines, 'line')}"
-            f"{', last lines only' if view.partial else ''}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
+            f"{', last lines only' if view.partial else ''}{console_notes(view)}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
             f"read with get_history(source=\"console\")):")
     if not names:
         return head + f" none match {pattern!r}"

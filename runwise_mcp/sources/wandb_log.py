@@ -29,6 +29,7 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
+CONSOLE_MAX_LINE = 1 << 16  # characters kept of one console line (a 64 MiB output record stays 64 KiB)
 SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
@@ -93,7 +94,8 @@ class Console:
             for line in done:
                 line = line.rstrip("\r")
                 cut = line.rfind("\r")
-                self.lines.append(line[cut + 1 :] if cut >= 0 else line)
+                line = line[cut + 1 :] if cut >= 0 else line
+                self.lines.append(line[:CONSOLE_MAX_LINE])  # as output.log lines: longer ones are cut
                 self.count += 1
         cut = buf.rfind("\r")
         if cut > 0:

@@ -1,0 +1,175 @@
+"""Issue 19, liveness and hostile values: each test is named after the attack it stops, and runs
+it on a real fixture run (or a run written by the real `wandb`) made hostile by the test.
+
+Bounds are generous (an answer within 5 s) so that a slow CI machine does not fail them; the
+attacks they stop took from 16 s to forever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run_dir, wandb_cli
+from mcp import Client
+
+from runwise_mcp.config import load_settings
+from runwise_mcp.server import build_server
+from runwise_mcp.sources.console import MAX_PARSE, ConsoleHistory, is_error_line, parse_segment
+
+pytestmark = pytest.mark.anyio
+
+LIVE = 5.0  # seconds: every answer below must come within this
+
+
+def client_for(root: Path, env: dict[str, str] | None = None) -> Client:
+    return Client(build_server(load_settings([str(root)], env={"RUNWISE_CACHE_DIR": "off", **(env or {})})),
+                  raise_exceptions=True)
+
+
+def text(res) -> str:
+    return "\n".join(c.text for c in res.content)
+
+
+async def timed_call(c: Client, tool: str, args: dict) -> tuple[object, float]:
+    t0 = time.monotonic()
+    res = await c.call_tool(tool, args)
+    return res, time.monotonic() - t0
+
+
+def copy_run(scenario: str, root: Path) -> Path:
+    src = run_dir(scenario)
+    dst = root / src.parent.name / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+# A training script for the real wandb (offline): the rows and prints the attacks need.
+HOSTILE_TRAINER = """
+import hashlib, sys
+import wandb
+run = wandb.init(project="hostile", name="hostile-run", mode="offline", config={"lr": 0.1})
+for i in range(20):
+    row = {"train/loss": 1.0 / (i + 1)}
+    if i == 5:
+        row["_timestamp"] = 1e300
+    run.log(row, step=i)
+    print(f"step {i} loss {1.0 / (i + 1):.4f}", flush=True)
+print("step 99999999999999999999999 loss 0.5", flush=True)
+digest = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(4096))
+sys.stdout.write("step 1 " + digest + "\\n")  # one 256 KiB output record, newline included
+sys.stdout.flush()
+print("step 20 loss 0.01", flush=True)
+run.finish()
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_wandb_run(tmp_path_factory) -> Path:
+    """A run written by the real wandb in offline mode with the hostile rows and prints above."""
+    if wandb_cli() is None:
+        pytest.skip("wandb is not installed (pip install -e '.[test]')")
+    work = tmp_path_factory.mktemp("hostile")
+    (work / "train.py").write_text(textwrap.dedent(HOSTILE_TRAINER))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+    subprocess.run([sys.executable, "train.py"], cwd=work, env=env, check=True, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (run,) = (work / "wandb").glob("offline-run-*")
+    return run
+
+
+def hostile_copy(run: Path, root: Path) -> Path:
+    dst = root / "wandb" / run.name
+    shutil.copytree(run, dst, symlinks=True)
+    return dst
+
+
+# ---- item 5: console parsing is linear in the line length ---------------------------------------
+
+HEX = "".join(hashlib.sha256(str(i).encode()).hexdigest() for i in range(2048))  # 128 KiB of hex digits
+
+
+def test_attack_console_line_quadratic_blowup_is_linear():
+    """Lines that made the parser quadratic (each took seconds at 16 KiB, minutes at 64 KiB):
+    a hex digest, a digit run, letters after a number, blanks after a colon, unclosed progress
+    bars, counters without a bracket. The parser itself (no line cap here) now reads 64 KiB of
+    each in well under a second, and still finds a metric at the far end."""
+    n = 64 << 10
+    hostile = {
+        "hex digest": HEX[:n],
+        "digits": "7" * n,
+        "letters after a number": "1 " + "ab" * (n // 2),
+        "blanks after a colon": "a:" + " " * n + "b 1",
+        "unclosed progress bars": "1/2 [" * (n // 5),
+        "counters without a bracket": "[1/2 " * (n // 5),
+        "dotted words": "a." * (n // 2),
+    }
+    for name, line in hostile.items():
+        t0 = time.monotonic()
+        parse_segment(line)
+        parse_segment("step 3 " + line + " | loss 0.5")
+        assert time.monotonic() - t0 < 2.0, name
+    p = parse_segment("step 3 " + HEX[:n] + " | loss 0.5")
+    assert p is not None and p.x == 3 and ("loss", 0.5) in p.items
+    # the tail view's error marks: "nan ... loss" is not rescanned from every word
+    t0 = time.monotonic()
+    assert not is_error_line("nan " * (n // 4)) and not is_error_line("loss " * (n // 5))
+    assert is_error_line("step 5 loss nan") and is_error_line("nan in loss")
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_attack_console_long_lines_are_cut_at_8k_and_counted():
+    """A line longer than 8 KiB is parsed up to 8 KiB (without the word the cut splits) and counted."""
+    ch = ConsoleHistory()
+    ch.feed("step 1 loss 0.5")
+    ch.feed("step 2 " + "x" * MAX_PARSE + " loss 0.25")  # the metric lies past the cap: not read
+    ch.feed("step 3 loss 0.125 acc " + "9" * MAX_PARSE)  # the cut would split this number: dropped
+    ch.feed("step 4 loss 0.0625")
+    h = ch.snapshot()
+    assert ch.capped == 2
+    assert list(h.series("loss")[0]) == [1, 3, 4] and list(h.series("loss")[1]) == [0.5, 0.125, 0.0625]
+    assert "acc" not in h.columns
+
+
+async def test_attack_console_hostile_lines_in_output_log_answer_promptly(tmp_path):
+    """A real run whose output.log gains a 16,000-character hex digest and two 32 KiB lines of
+    letters (with a step and a number, so they are parsed): the console tools answer within 5 s,
+    say how many lines were cut, and still read the line printed after them."""
+    d = copy_run("finished", tmp_path)
+    with open(d / "files" / "output.log", "a") as f:
+        f.write("step 401 " + HEX[:16000] + "\n")
+        for _ in range(2):
+            f.write("step 402 " + "".join(chr(97 + (i * 7) % 26) for i in range(32 << 10)) + " 1\n")
+        f.write("step 403 train_loss 0.123\n")
+    async with client_for(tmp_path) as c:
+        res, took = await timed_call(c, "get_history", {"run": "R001", "source": "console", "keys": "train_loss"})
+        assert not res.is_error, text(res)
+        assert took < LIVE
+        out = text(res)
+        assert "3 lines over 8 KiB parsed up to 8 KiB" in out
+        assert out.rstrip().endswith("403,0.123")
+        res, took = await timed_call(c, "tail_run", {"run": "R001", "lines": 5})
+        assert not res.is_error and took < LIVE
+
+
+async def test_attack_wandb_console_record_of_256k_answers_promptly(tmp_path, hostile_wandb_run):
+    """The real wandb wrote a 256 KiB line as one output record of the .wandb log; without an
+    output.log, the console comes from those records (no answer after 251 s before the fix)."""
+    d = hostile_copy(hostile_wandb_run, tmp_path)
+    os.unlink(d / "files" / "output.log")
+    async with client_for(tmp_path) as c:
+        res, took = await timed_call(c, "list_keys", {"run": "hostile-run"})
+        assert not res.is_error, text(res)
+        assert took < LIVE
+        out = text(res)
+        assert "console records" in out and "1 line over 8 KiB parsed up to 8 KiB" in out
+        assert "loss      21 pts  0–20" in out  # every normal print, including the one after the long line
+        res, took = await timed_call(c, "tail_run", {"run": "hostile-run"})
+        assert not res.is_error and took < LIVE
