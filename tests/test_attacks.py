@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,3 +174,44 @@ async def test_attack_wandb_console_record_of_256k_answers_promptly(tmp_path, ho
         assert "loss      21 pts  0–20" in out  # every normal print, including the one after the long line
         res, took = await timed_call(c, "tail_run", {"run": "hostile-run"})
         assert not res.is_error and took < LIVE
+
+
+# ---- item 6: [console] patterns cannot backtrack for ever ----------------------------------------
+
+
+async def test_attack_console_pattern_with_nested_quantifier_is_refused(tmp_path):
+    """runwise.toml in the root (a hostile repository can ship one) with ``^(?P<step>(a+)+)$``,
+    and output.log lines of 27 a's and a "!": 2**27 ways to split each line, about 15 s a line,
+    before the fix. The pattern is refused with a message naming it; a sound pattern next to it
+    still reads its lines, and the tools answer within 5 s."""
+    d = copy_run("finished", tmp_path)
+    (tmp_path / "runwise.toml").write_text(
+        '[console]\npatterns = ["^(?P<step>(a+)+)$", "^@@ (?P<step>\\\\d+) -> quality (?P<quality>[\\\\d.]+)"]\n')
+    with open(d / "files" / "output.log", "a") as f:
+        f.write("a" * 27 + "!\n" + "@@ 500 -> quality 0.75\n" + "a" * 27 + "!\n")
+    async with client_for(tmp_path) as c:
+        res, took = await timed_call(c, "list_keys", {"run": "R001"})
+        out = text(res)
+        assert not res.is_error, out
+        assert took < LIVE
+        assert ("console pattern '^(?P<step>(a+)+)$' repeats a group that itself repeats" in out
+                and "write the group once" in out and "fix runwise.toml" in out)
+        assert re.search(r"\n  quality +1 pts  500 ", out)  # the sound pattern still reads its line
+
+
+def test_attack_console_pattern_sees_a_bounded_line():
+    """A pattern without nested repeats can still be polynomial (here cubic: two unanchored
+    .* before a digit run that never comes); it sees only the first 512 characters of a line,
+    so a 1 MiB line costs what 512 characters cost."""
+    from runwise_mcp.sources.console import PATTERN_INPUT, compile_patterns
+
+    (rx,), problems = compile_patterns([r"(?P<x>.*)=(?P<y>.*)=(?P<step>\d+)q"])
+    assert problems == []
+    t0 = time.monotonic()
+    assert parse_segment("=" * (1 << 20), [rx]) is None
+    assert time.monotonic() - t0 < LIVE
+    # a match beyond the first PATTERN_INPUT characters is not seen; within them it is
+    (rx,), _ = compile_patterns([r"@@ (?P<quality>[\d.]+)"])
+    assert parse_segment("x" * PATTERN_INPUT + " @@ 0.75", [rx]) is None
+    near = parse_segment("@@ 0.75 " + "x" * PATTERN_INPUT, [rx])
+    assert near is not None and near.items == [("quality", 0.75)]

@@ -31,6 +31,22 @@ from typing import Any
 
 from ..model import History
 
+try:  # the regex parser, to check [console] patterns for nested repeats
+    from re import _constants as _sre_constants
+    from re import _parser as _sre_parse
+except ImportError:  # Python 3.10
+    import sre_constants as _sre_constants  # type: ignore[no-redef]
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+_REPEATS = {getattr(_sre_constants, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+            if hasattr(_sre_constants, n)}
+_MAXREPEAT = _sre_constants.MAXREPEAT
+_SUBPATTERN = _sre_constants.SUBPATTERN
+_BRANCH = _sre_constants.BRANCH
+_ASSERTS = {_sre_constants.ASSERT, _sre_constants.ASSERT_NOT}
+_ATOMIC = getattr(_sre_constants, "ATOMIC_GROUP", object())
+_GROUPREF_EXISTS = _sre_constants.GROUPREF_EXISTS
+
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM = re.compile(NUM)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>]")
@@ -148,7 +164,7 @@ def parse_segment(seg: str, patterns: list[re.Pattern] | None = None) -> Parsed 
         return None
     p = Parsed()
     for rx in patterns or ():
-        m = rx.search(line)
+        m = rx.search(line, 0, PATTERN_INPUT)  # a user's regex sees a bounded line (backtracking)
         if m:
             for k, v in m.groupdict().items():
                 num = _number(v) if v is not None else None
@@ -609,9 +625,47 @@ def parse_lines(lines: Iterable[str], patterns: list[re.Pattern] | None = None) 
     return ch
 
 
+PATTERN_INPUT = 512  # characters of a line that [console] patterns are matched against (bounds backtracking)
+
+
+def _nested_repeat(parsed: Any, inside: bool = False) -> bool:
+    """Whether a parsed regex repeats without bound (``*``, ``+``, ``{n,}``) something that
+    itself repeats without bound, like ``(a+)+`` or ``(\\w+\\s*)*``: such a regex can try
+    exponentially many ways to split a line that does not match."""
+    for op, av in parsed:
+        if op in _REPEATS:
+            lo, hi, sub = av
+            unbounded = hi == _MAXREPEAT
+            if unbounded and inside:
+                return True
+            if _nested_repeat(sub, inside or unbounded):
+                return True
+        elif op is _SUBPATTERN:
+            if _nested_repeat(av[-1], inside):
+                return True
+        elif op is _BRANCH:
+            if any(_nested_repeat(b, inside) for b in av[1]):
+                return True
+        elif op in _ASSERTS:
+            if _nested_repeat(av[1], inside):
+                return True
+        elif op is _ATOMIC:
+            if _nested_repeat(av, inside):
+                return True
+        elif op is _GROUPREF_EXISTS:
+            if any(b is not None and _nested_repeat(b, inside) for b in av[1:]):
+                return True
+    return False
+
+
+def _shown(pattern: str) -> str:
+    return repr(pattern if len(pattern) <= 120 else pattern[:100] + "…")
+
+
 def compile_patterns(raw: Any) -> tuple[list[re.Pattern], list[str]]:
     """Project patterns from the config: regexes with named groups (``step`` for the x axis,
-    every other group a metric)."""
+    every other group a metric). A pattern that repeats a repeated group (``(a+)+``) is refused:
+    it can backtrack exponentially; every pattern sees at most PATTERN_INPUT characters of a line."""
     out: list[re.Pattern] = []
     problems: list[str] = []
     if raw is None:
@@ -624,11 +678,17 @@ def compile_patterns(raw: Any) -> tuple[list[re.Pattern], list[str]]:
             continue
         try:
             rx = re.compile(p)
-        except re.error as e:
-            problems.append(f"console pattern {p!r} does not compile: {e}")
+            nested = _nested_repeat(_sre_parse.parse(p))
+        except (re.error, RecursionError, OverflowError) as e:
+            problems.append(f"console pattern {_shown(p)} does not compile: {e}")
+            continue
+        if nested:
+            problems.append(f"console pattern {_shown(p)} repeats a group that itself repeats (like (a+)+ or "
+                            f"(\\w+\\s*)*), which can take exponential time on a line it does not match; "
+                            f"write the group once, e.g. (a+) for (a+)+")
             continue
         if not rx.groupindex:
-            problems.append(f"console pattern {p!r} has no named group (?P<name>...)")
+            problems.append(f"console pattern {_shown(p)} has no named group (?P<name>...)")
             continue
         out.append(rx)
     return out, problems
