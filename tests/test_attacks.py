@@ -215,3 +215,68 @@ def test_attack_console_pattern_sees_a_bounded_line():
     assert parse_segment("x" * PATTERN_INPUT + " @@ 0.75", [rx]) is None
     near = parse_segment("@@ 0.75 " + "x" * PATTERN_INPUT, [rx])
     assert near is not None and near.items == [("quality", 0.75)]
+
+
+# ---- item 7: YAML alias bombs ----------------------------------------------------------------------
+
+
+def alias_bomb(levels: int = 8) -> str:
+    """A config.yaml of ~350 bytes whose aliases expand to 9**levels strings ("billion laughs")."""
+    names = "abcdefghijklmnop"
+    lines = ["a: &a [x,x,x,x,x,x,x,x,x]"]
+    lines += [f"{names[i]}: &{names[i]} [" + ",".join([f"*{names[i - 1]}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\nlr: 0.01\n"
+
+
+def test_attack_yaml_alias_bomb_refused_by_the_loader():
+    import tracemalloc
+
+    import yaml
+
+    from runwise_mcp.sources.safeyaml import MAX_NODES, YamlRefused, safe_load
+
+    bomb = alias_bomb()
+    assert len(bomb) < 400
+    tracemalloc.start()
+    t0 = time.monotonic()
+    with pytest.raises(YamlRefused, match="more than 100,000 YAML nodes after expanding aliases"):
+        safe_load(bomb)
+    took = time.monotonic() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert took < LIVE and peak < 20 << 20
+    with pytest.raises(YamlRefused, match="refers to a node that contains it"):
+        safe_load("a: &a [1, *a]")
+    # documents below the bound load exactly as yaml.safe_load loads them, aliases included
+    for doc in (alias_bomb(4), (run_dir("legacy097-dryrun") / "config.yaml").read_text(),
+                "base: &b {lr: 0.1, wd: 0.01}\nrun:\n  <<: *b\n  lr: 0.2\n"):
+        assert safe_load(doc) == yaml.safe_load(doc)
+    assert MAX_NODES == 100_000
+
+
+async def test_attack_yaml_alias_bomb_refused(tmp_path):
+    """A pre-0.10 run whose config.yaml (its only config) is an alias bomb, and a 0.31 run with
+    one in files/: 72 s and 5 GB for get_config before the fix. Now every tool answers within
+    5 s, the refusal is reported with the run's problems and by get_config, and the runs'
+    other data is read as usual."""
+    old = copy_run("legacy097-dryrun", tmp_path)
+    (old / "config.yaml").write_text(alias_bomb())
+    new = copy_run("finished", tmp_path)
+    (new / "files" / "config.yaml").write_text(alias_bomb())
+    refusal = "config.yaml not loaded: more than 100,000 YAML nodes after expanding aliases (an alias bomb?)"
+    async with client_for(tmp_path) as c:
+        res, took = await timed_call(c, "list_runs", {})
+        out = text(res)
+        assert not res.is_error and took < LIVE
+        assert "L097-dryrun finished" in out and "R001-finished finished" in out
+        assert refusal in out  # with the problems list_runs reports
+        res, took = await timed_call(c, "get_config", {"run": "L097-dryrun"})
+        assert not res.is_error and took < LIVE
+        assert text(res) == f"L097-dryrun (ukrq8mrk) has no config to show: {refusal}"
+        res, took = await timed_call(c, "get_config", {"run": "R001"})
+        out = text(res)
+        assert not res.is_error and took < LIVE
+        assert "model.width: 256" in out and out.endswith(f"\nnot shown: {refusal}")  # the log's config stays
+        for run in ("L097-dryrun", "R001"):
+            res, took = await timed_call(c, "run_summary", {"run": run})
+            assert not res.is_error and took < LIVE and "train/loss" in text(res)

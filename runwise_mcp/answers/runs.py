@@ -168,11 +168,22 @@ def _group(lines: list[ra.KeyLine], run: Run, axes: set[str]) -> list[tuple[str,
 def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     r = get_run(index, run)
     items = sorted((kv for kv in flatten_config(r.config) if not kv[0].startswith("_wandb")), key=lambda kv: kv[0])
+    # a config.yaml that could not be read (e.g. refused as an alias bomb) is said where the config is asked for
+    unread = list(dict.fromkeys(seg.config_file.error for seg in index.segments(r) if seg.config_file.error))
+    if unread:
+        note = "; ".join(unread)
+        if not items:
+            return f"{ra.run_label(r)} has no config to show: {note}"
+        return _config_answer(r, items, pattern) + f"\nnot shown: {note}"
     if not items:
         if r.history.rows == 0 and not r.summary:
             raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
         return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
                 f"later with run.config[...] or run.config.update().")
+    return _config_answer(r, items, pattern)
+
+
+def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
     matched = [kv for kv in items if key_matches(kv[0], pattern)]
     if not matched:
         return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "

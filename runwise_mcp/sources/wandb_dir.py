@@ -27,6 +27,7 @@ import yaml
 from ..model import History, RunState, judge_state
 from .console import ConsoleFile
 from .jsonl import JsonlReader
+from .safeyaml import YamlRefused, safe_load
 from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
@@ -150,7 +151,10 @@ class SideFile:
             if self.kind == "json":
                 self.value = json.loads(data)
             else:
-                self.value = yaml.safe_load(data)
+                self.value = safe_load(data)  # alias expansion bounded
+        except YamlRefused as e:
+            self.error = f"{os.path.basename(self.path)} not loaded: {e}"
+            self.value = None
         except (OSError, ValueError, yaml.YAMLError, RecursionError) as e:
             self.error = f"{os.path.basename(self.path)} unreadable: {type(e).__name__}"
             self.value = None
