@@ -280,3 +280,84 @@ async def test_attack_yaml_alias_bomb_refused(tmp_path):
         for run in ("L097-dryrun", "R001"):
             res, took = await timed_call(c, "run_summary", {"run": run})
             assert not res.is_error and took < LIVE and "train/loss" in text(res)
+
+
+# ---- item 14: argument sizes ---------------------------------------------------------------------
+
+
+async def test_attack_200mb_run_argument_is_refused_promptly():
+    """A 200 MB `run` got no answer in 300 s (it was compared with every run name); now one
+    sentence within 5 s, without echoing the argument, and the next call is served."""
+    async with client_for(run_dir("finished").parent) as c:
+        res, took = await timed_call(c, "list_keys", {"run": "x" * (200 << 20)})
+        assert res.is_error and took < LIVE
+        assert text(res) == ("Error executing tool list_keys: `run` is 209,715,200 characters long, over the limit "
+                             "of 1,000; pass a run's name or id, a unique prefix, or latest (list_runs shows them).")
+        res, took = await timed_call(c, "list_keys", {"run": "R001"})
+        assert not res.is_error and took < LIVE
+
+
+def test_attack_64mb_run_argument_over_stdio_is_refused_promptly():
+    """The same over real stdio (raw JSON-RPC lines, as a client sends them): the reply comes
+    within 5 s of the request, and the server keeps serving."""
+    import json
+
+    from helpers import REPO
+
+    p = subprocess.Popen([sys.executable, "-m", "runwise_mcp", "--root", str(run_dir("finished").parent)],
+                         cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO), "RUNWISE_CACHE_DIR": "off"},
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert p.stdin is not None and p.stdout is not None
+    try:
+        def send(msg: bytes) -> None:
+            p.stdin.write(msg + b"\n")
+            p.stdin.flush()
+
+        send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode())
+        assert json.loads(p.stdout.readline())["id"] == 1
+        send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        t0 = time.monotonic()
+        send(b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"run_summary","arguments":{"run":"'
+             + b"x" * (64 << 20) + b'"}}}')
+        reply = json.loads(p.stdout.readline())
+        assert time.monotonic() - t0 < LIVE
+        assert reply["result"]["isError"] is True
+        assert "`run` is 67,108,864 characters long, over the limit of 1,000" in reply["result"]["content"][0]["text"]
+        send(b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_runs","arguments":{}}}')
+        reply = json.loads(p.stdout.readline())
+        assert reply["id"] == 3 and reply["result"]["isError"] is False
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+
+
+@pytest.mark.parametrize("tool,args,message", [
+    ("run_summary", {"run": "R001", "keys": [f"key{i}" for i in range(100_000)]},
+     "`keys` has 100,000 entries, over the limit of 200; pass fewer keys, or a glob such as train/*."),
+    ("get_history", {"run": "R001", "keys": ",".join(f"key{i}" for i in range(100_000))},
+     "`keys` is 888,889 characters long, over the limit of 20,000; pass metric names or globs such as "
+     "train/* (list_keys shows them)."),
+    ("get_history", {"run": "R001", "keys": ",".join(f"k{i}" for i in range(300))},
+     "`keys` lists more than 200 entries, over the limit of 200; pass fewer keys, or a glob such as train/*."),
+    ("diagnose_run", {"run": "R001", "keys": ["k" * 2000]},
+     "an entry of `keys` is 2,000 characters long, over the limit of 1,000; pass metric names or globs such as "
+     "train/* (list_keys shows them)."),
+    ("list_runs", {"query": "q" * 1001},
+     "`query` is 1,001 characters long, over the limit of 1,000; pass a few words, or tag:x group:x name:x."),
+    ("best_run", {"metric": "m" * 5000}, "`metric` is 5,000 characters long, over the limit of 1,000"),
+    ("list_keys", {"run": "R001", "pattern": "p" * 1001}, "`pattern` is 1,001 characters long"),
+    ("aggregate_runs", {"runs": [f"r{i}" for i in range(201)]}, "`runs` has 201 entries, over the limit of 200"),
+    ("tail_run", {"run": "R001", "cursor": "1:" + "9" * 2000}, "`cursor` is 2,002 characters long"),
+    ("get_history", {"run": "R001", "step_min": 10**30},
+     "`step_min` is out of range: steps are 64-bit integers (below 9.2e18); pass a step such as 50000."),
+])
+async def test_attack_oversized_arguments_get_one_sentence(tool, args, message):
+    """100,000 keys produced a 2.4 MB error; every oversized argument now gets one short sentence
+    saying what is wrong and what to pass, and the tool schemas are unchanged (see the snapshot)."""
+    async with client_for(run_dir("finished").parent) as c:
+        res, took = await timed_call(c, tool, args)
+    out = text(res)
+    assert res.is_error and took < LIVE
+    assert out.startswith(f"Error executing tool {tool}: ") and message in out
+    assert len(out) < 300
