@@ -22,7 +22,7 @@ from typing import Any
 
 from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
-from .model import History, Run, Segment, merge_histories
+from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time
 from .sources.console import compile_patterns, parse_lines
 from .sources.wandb_dir import RunDir, is_run_dir, looks_like_run_dir
 
@@ -282,7 +282,8 @@ class RunIndex:
                         if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
-            log.exception("failed to read %s", seg.path)
+            log.error("cannot read %s: %s: %s", seg.path, type(e).__name__, e)  # one line; traceback at debug
+            log.debug("traceback of the failure above", exc_info=True)
             self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
             return False
 
@@ -544,9 +545,9 @@ def build_run(run_id: str, segs: list[RunDir]) -> Run:
             producer=seg.producer, rows=h.rows,
             first_step=h.first_step, last_step=h.last_step,
         ))
-    run.start_time = next((s.start_time for s in segs if s.start_time), None)
+    run.start_time = sane_time(next((s.start_time for s in segs if s.start_time), None))  # 1e300: unknown
     runtimes = [s.runtime for s in segs if s.runtime is not None]
-    run.runtime = sum(runtimes) if runtimes else None
+    run.runtime = sane_seconds(sum(runtimes)) if runtimes else None  # an infinite _runtime: unknown
     run.history, notes = merge_histories([s.history for s in segs])
     run.system, _ = merge_histories([s.system for s in segs])
     run.notes_read.extend(notes)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -90,13 +92,22 @@ def check_args(**args: object) -> None:
                             f"such as 50000.")
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: type, message (cut at 300 characters) and where it was raised."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
+
+
 def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
     try:
         return fn(*args, **kwargs)
     except answers.UserError as e:
         raise ToolError(str(e)) from None
     except Exception as e:  # never let a reader bug become an opaque failure
-        log.exception("tool failed")
+        log.error("tool %s failed: %s", getattr(fn, "__name__", fn), one_line(e))  # the traceback at debug level
+        log.debug("traceback of the failure above", exc_info=True)
         raise ToolError(f"internal error: {type(e).__name__}: {e}. This is a bug in runwise-mcp; "
                         f"`runwise-mcp --check` shows what it can read.") from None
 

@@ -361,3 +361,319 @@ async def test_attack_oversized_arguments_get_one_sentence(tool, args, message):
     assert res.is_error and took < LIVE
     assert out.startswith(f"Error executing tool {tool}: ") and message in out
     assert len(out) < 300
+
+
+# ---- item 12: hostile values ----------------------------------------------------------------------
+
+BLOCK = 32 * 1024
+
+
+def read_records(path: Path) -> list[bytes]:
+    """Every complete record of a .wandb file, by an independent walk of the LevelDB framing."""
+    data = path.read_bytes()
+    out, parts, pos = [], [], 7
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:
+            pos += BLOCK - pos % BLOCK
+            continue
+        n, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0 or pos + 7 + n > len(data):
+            break
+        parts.append(data[pos + 7:pos + 7 + n])
+        pos += 7 + n
+        if kind in (1, 4):  # FULL, LAST
+            out.append(b"".join(parts))
+            parts = []
+    return out
+
+
+def write_records(path: Path, header: bytes, records: list[bytes]) -> None:
+    """A .wandb file of ``records``, framed as wandb frames them (32 KiB blocks, CRC32 per chunk)."""
+    import struct
+    import zlib
+
+    out = bytearray(header)
+    for rec in records:
+        first = True
+        while True:
+            room = BLOCK - len(out) % BLOCK
+            if room < 7:
+                out += b"\x00" * room
+                room = BLOCK
+            chunk, rec = rec[:room - 7], rec[room - 7:]
+            kind = (1 if not rec else 2) if first else (4 if not rec else 3)  # FULL FIRST / LAST MIDDLE
+            out += struct.pack("<IHB", zlib.crc32(chunk, zlib.crc32(bytes([kind]))), len(chunk), kind) + chunk
+            first = False
+            if not rec:
+                break
+    path.write_bytes(bytes(out))
+
+
+def rewrite_log(path: Path, change) -> int:
+    """Decode each record with wandb's own protobuf classes, let ``change(record)`` edit it in
+    place (returning True when it did), and write the log again; returns how many changed."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    header = path.read_bytes()[:7]
+    records, changed = [], 0
+    for raw in read_records(path):
+        rec = pb.Record.FromString(raw)
+        if change(rec):
+            changed += 1
+            raw = rec.SerializeToString()
+        records.append(raw)
+    write_records(path, header, records)
+    return changed
+
+
+def test_rewritten_log_reads_as_the_original(tmp_path):
+    """The test's own framing writer: an unchanged rewrite decodes to the same records."""
+    from runwise_mcp.sources.wandb_log import WandbLog
+
+    d = copy_run("finished", tmp_path)
+    (log,) = d.glob("run-*.wandb")
+    before = WandbLog(str(log))
+    before.update()
+    assert rewrite_log(log, lambda rec: False) == 0
+    after = WandbLog(str(log))
+    after.update()
+    assert (after.records, after.history.rows, after.bad_records) == (before.records, before.history.rows, 0)
+    assert after.summary().keys() == before.summary().keys()
+
+
+def every_tool(run: str, other: str = "R001") -> list[tuple[str, dict]]:
+    return [("list_runs", {}), ("run_summary", {"run": run}), ("list_keys", {"run": run}),
+            ("get_config", {"run": run}), ("get_history", {"run": run}), ("history_stats", {"run": run}),
+            ("diagnose_run", {"run": run}), ("tail_run", {"run": run}), ("best_run", {"metric": "train/loss"}),
+            ("aggregate_runs", {"keys": ["train/loss"]}), ("compare_runs", {"runs": [run, other]}),
+            ("sync_runs", {})]
+
+
+async def answers_of_every_tool(root: Path, run: str) -> dict[str, str]:
+    """Every tool on ``run`` (next to the untouched R001): each answers, quickly, without error."""
+    out = {}
+    async with client_for(root) as c:
+        for tool, args in every_tool(run):
+            res, took = await timed_call(c, tool, args)
+            assert not res.is_error, (tool, text(res))
+            assert took < LIVE, tool
+            out[tool] = text(res)
+    line = next(ln for ln in out["list_runs"].splitlines() if ln.startswith("R001-finished"))
+    assert re.match(r"R001-finished finished \| (11-27 )?12:52 \| step 400 \| 0\.6s \| ", line)  # intact
+    return out
+
+
+def jsonl_rows(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(ln) for ln in path.read_text().splitlines()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # NaN/Infinity written as such
+
+
+def history_rewrite(row_no: int, key: str, value_json: str):
+    """A rewrite_log change: set ``key``'s value_json in history row ``row_no`` (0-based)."""
+    seen = [0]
+
+    def change(rec) -> bool:
+        if rec.WhichOneof("record_type") != "history":
+            return False
+        seen[0] += 1
+        if seen[0] - 1 != row_no:
+            return False
+        for item in rec.history.item:
+            if item.key == key:
+                item.value_json = value_json
+                return True
+        return False
+
+    return change
+
+
+async def test_attack_runtime_infinity(tmp_path):
+    """`_runtime: Infinity` in the last row of a pre-0.10 history and of a 0.16 log: their
+    runtime becomes unknown ("-"), every tool answers, the other run is unaffected."""
+    copy_run("finished", tmp_path)
+    old = copy_run("legacy097-dryrun", tmp_path)
+    rows = jsonl_rows(old / "wandb-history.jsonl")
+    rows[-1]["_runtime"] = float("inf")
+    write_jsonl(old / "wandb-history.jsonl", rows)
+    v016 = copy_run("legacy016-finished", tmp_path)
+    (log,) = v016.glob("run-*.wandb")
+    assert rewrite_log(log, history_rewrite(29, "_runtime", "Infinity")) == 1
+    for run in ("L097-dryrun", "L016-finished"):
+        out = await answers_of_every_tool(tmp_path, run)
+        assert re.search(rf"\n{run} finished \| (11-27 )?12:5\d \| step 29 \| - \| ", out["list_runs"])
+        assert out["run_summary"].startswith(f"{run} (") and "| step 29 | -" in out["run_summary"]
+
+
+async def test_attack_timestamp_1e300(tmp_path, hostile_wandb_run):
+    """`_timestamp: 1e300` in a row the real wandb wrote (0.31 keeps it as given), and in a
+    pre-0.10 run's first history row and system events: every row but the events row is kept,
+    the start time it implies is unknown, the events row is skipped and counted."""
+    copy_run("finished", tmp_path)
+    hostile_copy(hostile_wandb_run, tmp_path)
+    out = await answers_of_every_tool(tmp_path, "hostile-run")
+    assert "20 rows, steps 0–19" in out["list_keys"]
+    old = copy_run("legacy097-dryrun", tmp_path)
+    rows = jsonl_rows(old / "wandb-history.jsonl")
+    rows[0]["_timestamp"] = 1e300
+    write_jsonl(old / "wandb-history.jsonl", rows)
+    events = jsonl_rows(old / "wandb-events.jsonl")
+    write_jsonl(old / "wandb-events.jsonl", events + [dict(events[0], _timestamp=1e300)])
+    meta = (old / "wandb-metadata.json").read_text()  # without startedAt the start comes from the rows
+    (old / "wandb-metadata.json").write_text(meta.replace('"startedAt"', '"startedAtX"'))
+    out = await answers_of_every_tool(tmp_path, "L097-dryrun")
+    assert "L097-dryrun finished | - | step 29 | " in out["list_runs"]
+    assert "30 rows, steps 0–29" in out["list_keys"]
+    assert "unreadable: 1 problem, first: dryrun-20261127_125308-ukrq8mrk: wandb-events.jsonl: 1 row(s) with a " \
+           "step or time past 64 bits, skipped" in out["list_runs"]
+
+
+async def test_attack_start_time_of_10_to_15_seconds(tmp_path):
+    """A run record whose start time is 10**15 s (year 31,690,708): the start is unknown and
+    said to be ignored, the run is listed and exported, the other run is unharmed."""
+    copy_run("legacy016-finished", tmp_path)
+    d = copy_run("finished", tmp_path)
+    (log,) = d.glob("run-*.wandb")
+
+    def future(rec) -> bool:
+        if rec.WhichOneof("record_type") == "run" and rec.run.start_time.seconds:
+            rec.run.start_time.seconds = 10**15
+            return True
+        return False
+
+    assert rewrite_log(log, future) >= 1
+    async with client_for(tmp_path) as c:
+        res, took = await timed_call(c, "list_runs", {})
+        out = text(res)
+        assert not res.is_error and took < LIVE
+        assert "R001-finished finished | - | step 400 | 0.6s | " in out
+        assert re.search(r"\nL016-finished finished \| (11-27 )?12:52 \| step 29", out)
+        assert "run start time 1e+15 s is not a date; ignored" in out
+        for tool, args in every_tool("R001", other="L016")[1:]:
+            res, took = await timed_call(c, tool, args)
+            assert not res.is_error and took < LIVE, (tool, text(res))
+        res, took = await timed_call(c, "sync_runs", {"runs": ["R001"], "action": "export",
+                                                      "dest": str(tmp_path / "export")})
+        assert not res.is_error and took < LIVE, text(res)
+    (meta,) = (tmp_path / "export").rglob("wandb-metadata.json")
+    assert '"startedAt": "2026-11-27T12:52:33' in meta.read_text()  # from the environment record, not 10**15
+
+
+async def test_attack_step_1e300(tmp_path, caplog):
+    """`_step: 1e300` in a 0.16 log's row (where the step is that item) and in a pre-0.10 history
+    row: that one row is skipped and counted in the run's problems, the run keeps every other row,
+    and the skip is logged as one line, not a traceback."""
+    copy_run("finished", tmp_path)
+    v016 = copy_run("legacy016-finished", tmp_path)
+    (log,) = v016.glob("run-*.wandb")
+    assert rewrite_log(log, history_rewrite(4, "_step", "1e300")) == 1
+    old = copy_run("legacy097-dryrun", tmp_path)
+    rows = jsonl_rows(old / "wandb-history.jsonl")
+    rows[4]["_step"] = 1e300
+    write_jsonl(old / "wandb-history.jsonl", rows)
+    caplog.set_level("WARNING")
+    for run in ("L016-finished", "L097-dryrun"):
+        out = await answers_of_every_tool(tmp_path, run)
+        assert "29 rows, steps 0–29" in out["list_keys"]  # 30 rows less the bad one
+        assert "\n4," not in out["get_history"] and "\n5," in out["get_history"]
+    skipped = [r for r in caplog.records if "row skipped" in r.getMessage()]
+    assert skipped and all(r.exc_info is None and "\n" not in r.getMessage() for r in skipped)
+    from runwise_mcp.config import load_settings as ls
+    from runwise_mcp.index import RunIndex
+
+    problems = RunIndex(ls([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"}))
+    problems.runs()
+    got = "\n".join(problems.problems())
+    assert "run-e1oj19u5.wandb: 1 history row(s) with a step past 64 bits, skipped" in got
+    assert "wandb-history.jsonl: 1 row(s) with a step or time past 64 bits, skipped" in got
+
+
+async def test_attack_console_step_past_64_bits(tmp_path, hostile_wandb_run):
+    """The real wandb run printed `step 99999999999999999999999 loss 0.5` (it ended every console
+    tool in an internal error): the line is skipped and counted, every other printed step read."""
+    copy_run("finished", tmp_path)
+    hostile_copy(hostile_wandb_run, tmp_path)
+    out = await answers_of_every_tool(tmp_path, "hostile-run")
+    async with client_for(tmp_path) as c:
+        res = await c.call_tool("get_history", {"run": "hostile-run", "source": "console"})
+    got = text(res)
+    assert not res.is_error, got
+    assert "1 line skipped (a step or counter that is not a 64-bit integer)" in got
+    assert got.rstrip().endswith("20,0.01") and "\n19,0.05" in got
+    assert "latest printed @20" in out["tail_run"]
+
+
+async def test_attack_compare_runs_5000_digit_step(tmp_path):
+    """A 5,000-digit @step (and a 900-digit one, within the size limit) get a clear error, not an
+    internal one; so does aggregate_runs(at=...) with 900 digits."""
+    copy_run("finished", tmp_path)
+    copy_run("crashed", tmp_path)
+    async with client_for(tmp_path) as c:
+        for args, expect in (
+                ({"runs": ["R001@" + "9" * 5000, "R002"]}, "an entry of `runs` is 5,005 characters long, over the "
+                                                            "limit of 1,000"),
+                ({"runs": ["R001@" + "9" * 900, "R002"]}, "R001@…: step 999999999999…(900 digits) is past 64 bits: "
+                                                           "steps are below 9.2e18; write R001@50000, R001@50k or "
+                                                           "R001@1.2M")):
+            res, took = await timed_call(c, "compare_runs", args)
+            assert res.is_error and took < LIVE and expect in text(res) and "internal error" not in text(res)
+        res, _ = await timed_call(c, "aggregate_runs", {"at": "9" * 900})
+        assert res.is_error and "is past 64 bits" in text(res) and "internal error" not in text(res)
+        res, _ = await timed_call(c, "compare_runs", {"runs": ["R001@50", "R002@50"]})
+        assert not res.is_error and "at step 50" in text(res)
+
+
+async def test_attack_export_dest_with_nul(tmp_path):
+    """sync_runs(action="export") with a NUL in dest ended in an internal error (ValueError from
+    os.path); now one sentence, and nothing is written."""
+    copy_run("finished", tmp_path / "root")
+    async with client_for(tmp_path / "root") as c:
+        res, _ = await timed_call(c, "sync_runs", {"runs": ["R001"], "action": "export",
+                                                   "dest": str(tmp_path / "out\0evil")})
+    assert res.is_error and text(res) == ("Error executing tool sync_runs: `dest` contains a NUL character, "
+                                          "which no path can hold; pass a directory path.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+    from runwise_mcp import answers
+    from runwise_mcp.index import RunIndex
+
+    with pytest.raises(answers.UserError, match="NUL"):  # the answer layer checks it too (the CLI path)
+        answers.sync_runs(RunIndex(load_settings([str(tmp_path / "root")], env={"RUNWISE_CACHE_DIR": "off"})),
+                          ["R001"], "export", str(tmp_path / "out\0evil"))
+
+
+async def test_attack_scan_depth_100000(tmp_path):
+    """RUNWISE_SCAN_DEPTH=100000 under a root holding a 1,200-level directory chain: the walk
+    recursed past Python's limit (RecursionError on every call). The depth is capped at 64 with
+    a message (--check and the server log show it), and the run is found."""
+    copy_run("finished", tmp_path)
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(1200):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
+    env = {"RUNWISE_SCAN_DEPTH": "100000"}
+    settings = load_settings([str(tmp_path)], env=env)
+    assert settings.max_depth == 64
+    assert settings.config_problems == ["RUNWISE_SCAN_DEPTH=100000 is over the maximum of 64: searching 64 "
+                                        "directory levels below each root; set RUNWISE_SCAN_DEPTH to 64 or less, "
+                                        "or pass a deeper directory as the root"]
+    async with client_for(tmp_path, env) as c:
+        res, took = await timed_call(c, "list_runs", {})
+    assert not res.is_error and took < LIVE and "\nR001-finished finished | " in text(res)
+    from helpers import REPO
+
+    check = subprocess.run([sys.executable, "-m", "runwise_mcp", "--check", "--root", str(tmp_path)],
+                           capture_output=True, text=True, cwd=str(REPO), timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(REPO), "RUNWISE_SCAN_DEPTH": "100000",
+                                "RUNWISE_CACHE_DIR": "off"})
+    assert check.returncode == 0 and "config: RUNWISE_SCAN_DEPTH=100000 is over the maximum of 64" in check.stdout

@@ -208,6 +208,7 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     for root in s.roots:
         out.append(f"  {root}")
     out.append(f"scan depth {s.max_depth}, running/killed threshold {t.duration(s.stale_after)}")
+    out.extend(f"config: {p}" for p in s.config_problems)
     out.append(f"cache of decoded logs: {s.cache_dir or 'off'}" + (
         f" (logs of {s.cache_min_bytes >> 20} MiB and more)" if s.cache_dir else ""))
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import History
+from ..model import STEP_LIMIT, History
 
 try:  # the regex parser, to check [console] patterns for nested repeats
     from re import _constants as _sre_constants
@@ -397,7 +397,6 @@ def _make_plan(rest: str, parsed: Parsed) -> _Plan | bool:
 
 
 TAIL_LINES = 2000
-STEP_LIMIT = 1 << 63  # steps are 64-bit integers
 MAX_PARSE = 8 << 10  # characters of one line (of one \r redraw) that are parsed; a longer one is cut and counted
 
 
@@ -634,7 +633,7 @@ def _nested_repeat(parsed: Any, inside: bool = False) -> bool:
     exponentially many ways to split a line that does not match."""
     for op, av in parsed:
         if op in _REPEATS:
-            lo, hi, sub = av
+            _, hi, sub = av
             unbounded = hi == _MAXREPEAT
             if unbounded and inside:
                 return True

@@ -658,10 +658,13 @@ class RunDir:
                 out.append(f"{name}: {r.damage.describe()}")
             if self.log.bad_records:
                 out.append(f"{name}: {self.log.bad_records} record(s) did not decode")
+            out.extend(f"{name}: {note}" for note in self.log.value_notes())
         for side in (self.summary_file, self.config_file, self.meta_file):
             if side.error:
                 out.append(side.error)
         for j in self.jsonl:
             if j.reader.bad_lines:
                 out.append(f"{os.path.basename(j.path)}: {j.reader.bad_lines} line(s) not JSON objects, skipped")
+            if j.reader.bad_rows:
+                out.append(f"{os.path.basename(j.path)}: {j.reader.bad_rows} row(s) with a step or time past 64 bits, skipped")
         return out
