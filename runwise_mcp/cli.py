@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if ok else 1)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="runwise-mcp %(levelname)s %(name)s: %(message)s")
+    for problem in settings.config_problems:  # e.g. RUNWISE_SCAN_DEPTH capped, runwise.toml ignored
+        logging.getLogger("runwise_mcp").warning("%s", problem)
     from .server import build_server
 
     build_server(settings).run()

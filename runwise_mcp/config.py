@@ -17,6 +17,7 @@ ENV_CACHE_DIR = "RUNWISE_CACHE_DIR"  # where decoded logs are cached; "off" disa
 
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
+MAX_DEPTH = 64  # RUNWISE_SCAN_DEPTH is capped here (the walk recurses once per level)
 DEFAULT_CACHE_MB = 1024
 SKIM_ABOVE_BYTES = 256 << 10  # run lists only skim logs larger than this; tools on one run read it all
 BYTES_PER_POINT = 16  # memory estimate of one cached history value (value + step)
@@ -66,8 +67,14 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
     else:
         chosen, source = [cwd or os.getcwd()], "cwd"
     chosen = [os.path.abspath(os.path.expanduser(p.strip())) for p in chosen]
-    depth = int(_float_env(env, ENV_DEPTH, DEFAULT_DEPTH))
+    depth = _float_env(env, ENV_DEPTH, DEFAULT_DEPTH)
     project, config_file, problems = load_project_config(list(dict.fromkeys(chosen)) + [cwd or os.getcwd()])
+    if depth > MAX_DEPTH:
+        problems.append(f"{ENV_DEPTH}={env[ENV_DEPTH].strip()[:20]} is over the maximum of {MAX_DEPTH}: "
+                        f"searching {MAX_DEPTH} directory levels below each root; set {ENV_DEPTH} to {MAX_DEPTH} "
+                        f"or less, or pass a deeper directory as the root")
+        depth = MAX_DEPTH
+    depth = int(depth)
     diagnose = project.get("diagnose", {})
     if not isinstance(diagnose, dict):
         problems.append(f"{config_file}: [diagnose] must be a table")

@@ -26,7 +26,7 @@ from typing import Any
 from . import confine
 from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
-from .model import History, Run, Segment, merge_histories
+from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time
 from .sources import SOURCES
 from .sources.base import ReadContext, RunPart, Source
 from .sources.console import compile_patterns, parse_lines
@@ -58,6 +58,8 @@ class ConsoleView:
     percent: set[str] = field(default_factory=set)  # keys printed as percentages
     files: list[str] = field(default_factory=list)
     lines: int = 0
+    capped: int = 0  # lines longer than console.MAX_PARSE, parsed only up to it
+    bad_rows: int = 0  # lines skipped for a step or counter that is not a 64-bit integer
     partial: bool = False  # only a tail was parsed
     total: int | None = None  # planned steps, when a progress counter printed n/N
     rate: float | None = None  # it/s printed by a progress bar
@@ -284,7 +286,8 @@ class RunIndex:
                         if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
-            log.exception("failed to read %s", seg.path)
+            log.error("cannot read %s: %s: %s", seg.path, type(e).__name__, e)  # one line; traceback at debug
+            log.debug("traceback of the failure above", exc_info=True)
             self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
             return False
 
@@ -491,6 +494,7 @@ class RunIndex:
                     h = cf.history()
                     view.files.append(os.path.relpath(cf.path, seg.path) + where)
                     view.lines += cf.parsed.lines
+                    view.capped, view.bad_rows = view.capped + cf.parsed.capped, view.bad_rows + cf.parsed.bad_rows
                     view.partial = view.partial or bool(cf.start_offset)
                     view.percent |= cf.parsed.percent
                     view.total = cf.parsed.total or view.total
@@ -504,6 +508,7 @@ class RunIndex:
                         ch = parse_lines(lines, self._patterns)
                         view.files.append(os.path.basename(seg.info.main_file or seg.path) + f" console records{where}")
                         view.lines += ch.lines
+                        view.capped, view.bad_rows = view.capped + ch.capped, view.bad_rows + ch.bad_rows
                         view.partial = True
                         view.percent |= ch.percent
                         view.total = ch.total or view.total
@@ -548,9 +553,9 @@ def build_run(run_id: str, segs: list[RunPart]) -> Run:
             hints=info.hints,
         ))
         run.notes_read.extend(seg.notes())
-    run.start_time = next((s.start_time for s in segs if s.start_time), None)
+    run.start_time = sane_time(next((s.start_time for s in segs if s.start_time), None))  # 1e300: unknown
     runtimes = [s.runtime for s in segs if s.runtime is not None]
-    run.runtime = sum(runtimes) if runtimes else None
+    run.runtime = sane_seconds(sum(runtimes)) if runtimes else None  # an infinite _runtime: unknown
     run.history, notes = merge_histories([s.history for s in segs])
     run.system, _ = merge_histories([s.system for s in segs])
     run.notes_read.extend(notes)

@@ -15,6 +15,20 @@ from typing import Any
 # Keys wandb adds to every row; they are kept but are not "metrics".
 RESERVED_KEYS = ("_step", "_runtime", "_timestamp")
 
+STEP_LIMIT = 1 << 63  # steps are 64-bit integers (the history's step array holds int64)
+MAX_EPOCH = 253_402_300_800.0  # 10000-01-01: a later (or infinite) time is no time a run started
+MAX_SECONDS = 1e10  # ~317 years: a longer (or infinite) runtime is a bad value
+
+
+def sane_time(t: float | None) -> float | None:
+    """An epoch time a run can have started at (1970 to 9999), else None."""
+    return t if isinstance(t, (int, float)) and 0 < t < MAX_EPOCH else None
+
+
+def sane_seconds(s: float | None) -> float | None:
+    """A duration a run can have taken (finite, 0 to ~317 years), else None."""
+    return s if isinstance(s, (int, float)) and 0 <= s < MAX_SECONDS else None
+
 
 class Column:
     """The numeric points of one key. Steps ascend within one file."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import traceback
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -39,13 +41,73 @@ PatternArg = Annotated[str, Field(description="Substring or glob filter on keys"
 KeysArg = list[str] | str | None
 
 
+# ---- argument sizes -------------------------------------------------------------------------------
+# Checked before any work (the schemas stay as they are): a 200 MB `run` would otherwise be
+# compared with every run name, and 100,000 unknown keys echoed back in a 2.4 MB error.
+
+MAX_TEXT = 1_000  # characters of run, query, pattern, metric, prefix, cursor and of one key or run
+MAX_ITEMS = 200  # keys or runs in one call
+MAX_LIST_TEXT = 20_000  # characters of keys or runs given as one comma-separated string
+MAX_PATH = 4_096  # characters of dest
+STEP_LIMIT = 1 << 63  # steps are 64-bit integers
+
+_WHAT = {
+    "run": "a run's name or id, a unique prefix, or latest (list_runs shows them)",
+    "runs": "run names or ids (list_runs shows them)",
+    "keys": "metric names or globs such as train/* (list_keys shows them)",
+    "query": "a few words, or tag:x group:x name:x",
+    "pattern": "a substring or glob of key names",
+    "metric": "one metric name (list_keys shows them)",
+    "prefix": "a key prefix such as val/",
+    "cursor": "the cursor the previous tail_run answer gave",
+    "at": "a step such as 50000, 50k or 1.2M",
+    "dest": "a directory path",
+}
+
+
+def check_args(**args: object) -> None:
+    """Raise ToolError for an argument too long, too many items, a NUL in a path or a step past
+    64 bits: one sentence saying what is wrong and what to pass instead (never echoing it)."""
+    for name, v in args.items():
+        what = _WHAT.get(name, "a shorter value")
+        if isinstance(v, str):
+            limit = MAX_PATH if name == "dest" else MAX_LIST_TEXT if name in ("keys", "runs") else MAX_TEXT
+            if len(v) > limit:
+                raise ToolError(f"`{name}` is {len(v):,} characters long, over the limit of {limit:,}; pass {what}.")
+            if name == "dest" and "\0" in v:
+                raise ToolError("`dest` contains a NUL character, which no path can hold; pass a directory path.")
+            if name in ("keys", "runs") and v.count(",") >= MAX_ITEMS:
+                raise ToolError(f"`{name}` lists more than {MAX_ITEMS} entries, over the limit of {MAX_ITEMS}; "
+                                f"pass fewer {name}" + (", or a glob such as train/*." if name == "keys" else "."))
+        elif isinstance(v, list):
+            if len(v) > MAX_ITEMS:
+                raise ToolError(f"`{name}` has {len(v):,} entries, over the limit of {MAX_ITEMS}; pass fewer {name}"
+                                + (", or a glob such as train/*." if name == "keys" else "."))
+            for item in v:
+                if isinstance(item, str) and len(item) > MAX_TEXT:
+                    raise ToolError(f"an entry of `{name}` is {len(item):,} characters long, over the limit of "
+                                    f"{MAX_TEXT:,}; pass {what}.")
+        elif isinstance(v, int) and not isinstance(v, bool) and not -STEP_LIMIT <= v < STEP_LIMIT:
+            raise ToolError(f"`{name}` is out of range: steps are 64-bit integers (below 9.2e18); pass a step "
+                            f"such as 50000.")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: type, message (cut at 300 characters) and where it was raised."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
+
+
 def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
     try:
         return fn(*args, **kwargs)
     except answers.UserError as e:
         raise ToolError(str(e)) from None
     except Exception as e:  # never let a reader bug become an opaque failure
-        log.exception("tool failed")
+        log.error("tool %s failed: %s", getattr(fn, "__name__", fn), one_line(e))  # the traceback at debug level
+        log.debug("traceback of the failure above", exc_info=True)
         raise ToolError(f"internal error: {type(e).__name__}: {e}. This is a bug in runwise-mcp; "
                         f"`runwise-mcp --check` shows what it can read.") from None
 
@@ -90,6 +152,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> str:
         """Find runs: state and why, start, step, runtime, main metric trend, tags."""
+        check_args(query=query, offset=offset)
         progress = _progress(ctx)
         return await anyio.to_thread.run_sync(
             lambda: _answer(answers.list_runs, index, query, state, limit, offset,
@@ -98,16 +161,19 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def list_keys(ctx: Context, run: RunArg = "latest", pattern: PatternArg = "") -> str:
         """A run's logged metric keys by prefix: points, step range, last value. System metrics collapsed."""
+        check_args(run=run, pattern=pattern)
         return await _call(ctx, answers.list_keys, index, run, pattern)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def get_config(ctx: Context, run: RunArg = "latest", pattern: PatternArg = "") -> str:
         """A run's config (hyperparameters) as sorted a.b.c: value lines."""
+        check_args(run=run, pattern=pattern)
         return await _call(ctx, answers.get_config, index, run, pattern)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def run_summary(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """How training goes: state, step, main metrics (last, best, trend), anomalies, sources."""
+        check_args(run=run, keys=keys)
         return await _call(ctx, answers.run_summary, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -121,11 +187,13 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         source: Literal["auto", "history", "console"] = "auto",
     ) -> str:
         """Metric history as CSV joined on step; downsampling keeps each bucket's min, max and NaN."""
+        check_args(run=run, keys=keys, step_min=step_min, step_max=step_max)
         return await _call(ctx, answers.get_history, index, run, keys, samples, step_min, step_max, source)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def history_stats(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """Per key over all points: count, first, last, min/max@step, mean, NaN/inf, recent slope."""
+        check_args(run=run, keys=keys)
         return await _call(ctx, answers.history_stats, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -138,6 +206,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         by: Literal["best", "last"] = "best",
     ) -> str:
         """Rank runs by a metric's best (or last) value; goal auto: define_metric's, else by name."""
+        check_args(metric=metric, query=query)
         return await _call(ctx, answers.best_run, index, metric, goal, top, query, by)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -151,6 +220,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         format: Literal["text", "md", "csv", "json"] = "text",
     ) -> str:
         """Runs side by side (final, at a step or stage) with deltas vs the first; config differences."""
+        check_args(runs=runs, keys=keys, prefix=prefix)
         return await _call(ctx, answers.compare_runs, index, runs, keys, prefix, min_change_pct, config_diff, format)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -162,11 +232,13 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         at: int | str | None = None,
     ) -> str:
         """Mean ± std, min, max across runs (seeds, sweeps) at their end or at step `at`."""
+        check_args(runs=runs, query=query, keys=keys, at=at)
         return await _call(ctx, answers.aggregate_runs, index, runs, query, keys, at)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def diagnose_run(ctx: Context, run: RunArg = "latest", keys: KeysArg = None) -> str:
         """Anomalies over all points: NaN, spikes, divergence, overfit, plateau, grad norm, throughput."""
+        check_args(run=run, keys=keys)
         return await _call(ctx, answers.diagnose_run, index, run, keys)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
@@ -177,6 +249,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         cursor: str | None = None,
     ) -> str:
         """Live view: latest values, speed/ETA, last console lines (errors flagged); pass cursor for only new output."""
+        check_args(run=run, cursor=cursor)
         return await _call(ctx, answers.tail_run, index, run, lines, cursor)
 
     @mcp.tool(annotations=SYNC, structured_output=False)
@@ -188,6 +261,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         in_place: bool = False,
     ) -> str:
         """Sync state and damaged logs; export jsonl/json/yaml from the log (to dest or cache); upload runs wandb sync."""
+        check_args(runs=runs, dest=dest)
         if action == "status":
             return _answer(answers.sync_runs, index, runs, action, dest, in_place)
         progress = _progress(ctx)

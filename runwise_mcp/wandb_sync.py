@@ -24,7 +24,7 @@ import yaml
 
 from .config import ENV_WANDB_CLI, user_cache_dir
 from .confine import file_key
-from .model import Run
+from .model import Run, sane_time
 from .sources.wandb_dir import RunDir
 
 EXPORT_FILES = ("wandb-history.jsonl", "wandb-summary.json", "config.yaml", "wandb-metadata.json")
@@ -182,7 +182,7 @@ def summary_json(run: Run) -> str:
 
 def metadata_json(run: Run) -> str:
     env = dict(run.environment)
-    started = env.pop("started_at", None) or run.start_time
+    started = sane_time(env.pop("started_at", None)) or sane_time(run.start_time)
     meta: dict[str, Any] = {k: v for k, v in env.items() if isinstance(v, (str, int, float, list, dict))}
     if started:
         meta["startedAt"] = datetime.fromtimestamp(started, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -17,12 +17,17 @@ _MULT = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 
 
 def parse_step(text: str) -> int | None:
-    """"50000", "50,000", "50k", "1.2M" -> an int step; None when it is not a step."""
+    """"50000", "50,000", "50k", "1.2M" -> an int step; None when it is not a step. Raises
+    ValueError for a step past 64 bits (a 5,000-digit one would overflow on the way)."""
     m = _STEP.match(text)
     if not m:
         return None
-    num = float(m.group(1).replace(",", "").replace("_", ""))
-    return int(round(num * _MULT[m.group(2).lower()]))
+    digits = m.group(1).replace(",", "").replace("_", "")
+    num = float(digits) * _MULT[m.group(2).lower()]
+    if not num < 2**63:  # float() of any digit string is finite or inf, never an error
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}…({len(digits):,} digits)"
+        raise ValueError(f"step {shown}{m.group(2)} is past 64 bits: steps are below 9.2e18")
+    return int(round(num))
 
 
 @dataclass
@@ -57,7 +62,11 @@ def parse_entry(entry: str) -> Point:
         if not key.strip() or v is None:
             raise ValueError(f"{entry!r}: write @KEY=VALUE with a numeric value, e.g. {ref}@curriculum/stage=2")
         return Point(ref, stage_key=key.strip(), stage=v, label=entry)
-    s = parse_step(at)
+    try:
+        s = parse_step(at)
+    except ValueError as e:
+        short = ref if len(ref) <= 60 else ref[:60] + "…"
+        raise ValueError(f"{short}@…: {e}; write {short}@50000, {short}@50k or {short}@1.2M") from None
     if s is None:
         raise ValueError(f"{entry!r}: {at!r} is not a step; write {ref}@50000, {ref}@50k, {ref}@1.2M, "
                          f"{ref}@stage:2 or {ref}@KEY=VALUE")

@@ -216,7 +216,10 @@ def aggregate_runs(index: RunIndex, runs: list[str] | str | None = None, query: 
     refs = parse_keys(runs)
     step = None
     if at is not None and str(at).strip():
-        step = at if isinstance(at, int) else parse_step(str(at))
+        try:
+            step = at if isinstance(at, int) else parse_step(str(at))
+        except ValueError as e:
+            raise UserError(f"at: {e}; pass a step such as 50000, 50k or 1.2M") from None
         if step is None:
             raise UserError(f"at must be a step such as 50000, 50k or 1.2M; got {at!r}")
     if refs:

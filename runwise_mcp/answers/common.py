@@ -13,6 +13,7 @@ from ..index import ConsoleView, RunIndex, RunNotFound
 from ..model import History, Run, history_after, merge_histories
 from ..render import answers as ra
 from ..render import text as t
+from ..sources.console import MAX_PARSE
 
 SPARK_BUCKETS = 6  # ~2 tokens a character: a 6-step picture plus an arrow
 MAX_KEYS = 120
@@ -198,6 +199,17 @@ def _with_history(run: Run, h: History) -> Run:
     return dataclasses.replace(run, history=h)
 
 
+def console_notes(view: ConsoleView) -> str:
+    """What the console parser skipped or cut ("" when nothing): ', 2 lines over 8 KiB parsed
+    up to 8 KiB, 1 line skipped (a step past 64 bits)'."""
+    notes = []
+    if view.capped:
+        notes.append(f"{t.plural(view.capped, 'line')} over {MAX_PARSE >> 10} KiB parsed up to {MAX_PARSE >> 10} KiB")
+    if view.bad_rows:
+        notes.append(f"{t.plural(view.bad_rows, 'line')} skipped (a step or counter that is not a 64-bit integer)")
+    return "".join(f", {n}" for n in notes)
+
+
 def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
     """Why the console gave no metrics, and what to do."""
     if not view.files and r.source != "wandb":
@@ -205,9 +217,9 @@ def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
     if not view.files:
         return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
                 "runs started with WANDB_CONSOLE=off have none)")
-    return (f"{' + '.join(view.files)} has {t.plural(view.lines, 'line')} but none printed a metric with a "
-            f"step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a regex with "
-            f"named groups under [console] patterns in runwise.toml for your format")
+    return (f"{' + '.join(view.files)} has {t.plural(view.lines, 'line')}{console_notes(view)} but none printed "
+            f"a metric with a step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a "
+            f"regex with named groups under [console] patterns in runwise.toml for your format")
 
 
 def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str, frozenset[str]]:
@@ -224,7 +236,7 @@ def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str,
     desc = ""
     if ch.rows:
         desc = (f"{' + '.join(view.files)} (console{', last lines only' if view.partial else ''}, "
-                f"steps {t.steps_range(ch.first_step, ch.last_step)})")
+                f"steps {t.steps_range(ch.first_step, ch.last_step)}{console_notes(view)})")
     if source == "console":
         if not ch.rows:
             raise UserError(f"{label}: no metrics in its console: {console_missing(index, r, view)}. "
@@ -240,7 +252,7 @@ def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str,
         merged, _ = merge_histories([h, part])
         return (_with_history(r, merged),
                 f"{history_source(r)} + {' + '.join(view.files)} (console to {t.step(part.last_step)}, "
-                f"used beyond the history)", frozenset(view.percent))
+                f"used beyond the history{console_notes(view)})", frozenset(view.percent))
     return r, history_source(r), frozenset()
 
 

@@ -10,7 +10,7 @@ from ..index import ConsoleView, RunIndex
 from ..model import Run
 from ..render import answers as ra
 from ..render import text as t
-from ..sources.console import ERROR_LINE, WARN_LINE, last_traceback
+from ..sources.console import WARN_LINE, is_error_line, last_traceback
 from .common import UserError, flatten_config, get_run, numeric_keys
 
 # ---- tail_run ------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def _flagged(lines: list[str]) -> list[str]:
         text = ln.rstrip()
         if text.startswith("Traceback (most recent call last)"):
             in_tb = True
-        mark = "!" if in_tb or ERROR_LINE.search(text) else ("~" if WARN_LINE.search(text) else " ")
+        mark = "!" if in_tb or is_error_line(text) else ("~" if WARN_LINE.search(text) else " ")
         if in_tb and text and not text.startswith((" ", "Traceback")):
             in_tb = False  # the exception line ends the traceback
         line = f"{mark} {t.short(text, 200) if len(text) > 200 else text}"

@@ -23,6 +23,7 @@ from .common import (
     UserError,
     _with_history,
     console_missing,
+    console_notes,
     empty_log_note,
     flatten_config,
     get_run,
@@ -90,7 +91,7 @@ def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
     ch = view.history
     names = sorted(k for k in ch.columns if key_matches(k, pattern))
     head = (f"console keys (parsed from {' + '.join(view.files)}, {t.plural(view.lines, 'line')}"
-            f"{', last lines only' if view.partial else ''}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
+            f"{', last lines only' if view.partial else ''}{console_notes(view)}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
             f"read with get_history(source=\"console\")):")
     if not names:
         return head + f" none match {pattern!r}"
@@ -167,6 +168,13 @@ def _group(lines: list[ra.KeyLine], run: Run, axes: set[str]) -> list[tuple[str,
 def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     r = get_run(index, run)
     items = sorted((kv for kv in flatten_config(r.config) if not kv[0].startswith("_wandb")), key=lambda kv: kv[0])
+    # a config.yaml that could not be read (e.g. refused as an alias bomb) is said where the config is asked for
+    unread = list(dict.fromkeys(e for seg in index.segments(r) for e in seg.config_errors))
+    if unread:
+        note = "; ".join(unread)
+        if not items:
+            return f"{ra.run_label(r)} has no config to show: {note}"
+        return _config_answer(r, items, pattern) + f"\nnot shown: {note}"
     if not items:
         if r.history.rows == 0 and not r.summary:
             raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
@@ -175,6 +183,10 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
             return f"{ra.run_label(r)} has no config: {hint or f'none in its {r.source} files'}"
         return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
                 f"later with run.config[...] or run.config.update().")
+    return _config_answer(r, items, pattern)
+
+
+def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
     matched = [kv for kv in items if key_matches(kv[0], pattern)]
     if not matched:
         return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
@@ -201,6 +213,7 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     for root in s.roots:
         out.append(f"  {root}")
     out.append(f"scan depth {s.max_depth}, running/killed threshold {t.duration(s.stale_after)}")
+    out.extend(f"config: {p}" for p in s.config_problems)
     out.append(f"cache of decoded logs: {s.cache_dir or 'off'}" + (
         f" (logs of {s.cache_min_bytes >> 20} MiB and more)" if s.cache_dir else ""))
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")

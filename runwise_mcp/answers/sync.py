@@ -109,6 +109,8 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
                  progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None) -> str:
     if in_place and dest:
         raise UserError("pass either dest or in_place=true, not both")
+    if dest and "\0" in dest:
+        raise UserError("dest contains a NUL character, which no path can hold; pass a directory path")
     root = ""
     if not in_place:
         root = os.path.abspath(os.path.expanduser(dest)) if dest else sy.default_export_root(env)

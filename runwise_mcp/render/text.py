@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
 
-from ..model import CRASHED, KILLED, RUNNING, RunState
+from ..model import CRASHED, KILLED, MAX_SECONDS, RUNNING, RunState, sane_time
 
 SPARK = "▁▂▃▄▅▆▇█"
 _FRACTION_NAME = re.compile(r"acc|accuracy|precision|recall|(^|[/_.])f1|auc|iou|dice|top[-_]?\d", re.IGNORECASE)
@@ -77,6 +77,8 @@ def duration(seconds: float | None) -> str:
     """3.2s, 42s, 12m, 3h12m, 4.2d."""
     if seconds is None or seconds != seconds:
         return "-"
+    if not abs(seconds) < MAX_SECONDS:  # infinite or centuries: a bad value, not a duration
+        return "?"
     s = max(0.0, float(seconds))
     if s < 10:
         return f"{s:.1f}s"
@@ -95,8 +97,10 @@ def when(epoch: float | None, now: float | None = None) -> str:
     """Start time in UTC, to the minute; the year only when it is not the current one."""
     if not epoch:
         return "-"
+    if sane_time(epoch) is None:  # before 1970, after 9999, infinite: not a time to format
+        return "?"
     dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    if now is not None and datetime.fromtimestamp(now, tz=timezone.utc).year == dt.year:
+    if sane_time(now) is not None and datetime.fromtimestamp(now, tz=timezone.utc).year == dt.year:
         return dt.strftime("%m-%d %H:%M")
     return dt.strftime("%Y-%m-%d %H:%M")
 

@@ -121,6 +121,11 @@ class RunPart:
         return {}
 
     @property
+    def config_errors(self) -> list[str]:
+        """Why config files could not be read (e.g. refused as an alias bomb), for get_config."""
+        return []
+
+    @property
     def metrics(self) -> dict[str, Any]:
         """Metric definitions (MetricDef by name) the format records."""
         return {}

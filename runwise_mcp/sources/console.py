@@ -30,7 +30,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..confine import open_read
-from ..model import History
+from ..model import STEP_LIMIT, History
+
+try:  # the regex parser, to check [console] patterns for nested repeats
+    from re import _constants as _sre_constants
+    from re import _parser as _sre_parse
+except ImportError:  # Python 3.10
+    import sre_constants as _sre_constants  # type: ignore[no-redef]
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+_REPEATS = {getattr(_sre_constants, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+            if hasattr(_sre_constants, n)}
+_MAXREPEAT = _sre_constants.MAXREPEAT
+_SUBPATTERN = _sre_constants.SUBPATTERN
+_BRANCH = _sre_constants.BRANCH
+_ASSERTS = {_sre_constants.ASSERT, _sre_constants.ASSERT_NOT}
+_ATOMIC = getattr(_sre_constants, "ATOMIC_GROUP", object())
+_GROUPREF_EXISTS = _sre_constants.GROUPREF_EXISTS
 
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM = re.compile(NUM)
@@ -48,25 +64,37 @@ _LEAD = re.compile(
     r"^\s*(?:(step|global[ _]step|iter|iteration|it|update|updates|batch|epoch)\s*[:#]?\s*\[?\s*(\d+)"
     r"(?:\s*/\s*(\d+))?\s*\]?\s*[:|,\-]?)(?=\s|$)", re.IGNORECASE)
 _BRACKETS = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*(?:\(\s*\d+%\s*\))?\s*\]")
-_EPOCH_IN = re.compile(r"\bepoch\s*(?:\(\w+\))?\s*[:#]?\s*\[?\s*(\d+)\s*\]?", re.IGNORECASE)
-_TQDM = re.compile(r"(?:(\d+)%\|[^|]*\|\s*)?(\d+)/(\d+)\s*\[[^\]]*?(?:,\s*([\d.]+)\s*(it/s|s/it))?(?:,\s*(.*))?\]")
+_EPOCH_IN = re.compile(r"\bepoch\s*(?:\(\w+\))?\s*[:#]?\s*\[?\s*(\d+)\s*\]?", re.I)
+_TQDM = re.compile(r"(?<!\d)(?:(\d+)%\|[^|]*\|\s*)?(\d+)/(\d+)\s*\[[^\]]*?(?:,\s*([\d.]+)\s*(it/s|s/it))?(?:,\s*(.*))?\]")
 _KERAS_BAR = re.compile(r"^\s*(\d+)/(\d+)\s+(?:━+|\[[=>.]+\]|-)")
 _KERAS_EPOCH = re.compile(r"^\s*Epoch\s+(\d+)/(\d+)\s*$")
 _VAL_HEAD = re.compile(r"^\s*(val|valid|validation|eval|evaluation|test|testing|dev)\b\s*"
-                       r"(?:\(([^)]*)\)|\[([^\]]*)\]|on\s+'?(\w+)'?\s+subset|(\w+)\s*(?=[|:]))?", re.IGNORECASE)
-_KV = re.compile(
+                       r"(?:\(([^)]*)\)|\[([^\]]*)\]|on\s+'?(\w+)'?\s+subset|(\w+)\s*(?=[|:]))?", re.I)
+_KV = re.compile(  # used with match() at the positions _KEY_START finds, never with search()
     r"(?P<key>[A-Za-z_][\w./\-]*(?: [A-Za-z_][\w./\-]*){0,3}?)\s*(?:[:=]|\s)\s*"
     r"(?P<val>" + NUM + r"|nan|NaN|inf|-inf|Inf)(?P<pct>%)?(?P<unit>ms|s|sec|it/s|/s|x|M|K|k|G|B)?"
     r"(?:\s*\(\s*" + NUM + r"%?\s*\))?(?![\w:/.\-]|\.\d)")
-_SPLIT = re.compile(r"\s*\|\s*|\s+-\s+|,\s+|\t+|;\s*|(?<![:=\s])\s{2,}")
-_FILEISH = re.compile(r"\.(py|cpp|cc|c|h|hpp|java|js|ts|rs|go|log|txt|json|ya?ml|sh|cu)$", re.IGNORECASE)
+# The first letter of each run of key characters: the only place a _KV match can start (a
+# later letter of the run ends the key at the same place, so it fails wherever the first fails).
+_KEY_START = re.compile(r"(?<![\w./\-])[\w./\-]*?[A-Za-z_]")
+# A separator that begins with blanks starts only at the first blank of a run, for the same reason.
+_SPLIT = re.compile(r"(?:(?<!\s)\s+)?\|\s*|(?<!\s)\s+-\s+|,\s+|\t+|;\s*|(?<![:=\s])\s{2,}")
+_FILEISH = re.compile(r"\.(py|cpp|cc|c|h|hpp|java|js|ts|rs|go|log|txt|json|ya?ml|sh|cu)$", re.I)
 STEP_KEYS = ("global_step", "step", "iteration", "iter", "num_updates", "updates", "trainer/global_step", "it")
 DROP_KEYS = {"eta", "v_num", "elapsed", "remaining", "pid", "version", "ver", "rank", "local_rank", "world_size",
              "seed", "date", "time_stamp", "timestamp"}
 ERROR_LINE = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception|Interrupt)\b|\bERROR\b|"
-                        r"CUDA out of memory|Killed|Segmentation fault|core dumped|\bnan\b.*loss|loss.*\bnan\b", re.IGNORECASE)
-WARN_LINE = re.compile(r"\bwarn(ing)?\b", re.IGNORECASE)
+                        r"CUDA out of memory|Killed|Segmentation fault|core dumped", re.I)
+_NAN_WORD = re.compile(r"\bnan\b", re.I)
+WARN_LINE = re.compile(r"\bwarn(ing)?\b", re.I)
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (.+)$')
+
+
+def is_error_line(text: str) -> bool:
+    """A console line that reports an error: a traceback, an exception, ERROR, CUDA OOM, a crash,
+    or a NaN loss (the word nan and "loss" on one line; tested apart, since a regex
+    ``nan.*loss|loss.*nan`` rescans the rest of the line from every "nan" and every "loss")."""
+    return bool(ERROR_LINE.search(text) or ("loss" in text.lower() and _NAN_WORD.search(text)))
 
 
 def norm_key(key: str) -> str:
@@ -122,7 +150,7 @@ def strip_prefix(line: str) -> str:
 def parse_dict(text: str) -> dict[str, Any] | None:
     try:
         v = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             v = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
@@ -137,7 +165,7 @@ def parse_segment(seg: str, patterns: list[re.Pattern] | None = None) -> Parsed 
         return None
     p = Parsed()
     for rx in patterns or ():
-        m = rx.search(line)
+        m = rx.search(line, 0, PATTERN_INPUT)  # a user's regex sees a bounded line (backtracking)
         if m:
             for k, v in m.groupdict().items():
                 num = _number(v) if v is not None else None
@@ -197,7 +225,10 @@ def parse_segment(seg: str, patterns: list[re.Pattern] | None = None) -> Parsed 
         p.total = int(m.group(2))
         p.items.append(("__batch", float(m.group(1))))
         rest = rest[m.end():]
-    m = _TQDM.search(rest)
+    # a bar ends with "]": searching only up to the last one keeps the search linear (a start
+    # with no "]" after it would scan to the end of the line, and so would every later start)
+    close = rest.rfind("]")
+    m = _TQDM.search(rest, 0, close + 1) if close > 0 else None
     if m and m.group(3):
         n, total = int(m.group(2)), int(m.group(3))
         lead = rest[: m.start()]
@@ -265,7 +296,7 @@ def _fields(text: str, prefix: str, p: Parsed) -> None:
         if lm:
             label = norm_key(lm.group(1)) + "_"
             fld = fld[lm.end():]
-        for m in _KV.finditer(fld):
+        for m in _kv_matches(fld):
             key = m.group("key").strip()
             if not key or _FILEISH.search(key) or key[-1] in "./-":
                 continue
@@ -277,6 +308,22 @@ def _fields(text: str, prefix: str, p: Parsed) -> None:
                 v /= 100
                 p.percent.add(name)
             p.items.append((name, v))
+
+
+def _kv_matches(text: str):
+    """What ``_KV.finditer(text)`` finds, in linear time: a match is tried only where a key can
+    start (``_KEY_START``), so a long word is scanned once, not once per letter."""
+    pos, end = 0, len(text)
+    while pos < end:
+        s = _KEY_START.search(text, pos)
+        if s is None:
+            return
+        m = _KV.match(text, s.end() - 1)
+        if m is None:
+            pos = s.end()
+            continue
+        yield m
+        pos = m.end()
 
 
 @dataclass
@@ -351,6 +398,18 @@ def _make_plan(rest: str, parsed: Parsed) -> _Plan | bool:
 
 
 TAIL_LINES = 2000
+MAX_PARSE = 8 << 10  # characters of one line (of one \r redraw) that are parsed; a longer one is cut and counted
+
+
+def cap_line(seg: str, limit: int = MAX_PARSE) -> str:
+    """The first ``limit`` characters of a long line, without a word the cut splits (a number
+    cut in two would be read as another number)."""
+    head = seg[:limit]
+    if len(seg) > limit and not seg[limit].isspace():
+        cut = head.rfind(" ")
+        if cut > 0:
+            head = head[:cut]
+    return head
 
 
 class ConsoleHistory:
@@ -370,6 +429,8 @@ class ConsoleHistory:
         self.rate: float | None = None
         self.lines = 0  # lines parsed
         self.used = 0  # lines that gave values
+        self.capped = 0  # lines longer than MAX_PARSE, parsed only up to it
+        self.bad_rows = 0  # lines skipped: a step or counter that is not a 64-bit integer
         self._shapes: dict[str, tuple] = {}
 
     def feed(self, raw: str) -> None:
@@ -377,11 +438,18 @@ class ConsoleHistory:
         if "\x1b" in raw:
             raw = _ANSI.sub("", raw)
         segs = raw.split("\r") if "\r" in raw else (raw,)
+        capped = False
         for seg in segs:
+            if len(seg) > MAX_PARSE:
+                seg, capped = cap_line(seg), True
             if seg.strip():
-                p = self._parse(seg)
-                if p is not None:
-                    self._apply(p)
+                try:
+                    p = self._parse(seg)
+                    if p is not None:
+                        self._apply(p)
+                except (ValueError, OverflowError):  # int() of 5,000 digits, of an infinite step...
+                    self.bad_rows += 1
+        self.capped += capped
 
     def _parse(self, seg: str) -> Parsed | None:
         """parse_segment, memoised by the line's shape: a shape seen before is re-parsed by
@@ -420,6 +488,8 @@ class ConsoleHistory:
         return p
 
     def _apply(self, p: Parsed) -> None:
+        if p.total is not None and not 0 < p.total < STEP_LIMIT:
+            p.total = None  # a planned total past 64 bits is no plan
         if p.keras_epoch is not None:
             self.keras = p.keras_epoch
             return
@@ -428,7 +498,7 @@ class ConsoleHistory:
         if x is None and batch is not None and p.total:
             epoch, epochs = self.keras or (1, 1)
             x = (epoch - 1) * p.total + int(batch)
-            self.total = epochs * p.total
+            self.total = epochs * p.total if epochs * p.total < STEP_LIMIT else None
             if self.keras:
                 p.items.append(("epoch", float(epoch)))
         p.items = [(k, v) for k, v in p.items if k != "__batch"]
@@ -442,6 +512,9 @@ class ConsoleHistory:
         if x is None and p.epoch is not None:
             x = self.last_x if self.seen_steps and self.last_x is not None else int(p.epoch)
         if x is None or not p.items:
+            return
+        if not -STEP_LIMIT <= x < STEP_LIMIT:  # a step past 64 bits: the row is skipped and counted
+            self.bad_rows += 1
             return
         if p.x is not None:
             self.seen_steps = True
@@ -552,9 +625,47 @@ def parse_lines(lines: Iterable[str], patterns: list[re.Pattern] | None = None) 
     return ch
 
 
+PATTERN_INPUT = 512  # characters of a line that [console] patterns are matched against (bounds backtracking)
+
+
+def _nested_repeat(parsed: Any, inside: bool = False) -> bool:
+    """Whether a parsed regex repeats without bound (``*``, ``+``, ``{n,}``) something that
+    itself repeats without bound, like ``(a+)+`` or ``(\\w+\\s*)*``: such a regex can try
+    exponentially many ways to split a line that does not match."""
+    for op, av in parsed:
+        if op in _REPEATS:
+            _, hi, sub = av
+            unbounded = hi == _MAXREPEAT
+            if unbounded and inside:
+                return True
+            if _nested_repeat(sub, inside or unbounded):
+                return True
+        elif op is _SUBPATTERN:
+            if _nested_repeat(av[-1], inside):
+                return True
+        elif op is _BRANCH:
+            if any(_nested_repeat(b, inside) for b in av[1]):
+                return True
+        elif op in _ASSERTS:
+            if _nested_repeat(av[1], inside):
+                return True
+        elif op is _ATOMIC:
+            if _nested_repeat(av, inside):
+                return True
+        elif op is _GROUPREF_EXISTS:
+            if any(b is not None and _nested_repeat(b, inside) for b in av[1:]):
+                return True
+    return False
+
+
+def _shown(pattern: str) -> str:
+    return repr(pattern if len(pattern) <= 120 else pattern[:100] + "…")
+
+
 def compile_patterns(raw: Any) -> tuple[list[re.Pattern], list[str]]:
     """Project patterns from the config: regexes with named groups (``step`` for the x axis,
-    every other group a metric)."""
+    every other group a metric). A pattern that repeats a repeated group (``(a+)+``) is refused:
+    it can backtrack exponentially; every pattern sees at most PATTERN_INPUT characters of a line."""
     out: list[re.Pattern] = []
     problems: list[str] = []
     if raw is None:
@@ -567,11 +678,17 @@ def compile_patterns(raw: Any) -> tuple[list[re.Pattern], list[str]]:
             continue
         try:
             rx = re.compile(p)
-        except re.error as e:
-            problems.append(f"console pattern {p!r} does not compile: {e}")
+            nested = _nested_repeat(_sre_parse.parse(p))
+        except (re.error, RecursionError, OverflowError) as e:
+            problems.append(f"console pattern {_shown(p)} does not compile: {e}")
+            continue
+        if nested:
+            problems.append(f"console pattern {_shown(p)} repeats a group that itself repeats (like (a+)+ or "
+                            f"(\\w+\\s*)*), which can take exponential time on a line it does not match; "
+                            f"write the group once, e.g. (a+) for (a+)+")
             continue
         if not rx.groupindex:
-            problems.append(f"console pattern {p!r} has no named group (?P<name>...)")
+            problems.append(f"console pattern {_shown(p)} has no named group (?P<name>...)")
             continue
         out.append(rx)
     return out, problems

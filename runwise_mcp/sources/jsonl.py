@@ -2,17 +2,21 @@
 
 Only complete lines are parsed; a line still being written is left for the next read. NaN and
 ±Infinity tokens are accepted (Python ``json`` does). Lines that are not JSON objects are
-counted, never raised.
+counted, never raised; so is a row whose values the caller cannot store (its ``emit`` raised
+ValueError, OverflowError or TypeError).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 from ..confine import open_read
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
 MAX_LINE = 16 << 20  # a longer "line" is skipped, not buffered
@@ -23,6 +27,7 @@ class JsonlReader:
         self.path = path
         self.offset = 0  # byte offset after the last complete line
         self.bad_lines = 0
+        self.bad_rows = 0  # JSON objects whose values could not be stored (a step past 64 bits...)
         self.lines = 0
 
     def read(self, emit: Callable[[dict[str, Any]], None]) -> int:
@@ -59,10 +64,15 @@ class JsonlReader:
                     except (ValueError, RecursionError):
                         self.bad_lines += 1
                         continue
-                    if isinstance(obj, dict):
-                        emit(obj)
-                        n += 1
-                    else:
+                    if not isinstance(obj, dict):
                         self.bad_lines += 1
+                        continue
+                    try:
+                        emit(obj)
+                    except (ValueError, OverflowError, TypeError) as e:  # e.g. a _step of 1e300: skip the row
+                        self.bad_rows += 1
+                        log.warning("%s: row skipped (%s: %s)", self.path, type(e).__name__, e)
+                        continue
+                    n += 1
                 self.offset += len(complete)
         return n

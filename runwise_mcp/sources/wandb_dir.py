@@ -28,6 +28,7 @@ from ..model import History, RunState, judge_state
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
+from .safeyaml import YamlRefused, safe_load
 from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
@@ -149,7 +150,10 @@ class SideFile:
             if self.kind == "json":
                 self.value = json.loads(data)
             else:
-                self.value = yaml.safe_load(data)
+                self.value = safe_load(data)  # alias expansion bounded
+        except YamlRefused as e:
+            self.error = f"{os.path.basename(self.path)} not loaded: {e}"
+            self.value = None
         except (OSError, ValueError, yaml.YAMLError, RecursionError) as e:
             self.error = f"{os.path.basename(self.path)} unreadable: {type(e).__name__}"
             self.value = None
@@ -633,6 +637,10 @@ class RunDir(RunPart):
         return SegmentInfo("wandb", self.layout, self.log.path if self.log is not None else None)
 
     @property
+    def config_errors(self) -> list[str]:
+        return [self.config_file.error] if self.config_file.error else []
+
+    @property
     def metrics(self) -> dict[str, Any]:
         return self.log.metrics if self.log is not None else {}
 
@@ -691,12 +699,15 @@ class RunDir(RunPart):
                 out.append(f"{name}: {r.damage.describe()}")
             if self.log.bad_records:
                 out.append(f"{name}: {self.log.bad_records} record(s) did not decode")
+            out.extend(f"{name}: {note}" for note in self.log.value_notes())
         for side in (self.summary_file, self.config_file, self.meta_file):
             if side.error:
                 out.append(side.error)
         for j in self.jsonl:
             if j.reader.bad_lines:
                 out.append(f"{os.path.basename(j.path)}: {j.reader.bad_lines} line(s) not JSON objects, skipped")
+            if j.reader.bad_rows:
+                out.append(f"{os.path.basename(j.path)}: {j.reader.bad_rows} row(s) with a step or time past 64 bits, skipped")
         return out
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..confine import open_read
-from ..model import History, MetricDef
+from ..model import STEP_LIMIT, History, MetricDef, sane_time
 from . import protowire as pw
 from .leveldb_log import BLOCK, MAX_RECORD, LogReader
 
@@ -30,6 +30,7 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
+CONSOLE_MAX_LINE = 1 << 16  # characters kept of one console line (a 64 MiB output record stays 64 KiB)
 SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
@@ -94,7 +95,8 @@ class Console:
             for line in done:
                 line = line.rstrip("\r")
                 cut = line.rfind("\r")
-                self.lines.append(line[cut + 1 :] if cut >= 0 else line)
+                line = line[cut + 1 :] if cut >= 0 else line
+                self.lines.append(line[:CONSOLE_MAX_LINE])  # as output.log lines: longer ones are cut
                 self.count += 1
         cut = buf.rfind("\r")
         if cut > 0:
@@ -130,6 +132,8 @@ class WandbLog:
         self.reader = LogReader(path, HEADER)
         self.records = 0
         self.bad_records = 0  # complete records whose protobuf did not decode
+        self.bad_rows = 0  # history rows skipped: a step past 64 bits (0.16.x `_step` item of 1e300)
+        self.bad_start: float | None = None  # a run record's start time out of range (ignored)
         self.producer = ""  # HeaderRecord producer, e.g. "0.31.0+abc"; "" for 0.16.x
         self.cli_version = ""  # from run telemetry
         self.run_id = ""
@@ -434,8 +438,8 @@ class WandbLog:
                 mirror = seq
             else:
                 self._fold_summary(seq, sbytes)
-        self._row_seq.append(mirror)
-        self._add_row(step, items)
+        if self._add_row(step, items) is not False:
+            self._row_seq.append(mirror)
 
     @staticmethod
     def _step_of(buf: bytes, pos: int, end: int) -> int | None:
@@ -484,7 +488,7 @@ class WandbLog:
                     break
         return ent
 
-    def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> None:
+    def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> bool | None:
         h = self.history
         if step is None:  # 0.16.x: no HistoryStep, use the _step item
             for ent, v in items:
@@ -493,6 +497,9 @@ class WandbLog:
                     break
             else:
                 step = h.steps[-1] + 1 if h.steps else 0
+            if not -STEP_LIMIT <= step < STEP_LIMIT:  # a `_step` of 1e300: the row is skipped and counted
+                self.bad_rows += 1
+                return False
         if self.row_sink is not None:
             self.row_sink(step, [(ent[0], v) for ent, v in items])
         row = len(h.steps)
@@ -681,6 +688,8 @@ class WandbLog:
                 ident["starting_step"] = pw.int64(x)
         if ident.get("run_id"):
             self.run_id = ident["run_id"]
+        if ident.get("start_time") and sane_time(ident["start_time"]) is None:  # 10**15 s: no date
+            self.bad_start = ident.pop("start_time")
         if ident.get("start_time") and not self.start_time:
             self.start_time = ident["start_time"]
         prev = self.identity
@@ -780,6 +789,15 @@ class WandbLog:
             env["gpus"] = gpus
 
     # ---- derived -----------------------------------------------------------------------------
+
+    def value_notes(self) -> list[str]:
+        """Values this log holds that could not be used, for the run's problems."""
+        out = []
+        if self.bad_rows:
+            out.append(f"{self.bad_rows} history row(s) with a step past 64 bits, skipped")
+        if self.bad_start is not None:
+            out.append(f"run start time {self.bad_start:.4g} s is not a date; ignored")
+        return out
 
     @property
     def version(self) -> str:
