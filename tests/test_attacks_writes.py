@@ -235,3 +235,306 @@ def test_attack_wandb_log_swapped_back_and_forth_never_mixes(tmp_path):
     assert len(seen) > 5
     after = answers_of(ix, [call])[0]
     assert after in expected and after == answers_of(index(root), [call])[0]
+
+
+# ---- items 15-17: exports ---------------------------------------------------------------------
+
+EXPORTED = ("wandb-history.jsonl", "wandb-summary.json", "config.yaml", "wandb-metadata.json")
+
+
+def export(ix: RunIndex, **kw) -> str:
+    """sync_runs(action="export") on R002, its answer or the text of its tool error."""
+    try:
+        return answers.sync_runs(ix, runs=["R002-crashed"], action="export", **kw)
+    except answers.UserError as e:
+        return f"error: {e}"
+
+
+def test_attack_inplace_export_through_files_symlink_refused(tmp_path):
+    """files/ is a symlink to an outside directory (or to another directory inside the root):
+    in_place export used to write there. It is refused, and nothing is written anywhere."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("outside\n")
+    d = copy_run("crashed", root)
+    real_files = root / "elsewhere-inside"
+    shutil.move(d / "files", real_files)
+    for link_to in (outside, real_files):
+        if (d / "files").is_symlink():
+            (d / "files").unlink()
+        os.symlink(link_to, d / "files")
+        ix = index(root)
+        answers.list_runs(ix)
+        before, before_out = tree(root), tree(outside)
+        out = export(ix, in_place=True)
+        assert out.startswith("error: R002-crashed (riserfai): its files/ is not a real directory (a symlink or a file); "
+                              "nothing exported; use dest= instead"), out
+        assert tree(root) == before and tree(outside) == before_out
+    # the run directory itself swapped for a symlink to an outside copy that has a real files/
+    (d / "files").unlink()
+    shutil.move(real_files, d / "files")
+    shutil.copytree(d, outside / "run", symlinks=True)
+    ix = index(root)
+    answers.list_runs(ix)
+    moved = root / "moved-away"
+    os.rename(d, moved)
+    os.symlink(outside / "run", d)
+    before_out = tree(outside)
+    out = export(ix, in_place=True)  # the rescan no longer sees a run there (symlinks are not walked)
+    assert out.startswith("error: "), out
+    assert tree(outside) == before_out
+    # had the swap come after the rescan, the opened files/ is checked where it really is
+    from runwise_mcp.confine import Refused, Roots
+
+    try:
+        Roots([str(root)]).open_dir_to_write(str(d / "files"), under_roots=True)
+        raise AssertionError("not refused")
+    except Refused as e:
+        assert e.why == f"it leads outside the roots (to {outside / 'run' / 'files'})"
+
+
+def test_attack_inplace_export_files_swapped_with_symlink_race(tmp_path):
+    """A swapper thread turns files/ into a symlink to an outside directory and back into a fresh
+    real directory, over and over, while in_place exports run. Not one file lands outside; every
+    export either writes into a real files/ or is refused; the server answers afterwards."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    d = copy_run("crashed", root)
+    ix = index(root)
+    answers.list_runs(ix)
+    stop = threading.Event()
+    link = d / ".files-link"
+    os.symlink(outside, link)
+
+    def swap() -> None:
+        n = 0
+        while not stop.is_set():
+            os.rename(d / "files", d / f".old-{n}")
+            if n % 2:
+                os.mkdir(d / ".files-new")
+                os.rename(d / ".files-new", d / "files")
+            else:
+                os.symlink(outside, d / ".files-new")
+                os.rename(d / ".files-new", d / "files")
+            n += 1
+            time.sleep(0.0005)
+
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    outcomes = {"exported": 0, "refused": 0, "other": 0}
+    end = time.monotonic() + RACE_SECONDS
+    try:
+        while time.monotonic() < end:
+            out = export(ix, in_place=True)
+            if out.startswith("exported R002-crashed (riserfai) to "):
+                outcomes["exported"] += 1
+            elif "its files/" in out or "no files/ directory" in out:
+                outcomes["refused"] += 1
+            else:
+                outcomes["other"] += 1
+                raise AssertionError(out)
+    finally:
+        stop.set()
+        t.join()
+    assert list(outside.iterdir()) == [], list(outside.iterdir())  # zero leaks
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) > 5, outcomes
+    fresh = [p for p in d.glob(".old-*") if not p.is_symlink() and p.name != ".old-0"]  # .old-0: the original
+    for p in fresh:  # every real files/ the swapper made holds exports only, complete ones
+        assert {q.name for q in p.iterdir()} <= set(EXPORTED)
+    if (d / "files").is_symlink():
+        (d / "files").unlink()
+        os.mkdir(d / "files")
+    assert export(ix, in_place=True).startswith("exported R002-crashed (riserfai) to its own ")  # still answers
+
+
+def test_attack_export_dest_inside_root_refused(tmp_path):
+    """dest inside a root (directly, through a symlink that resolves inside, or the root itself)
+    is refused before anything is created; a second export into the same (outside) dest keeps
+    every file the first wrote ("exists, kept"), even one changed since."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    copy_run("crashed", root)
+    os.symlink(root / "wandb", outside / "into-root")
+    ix = index(root)
+    before = tree(root)
+    for dest in (root / "exports", root, root / "wandb" / "x" / "y", outside / "into-root" / "sub",
+                 outside / "into-root"):
+        out = export(ix, dest=str(dest))
+        assert out.startswith(f"error: dest {dest} is inside a root ({root}); an export never writes under the "
+                              f"roots it reads"), out
+    assert tree(root) == before
+    assert not (root / "exports").exists() and not (outside / "into-root" / "sub").exists()
+    # NUL in dest: a clear error, not an internal one
+    assert export(ix, dest=str(outside / "a\0b")).startswith("error: dest is not a usable path")
+    # the second export never overwrites the first
+    dest = outside / "exports"
+    first = export(ix, dest=str(dest))
+    assert first.startswith(f"exported R002-crashed (riserfai) to {dest / 'riserfai'}: wandb-history.jsonl (80 rows, ")
+    (dest / "riserfai" / "config.yaml").write_text("edited: by hand\n")
+    kept = tree(dest)
+    second = export(ix, dest=str(dest))
+    assert second.count("(exists, kept)") == 4, second
+    assert tree(dest) == kept and (dest / "riserfai" / "config.yaml").read_text() == "edited: by hand\n"
+    assert sorted(p.name for p in (dest / "riserfai").iterdir()) == sorted(EXPORTED)  # no temporary files left
+
+
+def test_attack_concurrent_create_during_inplace_export_not_overwritten(tmp_path):
+    """Another process creates the export's files in files/ while an in_place export runs (at a
+    random moment inside it). The check-then-replace export used to overwrite them. Now each file
+    is linked into place only if absent: whoever creates a file first keeps it, and the export's
+    answer says "exists, kept" for exactly the files the other process created."""
+    import random
+
+    root = tmp_path / "root"
+    d = copy_run("crashed", root)
+    files = d / "files"
+    ix = index(root)
+    answers.list_runs(ix)
+    t0 = time.monotonic()
+    export(ix, in_place=True)
+    took = time.monotonic() - t0
+    rounds = overwritten = contested = 0
+    end = time.monotonic() + RACE_SECONDS
+    rng = random.Random(19)
+    while time.monotonic() < end or rounds < 10:
+        for name in EXPORTED:
+            (files / name).unlink(missing_ok=True)
+        mine: dict[str, bytes] = {}
+        delay = rng.uniform(0, took)
+        names = list(EXPORTED)
+        rng.shuffle(names)
+
+        def create(delay=delay, names=names, mine=mine, n=rounds) -> None:
+            time.sleep(delay)
+            for name in names:
+                body = f"created by another process, round {n}\n".encode()
+                try:
+                    fd = os.open(files / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    continue
+                with os.fdopen(fd, "wb") as f:
+                    f.write(body)
+                mine[name] = body
+
+        t = threading.Thread(target=create)
+        t.start()
+        out = export(ix, in_place=True)
+        t.join()
+        assert out.startswith("exported R002-crashed (riserfai) to its own "), out
+        for name in EXPORTED:
+            data = (files / name).read_bytes()
+            if name in mine:
+                contested += 1
+                overwritten += data != mine[name]
+                assert f"{name} (exists, kept)" in out, (name, out)
+            else:
+                assert f"{name} (exists, kept)" not in out and not data.startswith(b"created by another")
+        assert sorted(p.name for p in files.iterdir()) == sorted(EXPORTED + ("output.log", "requirements.txt")
+                                                                 if (files / "output.log").exists() else
+                                                                 EXPORTED + ("requirements.txt",))
+        rounds += 1
+    assert overwritten == 0 and contested > 0 and rounds >= 10
+    assert "crashed (exit code 1)" in answers.run_summary(ix, "R002")  # still answers
+
+
+def test_attack_export_temporary_file_swapped_refused(tmp_path):
+    """Without O_TMPFILE the temporary file has a name; swapping that name for a symlink to an
+    outside file while it is written must not link the outside file into the run: the link is
+    checked to be the file written, removed and refused otherwise."""
+    from runwise_mcp.confine import Refused, create_new
+
+    target, outside = tmp_path / "files", tmp_path / "outside"
+    target.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_text("SECRET\n")
+
+    def hostile_write(f) -> None:
+        f.write("exported\n")
+        tmp = next(p for p in target.iterdir() if p.name.startswith(".config.yaml."))
+        tmp.unlink()
+        os.symlink(outside / "secret", tmp)
+
+    fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            create_new(fd, "config.yaml", hostile_write, tmpfile=False)
+            raise AssertionError("not refused")
+        except Refused as e:
+            assert "temporary file was replaced" in e.why
+        assert list(target.iterdir()) == [] and (outside / "secret").read_text() == "SECRET\n"
+        assert create_new(fd, "config.yaml", lambda f: f.write("a: 1\n"), tmpfile=False) == 5
+        assert create_new(fd, "config.yaml", lambda f: f.write("b: 2\n"), tmpfile=False) is None
+        assert create_new(fd, "config.yaml", lambda f: f.write("c: 3\n")) is None  # the O_TMPFILE way
+        assert create_new(fd, "other.yaml", lambda f: f.write("c: 3\n")) == 5
+        assert (target / "config.yaml").read_text() == "a: 1\n" and (target / "other.yaml").read_text() == "c: 3\n"
+        assert sorted(p.name for p in target.iterdir()) == ["config.yaml", "other.yaml"]
+        assert oct((target / "other.yaml").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+# ---- item 18: root = the working directory = $HOME -------------------------------------------
+
+
+async def _home_session(home: Path, cache: Path) -> dict[str, str]:
+    import sys
+
+    from helpers import REPO
+    from mcp import Client, StdioServerParameters
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "runwise_mcp"], cwd=str(home),
+                                   env={"HOME": str(home), "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(REPO),
+                                        "PYTHONDONTWRITEBYTECODE": "1"})
+    got: dict[str, str] = {}
+    async with Client(params) as c:
+        for tool, args in (("list_runs", {}), ("run_summary", {"run": "R002"}), ("tail_run", {"run": "R002"}),
+                           ("get_history", {"run": "R002", "keys": "train/loss"}), ("list_keys", {"run": "R002"}),
+                           ("sync_runs", {"runs": ["R002"], "action": "export"}), ("list_runs", {"query": ""}),
+                           ("sync_runs", {})):
+            res = await c.call_tool(tool, args)
+            text = "\n".join(x.text for x in res.content)
+            assert not res.is_error, (tool, text)
+            got[f"{tool} {sorted(args.items())}"] = text
+    return got
+
+
+def test_attack_home_as_root_cache_not_written_under_root(tmp_path):
+    """The server started as users do, with no root: root = the working directory = $HOME, whose
+    ~/.cache holds our cache directory. A real stdio session runs read tools and a default export
+    (which goes to the cache). Nothing under the root changes except the cache directory; the
+    cache directory's files are never listed as runs (a W&B run planted there is not seen) nor
+    read as run data (the run's output.log linked into the cache is refused)."""
+    import anyio
+
+    home = tmp_path / "home"
+    cache = home / ".cache"
+    ours = cache / "runwise-mcp"
+    d = copy_run("crashed", home / "project")
+    # a run inside our cache directory, as an export or a copy might leave one: not a run of the root
+    copy_run("finished", ours / "export")
+    (ours / "logs").mkdir(parents=True)
+    secret = ours / "logs" / "notes.log"
+    secret.write_text("step 1 loss 0.5\nSECRET-FROM-THE-CACHE-DIR\n")
+    out_log = d / "files" / "output.log"
+    os.rename(out_log, d / "files" / "output.log.orig")
+    os.symlink(secret, out_log)  # run data that is really a file of the cache directory
+    (home / ".bashrc").write_text("# a home directory\n")
+    before = {p: v for p, v in tree(home).items() if not p.startswith(str(ours))}
+    got = anyio.run(_home_session, home, cache)
+    after = {p: v for p, v in tree(home).items() if not p.startswith(str(ours))}
+    assert after == before  # nothing under the root but the cache directory changed
+    listed = got["list_runs []"]
+    assert listed.startswith(f"1 run under {home}") and "R002-crashed" in listed and "R001" not in listed, listed
+    assert "R001" not in got["sync_runs []"] and "1 run (1 run directory)" in got["sync_runs []"]
+    assert all("SECRET-FROM-THE-CACHE-DIR" not in text for text in got.values())
+    assert "output.log not read" in got["sync_runs []"] or "no output.log" in got["sync_runs []"]
+    export_dir = ours / "export" / "riserfai"
+    assert f"exported R002-crashed (riserfai) to {export_dir}:" in got["sync_runs [('action', 'export'), ('runs', ['R002'])]"]
+    assert sorted(p.name for p in export_dir.iterdir()) == sorted(EXPORTED)  # the cache dir was written
+    assert got["list_runs [('query', '')]"] == listed  # and what was written there is not a run either
