@@ -8,6 +8,7 @@ parameters from tools/list, and real calls with their real answers on the exampl
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ async def build() -> str:
 
 
 def main() -> None:
+    # the export example's own scratch output: an export never overwrites, so a second run of this
+    # script would show "exists, kept" instead of the files written
+    shutil.rmtree("/tmp/runwise-export", ignore_errors=True)
     section = anyio.run(build)
     text = README.read_text()
     a, b = text.index(START) + len(START), text.index(END)

@@ -167,6 +167,7 @@ class LogCache:
             return None
         state.path = path
         state.reader.path = path
+        state.reader.ident = None  # checked by path, size and first block above: adopt the file's inode
         self.hits += 1
         return state
 

@@ -37,6 +37,9 @@ class Settings:
     config_file: str = ""  # the runwise.toml / pyproject.toml it came from
     config_problems: list[str] = field(default_factory=list)
     cache_dir: str | None = None  # persistent cache of decoded logs (None: off)
+    # our own directories (the user cache: decoded logs, answer memos, default exports): never
+    # walked nor read as run data, even when a root holds them (root = $HOME)
+    own_dirs: list[str] = field(default_factory=list)
     cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
     first_answer_wait: float = 1.5  # seconds run_summary waits for a background full read before answering from a skim
     background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary reads in the background
@@ -79,6 +82,7 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
     if not isinstance(diagnose, dict):
         problems.append(f"{config_file}: [diagnose] must be a table")
         diagnose = {}
+    cache_dir = _cache_dir(env)
     console = project.get("console", {})
     patterns = console.get("patterns", []) if isinstance(console, dict) else []
     return Settings(
@@ -92,7 +96,8 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         console_patterns=patterns if isinstance(patterns, list) else [patterns],
         config_file=config_file,
         config_problems=problems,
-        cache_dir=_cache_dir(env),
+        cache_dir=cache_dir,
+        own_dirs=[user_cache_dir(env)] + ([cache_dir] if cache_dir else []),
     )
 
 

@@ -10,6 +10,11 @@ resolved path the same way; anything else is refused with :class:`Refused`.
 
 There is no cached verdict: opening and checking costs a few microseconds, less than the
 ``realpath`` it replaces.
+
+Writes (exports) follow the same rule: the directory written into is opened without following a
+final symlink and checked where it really is (inside the roots for an in-place export, outside
+every root for a destination), and each file is created relative to that descriptor
+(``dir_fd=``), atomically and never over an existing file (``create_new``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 _O_BASE = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 _O_FILE = _O_BASE | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -43,13 +49,23 @@ def inside(real: str, roots: list[str]) -> bool:
 
 
 class Roots:
-    """The resolved roots, and confined opening below them."""
+    """The resolved roots, and confined opening below them.
 
-    def __init__(self, roots: list[str]) -> None:
+    ``exclude``: directories of our own (the cache directory) that are not part of the roots even
+    when they lie below one (e.g. root = ``$HOME``): nothing in them is read as run data. One that
+    holds a root itself is not excluded (the user asked to read there)."""
+
+    def __init__(self, roots: list[str], exclude: list[str] | tuple[str, ...] = ()) -> None:
         self.real = [os.path.realpath(r) for r in roots]
+        excluded = [os.path.realpath(p) for p in exclude]
+        self.excluded = [p for p in dict.fromkeys(excluded) if not any(inside(r, [p]) for r in self.real)]
 
     def contains(self, real: str) -> bool:
-        return inside(real, self.real)
+        return inside(real, self.real) and not (self.excluded and inside(real, self.excluded))
+
+    def is_excluded(self, real: str) -> bool:
+        """Whether the resolved path ``real`` is one of our own directories (or below one)."""
+        return bool(self.excluded) and inside(real, self.excluded)
 
     # ---- files ------------------------------------------------------------------------------------
 
@@ -143,6 +159,100 @@ class Roots:
         The caller closes it (``os.scandir(fd)`` lists it)."""
         fd, _ = self._open_fd(path, _O_DIR, stat.S_ISDIR)
         return fd
+
+
+    # ---- writes -----------------------------------------------------------------------------------
+
+    def open_dir_to_write(self, path: str, under_roots: bool) -> int:
+        """An fd of the real directory ``path`` to create files in (with ``dir_fd=``), so that a
+        swap after this check cannot redirect a write. A final symlink is refused, never followed,
+        and where the opened directory really is must be inside the roots (``under_roots``) or
+        outside every root (not ``under_roots``; our own excluded directories count as outside).
+        Raises Refused, or OSError (e.g. FileNotFoundError)."""
+        try:
+            fd = os.open(path, _O_DIR)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR):
+                raise Refused(path, "it is not a real directory (a symlink or a file)") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISDIR(st.st_mode):
+                raise Refused(path, "it is not a directory")
+            where = self._where(fd, path, st)
+            if where is None:
+                raise Refused(path, "where it really is cannot be told")
+            if under_roots and not self.contains(where):
+                raise Refused(path, f"it leads outside the roots (to {where})")
+            if not under_roots and self.contains(where):
+                raise Refused(path, f"it is inside a root ({where})")
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_O_NEW = os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def create_new(dir_fd: int, name: str, write: Callable[[TextIO], None], tmpfile: bool = True) -> int | None:
+    """Create the file ``name`` in the directory ``dir_fd`` with the text ``write(f)`` writes,
+    atomically and never over anything: the content goes to a temporary file first, which is then
+    hard-linked into place (``link`` fails if ``name`` exists, even when another process created it
+    a moment ago), and the temporary name removed. Returns the bytes written, or None when
+    ``name`` exists (it is kept). Mode 0666 less the umask, as for any new file.
+
+    On Linux the temporary file is unnamed (``O_TMPFILE``), so no other process can swap it;
+    elsewhere (or with ``tmpfile=False``) it has a random name, and what was linked is checked to
+    be the file written (a swapped temporary name is removed again and refused)."""
+    if _exists(dir_fd, name):
+        return None
+    if tmpfile and _O_TMPFILE and _HAVE_PROC:
+        try:
+            fd = os.open(".", _O_NEW | _O_TMPFILE, 0o666, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                write(f)
+                f.flush()
+                size = os.fstat(fd).st_size
+                try:
+                    os.link(f"{_PROC_FD}/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+                except FileExistsError:
+                    return None
+            return size
+    tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, _O_NEW | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            st = os.fstat(fd)
+            try:
+                os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                return None
+            now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):  # the temporary name was swapped
+                os.unlink(name, dir_fd=dir_fd)
+                raise Refused(name, "its temporary file was replaced while it was written")
+            return st.st_size
+    finally:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def default_roots() -> Roots:

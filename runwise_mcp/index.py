@@ -4,7 +4,8 @@ directory is offered to the registered sources (``sources.SOURCES``), which clai
 read them through the interface in ``sources/base.py``.
 
 Discovery walks each root to a limited depth, never follows directory symlinks, skips
-``.git``, ``node_modules`` and virtualenvs, and never writes anything. Directory listings are
+``.git``, ``node_modules``, virtualenvs and our own cache directory (compared by real path: with
+root = ``$HOME`` it lies below the root), and never writes anything. Directory listings are
 cached by the directory's mtime; run parts by the (size, mtime) of each file they read, so a
 second call on unchanged runs parses nothing and a grown log is read only from where the
 previous read stopped. Every file is opened under the roots (``confine``), decided from what
@@ -126,7 +127,7 @@ class RunIndex:
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
         self._real_roots = [os.path.realpath(r) for r in settings.roots]
-        self.roots = confine.Roots(settings.roots)
+        self.roots = confine.Roots(settings.roots, exclude=settings.own_dirs)
         self._patterns: list | None = None  # compiled [console] patterns
         self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
@@ -172,6 +173,8 @@ class RunIndex:
             return
         for sub in entry.subdirs:
             name = os.path.basename(sub)
+            if self.roots.is_excluded(sub):  # our own cache directory (the walk's paths are real)
+                continue
             if depth + 1 <= self.settings.max_depth and name not in SKIP_DIRS:
                 self._walk(sub, depth + 1, report, seen, root)
             elif any(src.name_hint(name) for src in SOURCES):  # a run directory just below the depth

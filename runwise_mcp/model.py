@@ -250,6 +250,9 @@ def merge_histories(parts: list[History]) -> tuple[History, list[str]]:
                     if s < cut:
                         col._steps.append(s)
                         col.values.append(v)
+        if not col.values:  # every point at or after a later segment's first step: overridden, like
+            notes.append(f"{name}: every point overridden by a later segment")  # the other keys below
+            continue
         col._start_row = 0
         col._last_row = len(col.values) - 1
         merged.columns[name] = col

@@ -2,8 +2,9 @@
 `wandb sync` on request.
 
 Nothing here writes unless the caller asked for an export or an upload. An export goes to a
-destination directory (by default the user cache), into the run's own ``files/`` only with
-``in_place``, and never overwrites a file that exists.
+destination directory outside every root (by default the user cache), into the run's own
+``files/`` only with ``in_place`` (a real directory inside the roots, never through a symlink),
+and never overwrites a file that exists (files are created with ``confine.create_new``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from .config import ENV_WANDB_CLI, user_cache_dir
-from .confine import file_key
+from .confine import create_new, file_key
 from .model import Run, sane_time
 from .sources.wandb_dir import RunDir
 
@@ -208,41 +208,32 @@ class Written:
     skipped: str = ""  # why not written ("exists")
 
 
-def write_export(run: Run, target: str, overwrite: bool,
+def write_export(run: Run, dir_fd: int, target: str,
                  progress: Callable[[int, int], None] | None = None) -> list[Written]:
-    """Write the four files into ``target`` (a directory that exists). Existing files are kept
-    when ``overwrite`` is False. Each file is written to a temporary name and renamed."""
+    """Write the four files into the directory open as ``dir_fd`` (its path ``target`` is for
+    the report only). Each file is created atomically and never over an existing one: a file
+    that exists, even one created by another process while the export runs, is kept."""
     out: list[Written] = []
     rows_total = run.history.rows
     for name in EXPORT_FILES:
         path = os.path.join(target, name)
-        if os.path.lexists(path) and not overwrite:
-            out.append(Written(path, 0, "exists, kept"))
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=target)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                if name == "wandb-history.jsonl":
-                    for i, row in enumerate(history_rows(run), 1):
-                        f.write(json.dumps(row, default=str, ensure_ascii=False))
-                        f.write("\n")
-                        if progress is not None and i % 20_000 == 0:
-                            progress(i, rows_total)
-                elif name == "wandb-summary.json":
-                    f.write(summary_json(run))
-                elif name == "config.yaml":
-                    f.write(config_yaml(run))
-                else:
-                    f.write(metadata_json(run))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; exports are ordinary files
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        out.append(Written(path, os.path.getsize(path)))
+
+        def write(f, name: str = name) -> None:
+            if name == "wandb-history.jsonl":
+                for i, row in enumerate(history_rows(run), 1):
+                    f.write(json.dumps(row, default=str, ensure_ascii=False))
+                    f.write("\n")
+                    if progress is not None and i % 20_000 == 0:
+                        progress(i, rows_total)
+            elif name == "wandb-summary.json":
+                f.write(summary_json(run))
+            elif name == "config.yaml":
+                f.write(config_yaml(run))
+            else:
+                f.write(metadata_json(run))
+
+        size = create_new(dir_fd, name, write)
+        out.append(Written(path, 0, "exists, kept") if size is None else Written(path, size))
     return out
 
 

@@ -558,10 +558,10 @@ async def test_attack_start_time_of_10_to_15_seconds(tmp_path):
         for tool, args in every_tool("R001", other="L016")[1:]:
             res, took = await timed_call(c, tool, args)
             assert not res.is_error and took < LIVE, (tool, text(res))
-        res, took = await timed_call(c, "sync_runs", {"runs": ["R001"], "action": "export",
-                                                      "dest": str(tmp_path / "export")})
+        export = tmp_path.parent / f"{tmp_path.name}-export"  # outside the root: exports never write under it
+        res, took = await timed_call(c, "sync_runs", {"runs": ["R001"], "action": "export", "dest": str(export)})
         assert not res.is_error and took < LIVE, text(res)
-    (meta,) = (tmp_path / "export").rglob("wandb-metadata.json")
+    (meta,) = export.rglob("wandb-metadata.json")
     assert '"startedAt": "2026-11-27T12:52:33' in meta.read_text()  # from the environment record, not 10**15
 
 

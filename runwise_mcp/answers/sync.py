@@ -113,7 +113,15 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
         raise UserError("dest contains a NUL character, which no path can hold; pass a directory path")
     root = ""
     if not in_place:
-        root = os.path.abspath(os.path.expanduser(dest)) if dest else sy.default_export_root(env)
+        try:
+            root = os.path.abspath(os.path.expanduser(dest)) if dest else sy.default_export_root(env)
+            real_root = os.path.realpath(root)
+        except ValueError as e:  # e.g. a NUL in dest
+            raise UserError(f"dest is not a usable path ({e}); pass a directory outside the roots") from None
+        if dest and index.roots.contains(real_root):
+            raise UserError(f"dest {root} is inside a root ({_root_of(index, real_root)}); an export never writes "
+                            f"under the roots it reads: pass a dest outside them, or in_place=true to add the "
+                            f"files to the run's own files/")
         if os.path.exists(root) and not os.path.isdir(root):
             raise UserError(f"dest {root} is a file; pass a directory")
         try:
@@ -128,14 +136,25 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
         segs = index.segments(full)
         if in_place:
             target = segs[-1].files_dir if segs else ""
-            if not target or not os.path.isdir(target):
+            if not target or not os.path.lexists(target):
                 raise UserError(f"{ra.run_label(full)} has no files/ directory to export into; use dest= instead")
         else:
             target = os.path.join(root, sy.safe_name(full.id))
-            real_root = os.path.realpath(root)
-            if not os.path.realpath(target).startswith(real_root.rstrip(os.sep) + os.sep):
+            real_target = os.path.realpath(target)
+            if not real_target.startswith(real_root.rstrip(os.sep) + os.sep):
                 raise UserError(f"run id {full.id!r} would leave dest; not exported")
+            if dest and index.roots.contains(real_target):
+                raise UserError(f"dest {target} leads inside a root; nothing exported")
             os.makedirs(target, exist_ok=True)
+        try:  # the directory written into, opened once: every file is created relative to it
+            dir_fd = index.roots.open_dir_to_write(target, under_roots=in_place)
+        except confine.Refused as e:
+            what = "its files/" if in_place else f"dest {target}"
+            raise UserError(f"{ra.run_label(full)}: {what} {e.why.removeprefix('it ')}; nothing exported"
+                            + ("; use dest= instead" if in_place else "")) from None
+        except FileNotFoundError:
+            raise UserError(f"{ra.run_label(full)} has no files/ directory to export into; use dest= instead") \
+                from None
 
         def rows_progress(done: int, total: int, _n: int = n) -> None:
             if progress is not None:
@@ -143,7 +162,13 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
 
         if progress is not None:
             progress(n - 1, len(runs), f"exporting {full.display_name}")
-        written = sy.write_export(full, target, overwrite=not in_place, progress=rows_progress)
+        try:
+            written = sy.write_export(full, dir_fd, target, progress=rows_progress)
+        except confine.Refused as e:
+            raise UserError(f"{ra.run_label(full)}: {os.path.basename(e.filename or '')} {e.why}; the export "
+                            f"stopped there") from None
+        finally:
+            os.close(dir_fd)
         parts = []
         for w in written:
             name = os.path.basename(w.path)
@@ -170,6 +195,10 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
     if progress is not None:
         progress(len(runs), len(runs), "done")
     return "\n".join(out)
+
+
+def _root_of(index: RunIndex, real: str) -> str:
+    return next((r for r in index.roots.real if confine.inside(real, [r])), index.roots.real[0])
 
 
 def _sync_upload(index: RunIndex, runs: list[Run], progress: Callable[[float, float, str], None] | None,

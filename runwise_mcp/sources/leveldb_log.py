@@ -9,10 +9,16 @@ bytes after it, so a grown file costs only its new part. A partly written tail (
 missing LAST, bad checksum in the file's last block) ends the read quietly and is retried next
 time. Damage before the last block is skipped to the next block and counted. Memory use is
 bounded by the read window plus the largest record, never by a length a chunk claims.
+
+A read that goes on from an offset first checks that the file is still the one read so far:
+the same inode, at least as long as the offset, and the same first bytes (a hash of up to the
+first block). A file replaced at the same path, or recreated in place, raises ``Replaced``:
+the caller starts over with a new reader, so two logs' records are never mixed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
@@ -28,6 +34,12 @@ WINDOW_BLOCKS = 32  # read 1 MiB at a time
 MAX_RECORD = 64 * 1024 * 1024  # a record larger than this is dropped, not buffered
 
 _CHUNK = struct.Struct("<IHB")
+IDENT_BYTES = BLOCK  # how much of the file's start identifies it
+
+
+class Replaced(OSError):
+    """The file at the reader's path is no longer the one it has read from (another inode,
+    other first bytes, or shorter than the read offset): read it again from the start."""
 
 
 @dataclass
@@ -64,6 +76,11 @@ class Damage:
 class LogReader:
     """Reads complete records of one framed file, incrementally."""
 
+    # What identifies the file read so far (class defaults for states pickled before they existed)
+    ident: tuple[int, int] | None = None  # (st_dev, st_ino)
+    head_len = 0  # how many of its first bytes are hashed
+    head_hash = b""
+
     def __init__(self, path: str, header: bytes) -> None:
         self.path = path
         self.header = header
@@ -81,24 +98,52 @@ class LogReader:
         the caller can report it.
         """
         with open_read(self.path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            if self.offset:
+                self._same_file(f.fileno(), st)
             self.size = size
-            if self.offset == 0:
-                head = f.read(len(self.header))
-                if len(head) < len(self.header):
-                    self.header_ok = None if self.header.startswith(head) else False
-                    if self.header_ok is None:
-                        self.tail = "empty file" if not head else "file shorter than its header"
-                    return 0
-                if head != self.header:
-                    self.header_ok = False
-                    self.tail = ""
-                    return 0
-                self.header_ok = True
-                self.offset = len(self.header)
-            if self.header_ok is False:
+            try:
+                return self._read_from(f, size, emit)
+            finally:
+                if self.offset:
+                    self._remember(f.fileno(), st)
+
+    def _same_file(self, fd: int, st: os.stat_result) -> None:
+        """Raise Replaced unless the opened file is the one read up to ``self.offset``."""
+        if self.ident is not None and (st.st_dev, st.st_ino) != self.ident:
+            raise Replaced(f"{os.path.basename(self.path)} was replaced by another file (another inode)")
+        if st.st_size < self.offset:
+            raise Replaced(f"{os.path.basename(self.path)} is shorter than the {self.offset:,} bytes read")
+        if self.head_len:
+            head = os.pread(fd, self.head_len, 0)
+            if len(head) < self.head_len or hashlib.sha256(head).digest() != self.head_hash:
+                raise Replaced(f"{os.path.basename(self.path)} was rewritten (its first bytes changed)")
+
+    def _remember(self, fd: int, st: os.stat_result) -> None:
+        self.ident = (st.st_dev, st.st_ino)
+        want = min(st.st_size, IDENT_BYTES)
+        if want > self.head_len:  # a young file: identify it by more of its start as it grows
+            head = os.pread(fd, want, 0)
+            self.head_len, self.head_hash = len(head), hashlib.sha256(head).digest()
+
+    def _read_from(self, f, size: int, emit: Callable[[bytes], None]) -> int:
+        if self.offset == 0:
+            head = f.read(len(self.header))
+            if len(head) < len(self.header):
+                self.header_ok = None if self.header.startswith(head) else False
+                if self.header_ok is None:
+                    self.tail = "empty file" if not head else "file shorter than its header"
                 return 0
-            return self._read_chunks(f, size, emit)
+            if head != self.header:
+                self.header_ok = False
+                self.tail = ""
+                return 0
+            self.header_ok = True
+            self.offset = len(self.header)
+        if self.header_ok is False:
+            return 0
+        return self._read_chunks(f, size, emit)
 
     def read_span(self, start: int, stop: int, emit: Callable[[bytes], None], exact: bool = False) -> int:
         """Emit the records that begin in [start, stop) and return where reading ended (a chunk

@@ -28,6 +28,7 @@ from ..model import History, RunState, judge_state
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
+from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
 from .wandb_log import WandbLog, flatten, skim
 
@@ -266,6 +267,7 @@ class RunDir(RunPart):
         self.full = False  # the whole log has been read (and is followed incrementally)
         self.evicted = False  # dropped for memory: skim it until a tool asks for it in full
         self.log_key: tuple[int, int] | None = None
+        self._log_ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the log when last looked at
         self.log_error = ""
         self.summary_file = SideFile(os.path.join(base, "wandb-summary.json"), "json", self._stat)
         self.config_file = SideFile(os.path.join(base, "config.yaml"), "yaml", self._stat)
@@ -280,7 +282,7 @@ class RunDir(RunPart):
 
     # ---- refresh ------------------------------------------------------------------------------
 
-    def _stat(self, path: str) -> tuple[int, int] | None:
+    def _fstat(self, path: str) -> os.stat_result | None:
         try:
             st = stat_file(path)
         except Refused as e:
@@ -289,7 +291,24 @@ class RunDir(RunPart):
         except OSError:
             return None
         self.refused.pop(os.path.relpath(path, self.path), None)
-        return (st.st_size, st.st_mtime_ns)
+        return st
+
+    def _stat(self, path: str) -> tuple[int, int] | None:
+        st = self._fstat(path)
+        return (st.st_size, st.st_mtime_ns) if st is not None else None
+
+    def _update_log(self, log: WandbLog, progress: Callable[[int, int], None] | None = None,
+                    keys: frozenset[str] | None = None) -> WandbLog:
+        """``log`` read on from its offset; when the file at its path is no longer the one it
+        read (replaced, or recreated smaller or with other first bytes), a new log read from
+        the start instead, so two files' records never mix."""
+        for _ in range(3):
+            try:
+                log.update(progress)
+                return log
+            except Replaced:
+                log = WandbLog(log.path, keys=keys)
+        raise Replaced(f"{os.path.basename(log.path)} was replaced again while it was read")
 
     @property
     def log(self) -> WandbLog | None:
@@ -322,7 +341,15 @@ class RunDir(RunPart):
         changed = False
         if self._full is not None:
             path = self._full.path
-            key = self._stat(path)
+            st = self._fstat(path)
+            key = (st.st_size, st.st_mtime_ns) if st is not None else None
+            ident = (st.st_dev, st.st_ino) if st is not None else None
+            if ident is not None and self._log_ident is not None and ident != self._log_ident:
+                # another file at the same path (even of the same size and mtime): read it again
+                self.log_key = None
+                self._skim = self._keyed = self._keyed_at = None
+            if ident is not None:
+                self._log_ident = ident
             if key is None:
                 if self.log_key is not None or not self.log_error:
                     self.log_error = "the .wandb file disappeared"
@@ -339,7 +366,9 @@ class RunDir(RunPart):
                             self._full = cached
                             self._saved_offset = cached.reader.offset
                     try:
-                        self._full.update(progress)
+                        read = self._update_log(self._full, progress)
+                        if read is not self._full:  # replaced: what the cache holds is of the other file
+                            self._full, self._saved_offset = read, 0
                         self.log_error = ""
                     except OSError as e:
                         self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
@@ -382,18 +411,27 @@ class RunDir(RunPart):
         log = log or WandbLog(path)
         saved = log.reader.offset
         if progress is None:
-            log.update()
+            read = self._update_log(log)
+            if read is not log:
+                log, saved = read, 0
         else:
-            emit = log._record
-            count = [0]
+            for attempt in range(3):
+                emit = log._record
+                count = [0]
 
-            def record(rec: bytes) -> None:
-                emit(rec)
-                count[0] += 1
-                if count[0] % 50_000 == 0:
-                    progress(log.reader.offset, key[0])
+                def record(rec: bytes, log: WandbLog = log, emit=emit, count=count) -> None:
+                    emit(rec)
+                    count[0] += 1
+                    if count[0] % 50_000 == 0:
+                        progress(log.reader.offset, key[0])
 
-            log.reader.read(record)
+                try:
+                    log.reader.read(record)
+                    break
+                except Replaced:  # another file at the path: decode that one from the start
+                    if attempt == 2:
+                        raise
+                    log, saved = WandbLog(path), 0
             log._summary_cache = None
         if self.cache is not None and log.reader.offset - saved >= self.cache.min_bytes:
             self.cache.save(path, log)
@@ -424,7 +462,7 @@ class RunDir(RunPart):
         elif key == self._keyed_at:
             return False  # nothing written since the last read
         try:
-            k.update(progress)
+            k = self._keyed = self._update_log(k, progress, keys=k.only - {"_step"})
             self._keyed_at = key
         except OSError as e:
             self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
