@@ -90,7 +90,7 @@ def _flagged(lines: list[str]) -> list[str]:
         out.append(line + (f"  (×{n})" if n > 1 else ""))
 
     for ln in lines:
-        text = ln.rstrip()
+        text = ln.rstrip(" \t\r\n")  # blanks only: a trailing control character is shown, escaped
         if text.startswith("Traceback (most recent call last)"):
             in_tb = True
         mark = "!" if in_tb or ERROR_LINE.search(text) else ("~" if WARN_LINE.search(text) else " ")
