@@ -73,8 +73,8 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
         declared = [v for v in votes if v[1] == "define_metric"]
         g, basis = (declared[0] if declared else votes[0])
         if not g:
-            raise UserError(f"cannot tell whether higher or lower {metric} is better: no define_metric goal and "
-                            f"the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
+            raise UserError(f"cannot tell whether higher or lower {t.clean(metric)} is better: no define_metric goal "
+                            f"and the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
     ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
     held = {id(r) for r in have}
     missing = [r for r in runs if id(r) not in held]
@@ -116,7 +116,8 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
         chosen = [k for k in available if k.startswith(prefix)]
         if not chosen:
             close = sorted({k.split("/")[0] + "/" for k in available if "/" in k})
-            raise UserError(f"no key starts with {prefix!r} in these runs; prefixes: {', '.join(map(t.clean, close[:12]))}")
+            raise UserError(f"no key starts with {prefix!r} in these runs; "
+                            f"prefixes: {', '.join(map(t.clean, close[:12]))}")
     elif not want:
         chosen = []
         for r in runs_:

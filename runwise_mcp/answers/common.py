@@ -208,7 +208,8 @@ def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
     if not view.files:
         return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
                 "runs started with WANDB_CONSOLE=off have none)")
-    return (f"{' + '.join(map(t.clean, view.files))} has {t.plural(view.lines, 'line')} but none printed a metric with a "
+    files = " + ".join(map(t.clean, view.files))
+    return (f"{files} has {t.plural(view.lines, 'line')} but none printed a metric with a "
             f"step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a regex with "
             f"named groups under [console] patterns in runwise.toml for your format")
 

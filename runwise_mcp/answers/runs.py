@@ -81,7 +81,8 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
         out += "\n" + _console_keys(r, view, pattern)
     console_problems = [p for p in index.settings.config_problems if "console pattern" in p]
     if console_problems:
-        out += "\nconfig: " + "; ".join(map(t.clean, console_problems)) + " (ignored; fix runwise.toml and restart the server)"
+        out += ("\nconfig: " + "; ".join(map(t.clean, console_problems))
+                + " (ignored; fix runwise.toml and restart the server)")
     return out
 
 
@@ -185,7 +186,8 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
     source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
     if r.source == "tensorboard":
-        source = "TensorBoard hparams" + ("".join(f"; {t.clean(n)}" for n in r.notes_read if n.startswith("config from")))
+        source = "TensorBoard hparams" + "".join(f"; {t.clean(n)}" for n in r.notes_read
+                                                 if n.startswith("config from"))
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
                             max_items=MAX_CONFIG, source=source)
 

@@ -102,7 +102,7 @@ def _memo_key(r: Run, chosen: list[str], diag_keys: list[str], th, keys_given: b
     per_key = [(k, len(cols[k]), cols[k].first_step, cols[k].last_step, repr(cols[k].values[-1]),
                 repr(cols[k].values[len(cols[k]) // 2])) for k in sorted(set(chosen) | set(diag_keys)) if k in cols]
     ts = cols.get("_timestamp")
-    return AnswerMemo.key_for(r.id, ["run_summary", 1, r.id, r.history.rows, r.history.last_step, per_key,
+    return AnswerMemo.key_for(r.id, ["run_summary", 2, r.id, r.history.rows, r.history.last_step, per_key,
                               repr(ts.values[-1]) if ts is not None and len(ts) else None, chosen, diag_keys,
                               dataclasses.asdict(th), keys_given, [m.__dict__ for m in r.metrics.values()]])
 
@@ -228,7 +228,8 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     out = rs.history_answer(r, chosen, sampled, samples, step_min, step_max, src)
     shown_pct = [k for k in chosen if k in pct]
     if shown_pct:
-        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {', '.join(map(t.clean, shown_pct))}\nstep,", 1)
+        pct_keys = ", ".join(map(t.clean, shown_pct))
+        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {pct_keys}\nstep,", 1)
     return out
 
 
@@ -269,5 +270,6 @@ def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | N
     if r is not r0:
         out += f"\nsource: {src}"
     if problems:
-        out += "\nconfig: " + "; ".join(map(t.clean, problems)) + " (defaults used; fix the file and restart the server)"
+        out += ("\nconfig: " + "; ".join(map(t.clean, problems))
+                + " (defaults used; fix the file and restart the server)")
     return out

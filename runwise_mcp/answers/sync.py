@@ -156,11 +156,13 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
         for s in segs:
             st = sy.segment_status(s)
             if not st.log_ok and s.log is not None:
-                out.append(f"  note: {t.clean(os.path.basename(s.log_path or ''))}: {t.clean(st.log)}; exported everything up to "
+                out.append(f"  note: {t.clean(os.path.basename(s.log_path or ''))}: {t.clean(st.log)}; exported "
+                           f"everything up to "
                            f"there (step {t.step(s.history.last_step)})")
         others = sorted(full.history.other)
         if others:
-            out.append(f"  note: non-numeric history values ({', '.join(map(t.clean, others[:4]))}{'…' if len(others) > 4 else ''}) "
+            names = ", ".join(map(t.clean, others[:4]))
+            out.append(f"  note: non-numeric history values ({names}{'…' if len(others) > 4 else ''}) "
                        f"are in the history rows only where logged once; their last values are in the summary")
         if len(segs) > 1:
             out.append(f"  note: the {len(segs)} resumed segments are exported as one run (later segments win "

@@ -134,7 +134,8 @@ def _args(query: str, state: str, offset: int, limit: int) -> dict[str, Any]:
 def no_runs_message(roots: list[str], problems: list[str]) -> str:
     from ..sources import SOURCES  # what every registered format looks for
 
-    msg = (f"No runs found under {', '.join(t.clean(x) for x in roots)}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
+    where = ", ".join(t.clean(x) for x in roots)
+    msg = (f"No runs found under {where}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
            f"Point the server at the directory that contains your runs (e.g. your wandb/ or runs/ folder's "
            f"parent): --root PATH or RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
     if problems:

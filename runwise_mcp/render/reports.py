@@ -302,7 +302,8 @@ def best_answer(metric: str, goal: str, goal_basis: str, by: str, ranked: list[R
                 top: int, query: str, total: int, now: float) -> str:
     scope = f"{t.plural(total, 'run')}" + (f" matching {query!r}" if query else "")
     how = "best value over history" if by == "best" else "last logged value"
-    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how}: {len(ranked):,} of {scope} logged it")
+    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how}: "
+            f"{len(ranked):,} of {scope} logged it")
     out = [head]
     for i, r in enumerate(ranked[:top], 1):
         main = (f"{t.num(r.best, metric)} @{t.step(r.best_step)} (last {t.num(r.last, metric)} @{t.step(r.last_step)})"
@@ -443,7 +444,8 @@ def aggregate_answer(aggs: list[Aggregate], runs: list[Run], at: int | None, sco
             rows.append([t.clean(k), "no finite values"])
             continue
         std = "" if a.std is None else f" ± {t.num(a.std, k) if not t.is_fraction_key(k) else f'{a.std * 100:.2f}%'}"
-        row = [t.clean(k), f"mean {t.num(a.mean, k)}{std}", f"min {t.num(a.min, k)}", f"max {t.num(a.max, k)}", f"n={a.n}"]
+        row = [t.clean(k), f"mean {t.num(a.mean, k)}{std}", f"min {t.num(a.min, k)}", f"max {t.num(a.max, k)}",
+               f"n={a.n}"]
         if a.missing:
             row.append("not logged by " + ", ".join(t.clean(r.display_name) for r in a.missing[:5]))
         if a.nonfinite:
