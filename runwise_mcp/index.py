@@ -27,7 +27,7 @@ from typing import Any
 from . import confine
 from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
-from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time
+from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time, unescape
 from .sources import SOURCES
 from .sources.base import ReadContext, RunPart, Source
 from .sources.console import compile_patterns, parse_lines
@@ -568,7 +568,9 @@ def build_run(run_id: str, segs: list[RunPart]) -> Run:
     return run
 
 
-def resolve(runs: list[Run], ref: str | None) -> Run:
+def resolve(runs: list[Run], ref: str | None, escaped: bool = True) -> Run:
+    """The run ``ref`` names; a name or id as an answer showed it escaped (``\\x1b``, ``\\n``)
+    names the run too (``escaped``)."""
     ref = (ref or "").strip()
     if not runs:
         raise RunNotFound(ref, "no runs found", [])
@@ -592,6 +594,12 @@ def resolve(runs: list[Run], ref: str | None) -> Run:
         return hits[0]
     if len(hits) > 1:
         raise RunNotFound(ref, f"{ref!r} matches {len(hits)} runs", hits[:8])
+    raw = unescape(ref) if escaped else None
+    if raw is not None:
+        try:
+            return resolve(runs, raw, escaped=False)
+        except RunNotFound:
+            pass
     return_close = closest(runs, ref)
     raise RunNotFound(ref, f"no run matches {ref!r}", return_close)
 

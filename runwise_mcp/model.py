@@ -378,3 +378,16 @@ def judge_state(has_exit: bool, exit_code: int | None, last_write: float | None,
     if last_write is not None and now - last_write <= stale_after:
         return RunState(RUNNING, basis, None, last_write, certain=False)
     return RunState(KILLED, basis, None, last_write, certain=False)
+
+
+def unescape(text: str) -> str | None:
+    """The raw text behind an answer's escaped form of a name or key (the inverse of
+    ``render.text.clean``: ``\\x1b``, ``\\n``, ``\\u202e``, ``\\\\``), or None when ``text`` holds no
+    escape. Lets a caller pass back a name exactly as an answer showed it."""
+    if "\\" not in text:
+        return None
+    try:
+        raw = text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return None
+    return raw if raw != text else None

@@ -20,6 +20,7 @@ from pydantic import Field
 from . import __version__, answers
 from .config import Settings, load_settings
 from .index import READ_PROGRESS, RunIndex
+from .render import text as rt
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +102,18 @@ def one_line(e: BaseException) -> str:
 
 
 def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
+    """A tool's answer, or its error as a ToolError; either passes ``guard`` last (a control or
+    bidi character that reached the text unescaped is escaped; the fields are escaped where they
+    enter it)."""
     try:
-        return fn(*args, **kwargs)
+        return rt.guard(fn(*args, **kwargs))
     except answers.UserError as e:
-        raise ToolError(str(e)) from None
+        raise ToolError(rt.guard(str(e))) from None
     except Exception as e:  # never let a reader bug become an opaque failure
         log.error("tool %s failed: %s", getattr(fn, "__name__", fn), one_line(e))  # the traceback at debug level
         log.debug("traceback of the failure above", exc_info=True)
-        raise ToolError(f"internal error: {type(e).__name__}: {e}. This is a bug in runwise-mcp; "
-                        f"`runwise-mcp --check` shows what it can read.") from None
+        raise ToolError(rt.guard(f"internal error: {type(e).__name__}: {e}. This is a bug in runwise-mcp; "
+                                 f"`runwise-mcp --check` shows what it can read.")) from None
 
 
 def _progress(ctx: Context) -> Callable[[float, float, str], None]:
@@ -117,7 +121,7 @@ def _progress(ctx: Context) -> Callable[[float, float, str], None]:
 
     def report(done: float, total: float, message: str) -> None:
         try:
-            anyio.from_thread.run(ctx.report_progress, done, total, message)
+            anyio.from_thread.run(ctx.report_progress, done, total, rt.guard(message))
         except Exception:  # progress is best effort; never fail the call for it
             log.debug("progress notification failed", exc_info=True)
 

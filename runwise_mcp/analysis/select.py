@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
-from ..model import RESERVED_KEYS, Run
+from ..model import RESERVED_KEYS, Run, unescape
 
 
 def metric_keys(run: Run) -> list[str]:
@@ -216,6 +216,8 @@ def pick_keys(requested: list[str], available: list[str]) -> tuple[list[str], li
             hits = [q]
         elif q.lower() in by_lower:
             hits = [by_lower[q.lower()]]
+        elif (raw := unescape(q)) is not None and raw in available:  # as an answer showed it, escaped
+            hits = [raw]
         elif is_glob(q):
             hits = sorted(k for k in available if fnmatch.fnmatchcase(k.lower(), q.lower()))
         else:

@@ -64,7 +64,7 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
         allkeys = sorted({k for r in runs for k in numeric_keys(r)})
         close = closest_keys(metric, allkeys)
         scope = f"the {t.plural(len(runs), 'run')}" + (f" matching {query!r}" if query else "")
-        hint = f"closest: {', '.join(close)}" if close else f"{t.call('list_keys')} lists a run's keys"
+        hint = f"closest: {', '.join(map(t.clean, close))}" if close else f"{t.call('list_keys')} lists a run's keys"
         raise UserError(f"no run among {scope} logged {metric!r}; {hint}")
     g = _GOALS[goal]
     basis = "argument"
@@ -73,8 +73,8 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
         declared = [v for v in votes if v[1] == "define_metric"]
         g, basis = (declared[0] if declared else votes[0])
         if not g:
-            raise UserError(f"cannot tell whether higher or lower {metric} is better: no define_metric goal and "
-                            f"the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
+            raise UserError(f"cannot tell whether higher or lower {t.clean(metric)} is better: no define_metric goal "
+                            f"and the name does not say; {t.call('best_run', metric=metric, goal='max')} or goal='min'")
     ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
     held = {id(r) for r in have}
     missing = [r for r in runs if id(r) not in held]
@@ -116,7 +116,8 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
         chosen = [k for k in available if k.startswith(prefix)]
         if not chosen:
             close = sorted({k.split("/")[0] + "/" for k in available if "/" in k})
-            raise UserError(f"no key starts with {prefix!r} in these runs; prefixes: {', '.join(close[:12])}")
+            raise UserError(f"no key starts with {prefix!r} in these runs; "
+                            f"prefixes: {', '.join(map(t.clean, close[:12]))}")
     elif not want:
         chosen = []
         for r in runs_:
@@ -152,11 +153,12 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
         for c, x in zip(cols, cells[k]):
             if x.value is None:
                 if k not in c.run.history.columns:
-                    notes.append(f"-: {c.run.display_name} never logged {k}")
+                    notes.append(f"-: {t.clean(c.run.display_name)} never logged {t.clean(k)}")
                 else:
                     first = c.run.history.columns[k].first_step
                     how = cadence(c.run, k) or f"logged from step {t.step(first)}"
-                    notes.append(f"-: {c.run.display_name} {k} is {how}: none at or before step {t.step(c.step)}")
+                    notes.append(f"-: {t.clean(c.run.display_name)} {t.clean(k)} is {how}: none at or before "
+                                 f"step {t.step(c.step)}")
     notes = list(dict.fromkeys(notes))[:6]
     extra = len(available) - len(chosen) - hidden
     if not want and not prefix and extra > 0 and format in ("text", "md"):
@@ -175,7 +177,7 @@ def _keys_across(runs: list[Run], keys: list[str] | str | None) -> tuple[list[st
     chosen, unknown = pick_keys(want, available)
     if unknown:
         raise UserError("; ".join(f"{k!r} is logged by none of these runs"
-                                  + (f"; closest: {', '.join(c)}" if c else "") for k, c in unknown))
+                                  + (f"; closest: {', '.join(map(t.clean, c))}" if c else "") for k, c in unknown))
     return available, chosen
 
 
@@ -191,14 +193,14 @@ def _point(r: Run, p) -> rs.Column:
         elif key not in r.history.columns:
             close = closest_keys(key, numeric_keys(r))
             raise UserError(f"{p.label}: {ra.run_label(r)} does not log {key!r}"
-                            + (f"; closest: {', '.join(close)}" if close else ""))
+                            + (f"; closest: {', '.join(map(t.clean, close))}" if close else ""))
         s = stage_start(r, key, p.stage)
         if s is None:
             col = r.history.columns[key]
             top = max((v for v in col.values if v == v), default=math.nan)
-            raise UserError(f"{p.label}: {key} of {ra.run_label(r)} never reaches {p.stage:g} "
+            raise UserError(f"{p.label}: {t.clean(key)} of {ra.run_label(r)} never reaches {p.stage:g} "
                             f"(highest {t.num(top)} by step {t.step(col.last_step)})")
-        return rs.Column(r, p.label, s, f"{key} reaches {p.stage:g} at step {s:,}")
+        return rs.Column(r, p.label, s, f"{t.clean(key)} reaches {p.stage:g} at step {s:,}")
     if p.step is not None:
         last = r.last_step
         how = f"at step {p.step:,}"

@@ -72,15 +72,15 @@ def read_runs_for_keys(index: RunIndex, runs: list[Run], keys: list[str] | str |
 
 
 def empty_log_note(run: Run) -> str:
-    """Why a run has no data yet, when its only log is empty or header-only."""
+    """Why a run has no data yet, when its only log is empty or header-only (file names escaped)."""
     seg = run.segments[-1] if run.segments else None
     if seg is not None and seg.source != "wandb":
-        return seg.hints.get("empty") or f"its {seg.source} files hold no metric yet"
+        return t.clean(seg.hints.get("empty") or f"its {seg.source} files hold no metric yet")
     if seg is None or seg.log_path is None:
         if seg is not None and seg.layout == "console":
             return "only files/output.log is left in this run directory (no .wandb log, no history file)"
         return "no history was found in this run directory"
-    name = os.path.basename(seg.log_path)
+    name = t.clean(os.path.basename(seg.log_path))
     if run.state.state in ("finished", "crashed"):
         return (f"it {run.state.state} ({run.state.basis}) without logging any row: wandb.log() was never "
                 f"called, so only its console (files/output.log) can hold metrics")
@@ -125,8 +125,8 @@ def choose_keys(run: Run, keys: list[str] | str | None, prefs: list[str], tool: 
         raise UserError(unknown_keys_message(run, unknown, available, tool))
     text_keys = [k for k in found if k in run.history.other and k not in run.history.columns]
     if text_keys:
-        raise UserError(f"{ra.run_label(run)}: {', '.join(text_keys)} hold non-numeric values "
-                        f"({', '.join(run.history.other[k].kind for k in text_keys)}); "
+        raise UserError(f"{ra.run_label(run)}: {', '.join(map(t.clean, text_keys))} hold non-numeric values "
+                        f"({', '.join(t.clean(run.history.other[k].kind) for k in text_keys)}); "
                         f"{t.call('list_keys', run=run.id)} shows their last values")
     return found
 
@@ -138,7 +138,7 @@ def unknown_keys_message(run: Run, unknown: list[tuple[str, list[str]]], availab
             parts.append(f"{k!r} is a system metric (sampled by time, not step): "
                          f"{t.call('list_keys', run=run.id, pattern='system/')}")
         elif close:
-            parts.append(f"{k!r} is not logged; closest: {', '.join(close)}")
+            parts.append(f"{k!r} is not logged; closest: {', '.join(map(t.clean, close))}")
         else:
             parts.append(f"{k!r} is not logged")
     if not available:
@@ -181,12 +181,12 @@ def history_source(run: Run) -> str:
     for seg in run.segments:
         if seg.source != "wandb":  # the format named in a word (W&B goes unsaid: its log's name says it)
             rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
-            parts.append(f"{seg.source} {seg.label or os.path.basename(seg.log_path or seg.path)} ({rng})")
+            parts.append(f"{seg.source} {t.clean(seg.label or os.path.basename(seg.log_path or seg.path))} ({rng})")
             continue
         name = os.path.basename(seg.log_path) if seg.log_path else ("wandb-history.jsonl" if seg.layout == "dryrun"
                                                                      else os.path.basename(seg.path))
         rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
-        parts.append(f"{name} ({rng})")
+        parts.append(f"{t.clean(name)} ({rng})")
     return " + ".join(parts)
 
 
@@ -217,9 +217,10 @@ def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
     if not view.files:
         return ("it has no files/output.log (wandb writes it a few seconds after the first print; "
                 "runs started with WANDB_CONSOLE=off have none)")
-    return (f"{' + '.join(view.files)} has {t.plural(view.lines, 'line')}{console_notes(view)} but none printed "
-            f"a metric with a step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a "
-            f"regex with named groups under [console] patterns in runwise.toml for your format")
+    files = " + ".join(map(t.clean, view.files))
+    return (f"{files} has {t.plural(view.lines, 'line')}{console_notes(view)} but none printed a metric with a "
+            f"step (e.g. 'step 100 loss 2.3', 'iter 100: loss=2.3', a dict with a step); add a regex with "
+            f"named groups under [console] patterns in runwise.toml for your format")
 
 
 def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str, frozenset[str]]:
@@ -235,7 +236,7 @@ def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str,
     label = ra.run_label(r)
     desc = ""
     if ch.rows:
-        desc = (f"{' + '.join(view.files)} (console{', last lines only' if view.partial else ''}, "
+        desc = (f"{' + '.join(map(t.clean, view.files))} (console{', last lines only' if view.partial else ''}, "
                 f"steps {t.steps_range(ch.first_step, ch.last_step)}{console_notes(view)})")
     if source == "console":
         if not ch.rows:
@@ -251,7 +252,7 @@ def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str,
         part = history_after(ch, h.last_step)
         merged, _ = merge_histories([h, part])
         return (_with_history(r, merged),
-                f"{history_source(r)} + {' + '.join(view.files)} (console to {t.step(part.last_step)}, "
+                f"{history_source(r)} + {' + '.join(map(t.clean, view.files))} (console to {t.step(part.last_step)}, "
                 f"used beyond the history{console_notes(view)})", frozenset(view.percent))
     return r, history_source(r), frozenset()
 

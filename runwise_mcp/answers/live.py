@@ -28,7 +28,7 @@ def tail_run(index: RunIndex, run: str = "latest", lines: int = 20, cursor: str 
     now = index.clock()
     cf = view.cursor_file
     out = [f"{ra.run_label(r)} {t.state(r.state, now)} | step {t.step(r.last_step)}"
-           + (f" | console {' + '.join(view.files)}" if view.files else
+           + (f" | console {' + '.join(map(t.clean, view.files))}" if view.files else
               f" | no console: {r.source} records logged values only" if r.source != "wandb" else
               " | no console output found")]
     raw = list(cf.tail) if cf is not None else [(0, ln) for ln in view.tail]
@@ -90,13 +90,15 @@ def _flagged(lines: list[str]) -> list[str]:
         out.append(line + (f"  (×{n})" if n > 1 else ""))
 
     for ln in lines:
-        text = ln.rstrip()
+        text = ln.rstrip(" \t\r\n")  # blanks only: a trailing control character is shown, escaped
         if text.startswith("Traceback (most recent call last)"):
             in_tb = True
         mark = "!" if in_tb or is_error_line(text) else ("~" if WARN_LINE.search(text) else " ")
         if in_tb and text and not text.startswith((" ", "Traceback")):
             in_tb = False  # the exception line ends the traceback
-        line = f"{mark} {t.short(text, 200) if len(text) > 200 else text}"
+        # the line's own content is escaped: a newline or control character in it is shown as \n,
+        # \x1b..., so it stays one line, after its mark, and cannot pass for a line of ours
+        line = f"{mark} {t.short(text, 200) if len(text) > 200 else t.clean(text)}"
         if line == prev:
             count += 1
             continue
@@ -112,7 +114,8 @@ def _crash(raw: list[tuple[int, str]]) -> list[str]:
     if tb is None:
         return []
     exc, frames = tb
-    shown = [f"  at {os.path.basename(path)}:{line} in {func}" + (f": {t.short(code, 100)}" if code else "")
+    shown = [f"  at {t.clean(os.path.basename(path))}:{t.clean(line)} in {t.clean(func)}"
+             + (f": {t.short(code, 100)}" if code else "")
              for path, line, func, code in frames[-2:]]
     return ([f"crash: {t.short(exc, 200)}"] if exc else ["crash: traceback without an exception line"]) + shown
 
@@ -124,7 +127,7 @@ def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
         for k in main_keys(r, index.settings.main_metrics)[:6]:
             col = r.history.columns[k]
             at = f" @{t.step(col.last_step)}" if col.last_step != r.last_step else ""
-            parts.append(f"{k} {t.num(col.values[-1], k)}{at}")
+            parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)}{at}")
         out.append(f"latest logged @{t.step(r.last_step)}: " + " | ".join(parts))
     ch = view.history
     if ch.rows:
@@ -132,11 +135,11 @@ def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
         parts = []
         for k, col in ch.columns.items():
             if col.last_step is not None and last is not None and col.last_step >= last and len(parts) < 8:
-                parts.append(f"{k} {t.num(col.values[-1], k)}")
+                parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)}")
         evals = [(k, col) for k, col in ch.columns.items()
                  if col.last_step != last and KeyRole(k).split in ("val", "test")]
         for k, col in evals[:4]:  # the latest validation values, printed at an earlier step
-            parts.append(f"{k} {t.num(col.values[-1], k)} @{t.step(col.last_step)}")
+            parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)} @{t.step(col.last_step)}")
         ahead = ""
         if r.last_step is not None and last is not None and last > r.last_step:
             ahead = f" (ahead of the logged history, which ends at {t.step(r.last_step)})"
@@ -164,7 +167,7 @@ def _speed(r: Run, view: ConsoleView) -> str:
         for k in TOTAL_KEYS:
             for name, v in flat.items():
                 if name.split(".")[-1] == k and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-                    total, basis = int(v), f"config {name}"
+                    total, basis = int(v), f"config {t.clean(name)}"
                     break
             if total:
                 break

@@ -82,7 +82,8 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
         out += "\n" + _console_keys(r, view, pattern)
     console_problems = [p for p in index.settings.config_problems if "console pattern" in p]
     if console_problems:
-        out += "\nconfig: " + "; ".join(console_problems) + " (ignored; fix runwise.toml and restart the server)"
+        out += ("\nconfig: " + "; ".join(map(t.clean, console_problems))
+                + " (ignored; fix runwise.toml and restart the server)")
     return out
 
 
@@ -90,16 +91,17 @@ def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
     """The keys parsed from the console, marked as such."""
     ch = view.history
     names = sorted(k for k in ch.columns if key_matches(k, pattern))
-    head = (f"console keys (parsed from {' + '.join(view.files)}, {t.plural(view.lines, 'line')}"
+    head = (f"console keys (parsed from {' + '.join(map(t.clean, view.files))}, {t.plural(view.lines, 'line')}"
             f"{', last lines only' if view.partial else ''}{console_notes(view)}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
             f"read with get_history(source=\"console\")):")
     if not names:
         return head + f" none match {pattern!r}"
     proxy = _with_history(r, ch)
     lines = [_key_line(proxy, k, {}) for k in names[:MAX_KEYS]]
-    width = max(len(k.name) for k in lines)
+    labels = [t.clean(k.name) for k in lines]
+    width = max(len(x) for x in labels)
     with t.percent_keys(view.percent):
-        body = [ra.key_line(k, k.name, width) for k in lines]
+        body = [ra.key_line(k, x, width) for k, x in zip(lines, labels)]
     if len(names) > MAX_KEYS:
         body.append(f"… {len(names) - MAX_KEYS} more console keys")
     return "\n".join([head] + body)
@@ -194,7 +196,7 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
     source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
     if r.segments and r.segments[-1].hints.get("config_from"):
-        source = r.segments[-1].hints["config_from"]
+        source = t.clean(r.segments[-1].hints["config_from"])
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
                             max_items=MAX_CONFIG, source=source)
 
@@ -211,7 +213,7 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     now = index.clock()
     out = [f"roots (from {s.roots_from}):"]
     for root in s.roots:
-        out.append(f"  {root}")
+        out.append(f"  {t.clean(root)}")
     out.append(f"scan depth {s.max_depth}, running/killed threshold {t.duration(s.stale_after)}")
     out.extend(f"config: {p}" for p in s.config_problems)
     out.append(f"cache of decoded logs: {s.cache_dir or 'off'}" + (
@@ -220,14 +222,15 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
         out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
-                   f"{segs}, {r.segments[-1].producer if r.segments else ''}, {r.segments[-1].path if r.segments else ''}")
+                   f"{segs}, {t.clean(r.segments[-1].producer) if r.segments else ''}, "
+                   f"{t.clean(r.segments[-1].path) if r.segments else ''}")
     problems = index.problems()
     if problems:
         out.append("could not read:")
-        out.extend(f"  {p}" for p in problems)
+        out.extend(f"  {t.clean(p)}" for p in problems)
     missing = [p for p in index.last_scan.problems if p.startswith("root ")]
     if missing:
-        out.append("FAIL: " + "; ".join(missing))
+        out.append("FAIL: " + "; ".join(map(t.clean, missing)))
         return False, "\n".join(out)
     if not runs:
         out.append("FAIL: " + ra.no_runs_message(s.roots, []))

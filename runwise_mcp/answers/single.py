@@ -102,7 +102,7 @@ def _memo_key(r: Run, chosen: list[str], diag_keys: list[str], th, keys_given: b
     per_key = [(k, len(cols[k]), cols[k].first_step, cols[k].last_step, repr(cols[k].values[-1]),
                 repr(cols[k].values[len(cols[k]) // 2])) for k in sorted(set(chosen) | set(diag_keys)) if k in cols]
     ts = cols.get("_timestamp")
-    return AnswerMemo.key_for(r.id, ["run_summary", 1, r.id, r.history.rows, r.history.last_step, per_key,
+    return AnswerMemo.key_for(r.id, ["run_summary", 2, r.id, r.history.rows, r.history.last_step, per_key,
                               repr(ts.values[-1]) if ts is not None and len(ts) else None, chosen, diag_keys,
                               dataclasses.asdict(th), keys_given, [m.__dict__ for m in r.metrics.values()]])
 
@@ -142,7 +142,7 @@ def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) ->
         (compact if m.compact else lines).append(m)
     size = sum(s.log_bytes for s in r.segments)
     if job.error is not None:
-        status = f"the full read failed ({job.error}); runwise-mcp --check shows what it can read"
+        status = f"the full read failed ({t.clean(job.error)}); runwise-mcp --check shows what it can read"
     else:
         eta = job.eta()
         status = (f"not checked yet: reading the whole log ({size / 2**20:,.0f} MiB) in the background, "
@@ -164,7 +164,7 @@ def _console_ahead(index: RunIndex, r0: Run) -> str:
         return ""
     last = ch.last_step
     with t.percent_keys(view.percent):
-        vals = [f"{k} {t.num(c.values[-1], k)}" for k, c in ch.columns.items() if c.last_step == last][:5]
+        vals = [f"{t.clean(k)} {t.num(c.values[-1], k)}" for k, c in ch.columns.items() if c.last_step == last][:5]
     return (f"console ahead: history to {t.step(r0.last_step)}; console to {t.step(last)}: " + " | ".join(vals))
 
 
@@ -192,12 +192,12 @@ def _summary_source(r: Run, keys: list[str], src: str) -> str:
             if isinstance(sv, (int, float)) and not isinstance(sv, bool) and col is not None and len(col):
                 hv = col.values[-1]
                 if sv != hv and not (sv != sv and hv != hv):
-                    differ.append(f"{k} summary {t.num(sv, k)} vs history last {t.num(hv, k)}")
+                    differ.append(f"{t.clean(k)} summary {t.num(sv, k)} vs history last {t.num(hv, k)}")
         if differ:
             notes.append("disagree: " + "; ".join(differ[:3]) + " (shown: history)")
     if r.sampled:
         notes.append("read from a skim")
-    notes.extend(r.notes_read[:2])
+    notes.extend(t.clean(n) for n in r.notes_read[:2])
     return src + ("; " + "; ".join(notes) if notes else "")
 
 
@@ -220,15 +220,16 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     sampled = sample_join(series, samples, step_min, step_max)
     if not sampled.steps:
         h = r.history
-        why = [f"{k} is {c}" for k in chosen if (c := cadence(r, k))]
-        raise UserError(f"{ra.run_label(r)}: no point of {', '.join(chosen)} in steps "
+        why = [f"{t.clean(k)} is {c}" for k in chosen if (c := cadence(r, k))]
+        raise UserError(f"{ra.run_label(r)}: no point of {', '.join(map(t.clean, chosen))} in steps "
                         f"{step_min if step_min is not None else ''}..{step_max if step_max is not None else ''}; "
                         f"the run's steps are {t.steps_range(h.first_step, h.last_step)}"
                         + (f"; {'; '.join(why)}: widen the range" if why else ""))
     out = rs.history_answer(r, chosen, sampled, samples, step_min, step_max, src)
     shown_pct = [k for k in chosen if k in pct]
     if shown_pct:
-        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {', '.join(shown_pct)}\nstep,", 1)
+        pct_keys = ", ".join(map(t.clean, shown_pct))
+        out = out.replace("\nstep,", f"\n# printed as percentages, given here as fractions: {pct_keys}\nstep,", 1)
     return out
 
 
@@ -269,5 +270,6 @@ def diagnose_run(index: RunIndex, run: str = "latest", keys: list[str] | str | N
     if r is not r0:
         out += f"\nsource: {src}"
     if problems:
-        out += "\nconfig: " + "; ".join(problems) + " (defaults used; fix the file and restart the server)"
+        out += ("\nconfig: " + "; ".join(map(t.clean, problems))
+                + " (defaults used; fix the file and restart the server)")
     return out

@@ -79,11 +79,11 @@ def _sync_status(index: RunIndex, runs: list[Run], explicit: bool) -> str:
                     ids.append(r.id)
             seg = f" segment {i}/{len(segs)}" if len(segs) > 1 else ""
             missing = [n for n, ok in st.side_files.items() if not ok]
-            bits = [f"{ra.run_label(r)}{seg}: {st.synced}", f"log {st.log}",
+            bits = [f"{ra.run_label(r)}{seg}: {st.synced}", f"log {t.clean(st.log)}",
                     f"{t.plural(st.rows, 'row')} to step {t.step(st.last_step)}" if st.rows else "no rows",
-                    st.console]
+                    t.clean(st.console)]
             if s.layout == "wandb":
-                bits.append("files/ complete" if not missing else "files/ lacks " + ", ".join(missing))
+                bits.append("files/ complete" if not missing else "files/ lacks " + ", ".join(map(t.clean, missing)))
             lines.append(" | ".join(bits))
     head = f"{t.plural(len(runs), 'run')} ({t.plural(dirs, 'run directory', 'run directories')}): {synced} synced"
     if by_issue.get("unsynced"):
@@ -158,10 +158,10 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
 
         def rows_progress(done: int, total: int, _n: int = n) -> None:
             if progress is not None:
-                progress(_n - 1 + done / max(total, 1), len(runs), f"{full.display_name}: {done:,} rows")
+                progress(_n - 1 + done / max(total, 1), len(runs), f"{t.clean(full.display_name)}: {done:,} rows")
 
         if progress is not None:
-            progress(n - 1, len(runs), f"exporting {full.display_name}")
+            progress(n - 1, len(runs), f"exporting {t.clean(full.display_name)}")
         try:
             written = sy.write_export(full, dir_fd, target, progress=rows_progress)
         except confine.Refused as e:
@@ -173,21 +173,23 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
         for w in written:
             name = os.path.basename(w.path)
             if w.skipped:
-                parts.append(f"{name} ({w.skipped})")
+                parts.append(f"{t.clean(name)} ({t.clean(w.skipped)})")
             elif name == "wandb-history.jsonl":
                 parts.append(f"{name} ({t.plural(len(set(full.history.steps)), 'row')}, {w.bytes:,} bytes)")
             else:
-                parts.append(f"{name} ({w.bytes:,} bytes)")
-        where = f"its own {os.path.relpath(target, os.path.dirname(segs[-1].path))}/" if in_place else target
+                parts.append(f"{t.clean(name)} ({w.bytes:,} bytes)")
+        where = t.clean(f"its own {os.path.relpath(target, os.path.dirname(segs[-1].path))}/" if in_place else target)
         out.append(f"exported {ra.run_label(full)} to {where}: " + ", ".join(parts))
         for s in segs:
             st = sy.segment_status(s)
             if not st.log_ok and s.log is not None:
-                out.append(f"  note: {os.path.basename(s.log_path or '')}: {st.log}; exported everything up to "
+                out.append(f"  note: {t.clean(os.path.basename(s.log_path or ''))}: {t.clean(st.log)}; exported "
+                           f"everything up to "
                            f"there (step {t.step(s.history.last_step)})")
         others = sorted(full.history.other)
         if others:
-            out.append(f"  note: non-numeric history values ({', '.join(others[:4])}{'…' if len(others) > 4 else ''}) "
+            names = ", ".join(map(t.clean, others[:4]))
+            out.append(f"  note: non-numeric history values ({names}{'…' if len(others) > 4 else ''}) "
                        f"are in the history rows only where logged once; their last values are in the summary")
         if len(segs) > 1:
             out.append(f"  note: the {len(segs)} resumed segments are exported as one run (later segments win "
@@ -213,11 +215,11 @@ def _sync_upload(index: RunIndex, runs: list[Run], progress: Callable[[float, fl
     failed = False
     for i, (r, d) in enumerate(dirs):
         if progress is not None:
-            progress(i, len(dirs), f"wandb sync {os.path.basename(d)}")
+            progress(i, len(dirs), f"wandb sync {t.clean(os.path.basename(d))}")
         res = sy.upload(cli, d)
         status = "timed out" if res.code is None else f"exit {res.code}"
-        out.append(f"{ra.run_label(r)} {os.path.basename(d)}: {status}")
-        out.extend("  " + ln for ln in res.output.splitlines()[-12:])
+        out.append(f"{ra.run_label(r)} {t.clean(os.path.basename(d))}: {status}")
+        out.extend("  " + t.clean(ln) for ln in res.output.splitlines()[-12:])
         failed |= res.code != 0
     if progress is not None:
         progress(len(dirs), len(dirs), "done")

@@ -13,12 +13,12 @@ from . import text as t
 def run_label(run: Run, among: list[Run] | None = None) -> str:
     """'R008A (r008akil)': name first, id for exact follow-up calls. A run whose id is its name
     (TensorBoard) and whose name another run of ``among`` shares: 'tensorboard:name', which
-    resolves to it alone."""
+    resolves to it alone. Name and id come from files: escaped (``t.clean``)."""
     if run.name and run.name != run.id:
-        return f"{run.name} ({run.id})"
+        return f"{t.clean(run.name)} ({t.clean(run.id)})"
     if among and run.source != "wandb" and sum(r.name.lower() == run.name.lower() for r in among) > 1:
-        return f"{run.source}:{run.id}"
-    return run.id
+        return f"{run.source}:{t.clean(run.id)}"
+    return t.clean(run.id)
 
 
 # ---- list_runs ---------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = Tru
     start date, the metric's name, the group, the tags); ``source`` names the run's format
     (in a list that mixes formats)."""
     r = line.run
-    parts = [f"{line.label or run_label(r)} {t.state(r.state, now)}"]
+    parts = [f"{t.clean(line.label) if line.label else run_label(r)} {t.state(r.state, now)}"]
     if source:
         parts.append(r.source)
     if len(r.segments) > 1:
@@ -56,12 +56,12 @@ def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = Tru
     parts.append(t.duration(r.runtime))
     if line.metric:
         at = f"@{t.step(line.step)}" if line.step is not None and line.step != r.last_step else ""
-        name = f"{line.metric} " if metric else ""
+        name = f"{t.clean(line.metric)} " if metric else ""
         parts.append(f"{name}{t.num(line.last, line.metric)}{at} {t.arrow(line.direction)}")
     if group and r.group and not r.name.startswith(r.group):
-        parts.append(f"group {r.group}")
+        parts.append(f"group {t.clean(r.group)}")
     if tags and r.tags:
-        parts.append("tags " + ",".join(r.tags))
+        parts.append("tags " + ",".join(t.clean(x) for x in r.tags))
     return " | ".join(parts)
 
 
@@ -72,7 +72,7 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
         filt.append(f"query {query!r}")
     if state != "any":
         filt.append(f"state {state}")
-    where = ", ".join(roots)
+    where = ", ".join(t.clean(x) for x in roots)
     if not lines:
         if total == 0:
             return no_runs_message(roots, problems)
@@ -91,9 +91,9 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     # what every line shares is said once
     metric = _common([x.metric or "" for x in lines])
     group = _common([x.run.group if x.run.group and not x.run.name.startswith(x.run.group) else "" for x in lines])
-    tags = _common([",".join(x.run.tags) for x in lines])
-    shared = [f"value: last {metric}, with its trend"] if metric else []
-    shared += [f"group {group}"] if group else []
+    tags = _common([",".join(t.clean(tag) for tag in x.run.tags) for x in lines])
+    shared = [f"value: last {t.clean(metric)}, with its trend"] if metric else []
+    shared += [f"group {t.clean(group)}"] if group else []
     shared += [f"tags {tags}"] if tags else []
     # the format: said once when every run shares one other than W&B, on each line when they mix
     sources = {x.run.source for x in lines}
@@ -113,7 +113,7 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     if offset + len(lines) < matched:
         out.append(f"next page: {t.call('list_runs', **_args(query, state, offset + len(lines), limit))}")
     if problems:
-        out.append(f"unreadable: {t.plural(len(problems), 'problem')}, first: {problems[0]} "
+        out.append(f"unreadable: {t.plural(len(problems), 'problem')}, first: {t.clean(problems[0])} "
                    f"(runwise-mcp --check lists all)")
     return "\n".join(out)
 
@@ -134,11 +134,12 @@ def _args(query: str, state: str, offset: int, limit: int) -> dict[str, Any]:
 def no_runs_message(roots: list[str], problems: list[str]) -> str:
     from ..sources import SOURCES  # what every registered format looks for
 
-    msg = (f"No runs found under {', '.join(roots)}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
+    where = ", ".join(t.clean(x) for x in roots)
+    msg = (f"No runs found under {where}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
            f"Point the server at the directory that contains your runs (e.g. your wandb/ or runs/ folder's "
            f"parent): --root PATH or RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
     if problems:
-        msg += " Problems: " + "; ".join(problems[:5])
+        msg += " Problems: " + "; ".join(t.clean(p) for p in problems[:5])
     return msg
 
 
@@ -160,9 +161,11 @@ class KeyLine:
 
 
 def key_line(k: KeyLine, label: str, width: int) -> str:
+    """One key; ``label`` (and ``width``) already escaped (``t.clean``)."""
     if k.kind:
         where = f"@{t.step(k.last_step)}" if k.count == 1 else f"{t.steps_range(k.first_step, k.last_step)}"
-        return f"  {label:<{width}}  {k.kind}, {t.plural(k.count, 'point')} {where}, last {t.short(k.last, 40)}"
+        return (f"  {label:<{width}}  {t.clean(k.kind)}, {t.plural(k.count, 'point')} {where}, "
+                f"last {t.short(k.last, 40, quoted=True)}")
     rng = k.span or t.steps_range(k.first_step, k.last_step)
     s = f"  {label:<{width}}  {k.count:>6,} pts  {rng:<15} last {t.num(k.last, k.name)}"
     flags = []
@@ -171,7 +174,7 @@ def key_line(k: KeyLine, label: str, width: int) -> str:
     if k.inf:
         flags.append(f"{k.inf:,} inf")
     if k.aggregate:
-        flags.append("summary " + ", ".join(f"{a} {t.num(v, k.name)}" for a, v in k.aggregate.items()))
+        flags.append("summary " + ", ".join(f"{t.clean(a)} {t.num(v, k.name)}" for a, v in k.aggregate.items()))
     return s + (f"  ({'; '.join(flags)})" if flags else "")
 
 
@@ -182,8 +185,8 @@ def system_keys_answer(run: Run, lines: list[KeyLine], *, samples: int, pattern:
                    " (this run recorded no system metrics)"))
     out = [f"{run_label(run)}: {t.plural(len(lines), 'system metric')}, {t.plural(samples, 'sample')} "
            f"(time since start)"]
-    width = max(len(k.name) for k in lines)
-    out.extend(key_line(k, k.name, width) for k in lines)
+    width = max(len(t.clean(k.name)) for k in lines)
+    out.extend(key_line(k, t.clean(k.name), width) for k in lines)
     return "\n".join(out)
 
 
@@ -195,19 +198,20 @@ def keys_answer(run: Run, groups: list[tuple[str, list[KeyLine], str]], *, shown
             + f", {t.plural(h.rows, 'row')}, steps {t.steps_range(h.first_step, h.last_step)}")
     out = [head]
     for group, lines, note in groups:
-        width = max(len(_label(group, k.name)) for k in lines)
-        out.append(f"{group or '(no prefix)'}{' ' + note if note else ''}")
-        out.extend(key_line(k, _label(group, k.name), width) for k in lines)
+        labels = [t.clean(_label(group, k.name)) for k in lines]
+        width = max(len(x) for x in labels)
+        out.append(f"{t.clean(group) or '(no prefix)'}{' ' + t.clean(note) if note else ''}")
+        out.extend(key_line(k, x, width) for k, x in zip(lines, labels))
     if cut:
         out.append(f"… {t.plural(cut, 'more key')} not shown; narrow with "
                    f"{t.call('list_keys', run=run.id, pattern='<prefix or glob>')}")
     if system:
         n, samples, names = system
-        out.append(f"system: {t.plural(n, 'key')}, {t.plural(samples, 'sample')} ({', '.join(names[:4])}"
+        out.append(f"system: {t.plural(n, 'key')}, {t.plural(samples, 'sample')} ({', '.join(map(t.clean, names[:4]))}"
                    f"{', …' if n > 4 else ''}); expand: {t.call('list_keys', run=run.id, pattern='system/')}")
     if shown == 0:
         out.append(f"no key matches {pattern!r}; {t.call('list_keys', run=run.id)} lists all" if pattern
-                   else empty_note or "no metrics logged")
+                   else t.clean(empty_note) or "no metrics logged")
     return "\n".join(out)
 
 
@@ -222,23 +226,28 @@ def config_answer(run: Run, items: list[tuple[str, Any]], *, total: int, pattern
                   max_items: int, source: str) -> str:
     head = f"{run_label(run)} config: {t.plural(total, 'key')}" + (f" matching {pattern!r}" if pattern else "")
     if source:
-        head += f" (from {source})"
+        head += f" (from {t.clean(source)})"
     out = [head]
     shortened = 0
     for k, v in items[:max_items]:
-        if isinstance(v, str):
-            s = v if v and v.strip() == v and "\n" not in v else repr(v)
-        else:
-            s = t.short(v, 10**9)
+        s = _config_value(v)
         if len(s) > limit_chars:
             s = f"{s[: max(limit_chars - 20, 20)]}… ({len(s):,} chars)"
             shortened += 1
-        out.append(f"{k}: {s}")
+        out.append(f"{t.clean(k)}: {s}")
     if len(items) > max_items:
         out.append(f"… {t.plural(len(items) - max_items, 'more key')}; narrow with "
                    f"{t.call('get_config', run=run.id, pattern='<prefix or glob>')}")
     if shortened:
-        ex = next(k for k, v in items[:max_items] if len(t.short(v, 10**9)) > limit_chars)
+        ex = next(k for k, v in items[:max_items] if len(_config_value(v)) > limit_chars)
         out.append(f"{t.plural(shortened, 'long value')} shortened; a pattern that matches one key shows up "
                    f"to 4,000 chars: {t.call('get_config', run=run.id, pattern=ex)}")
     return "\n".join(out)
+
+
+def _config_value(v: Any) -> str:
+    """A config value in full: a string as it is when it reads unambiguously, else as a Python
+    literal (quoted, escapes visible: blanks at the ends, newlines, control characters)."""
+    if isinstance(v, str):
+        return v if v and v.strip() == v and t.is_clean(v) else repr(v)
+    return t.short(v, 10**9)

@@ -55,7 +55,7 @@ class MetricLine:
 
 
 def metric_line(m: MetricLine, label: str | None = None) -> str:
-    label = label or m.key
+    label = t.clean(label or m.key)
     v = t.num(m.last, m.key)
     at = f" @{t.step(m.last_step)}" if m.sparse and m.last_step is not None else ""
     if m.last != m.last and m.last_finite is not None:
@@ -81,15 +81,15 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
     head.append(f"step {t.step(run.last_step)}" if run.last_step is not None else "no history yet")
     head.append(t.duration(run.runtime))
     if run.group and not run.name.startswith(run.group):
-        head.append(f"group {run.group}")
+        head.append(f"group {t.clean(run.group)}")
     if run.tags:
-        head.append("tags " + ",".join(run.tags))
+        head.append("tags " + ",".join(t.clean(x) for x in run.tags))
     out = [" | ".join(head)]
-    if run.notes:
-        out.append("notes: " + t.short(run.notes, 100))
+    if run.notes:  # free text: quoted when it holds anything to escape
+        out.append("notes: " + t.short(run.notes, 100, quoted=True))
     out.extend(metric_line(m) for m in lines)
     for pattern, ms in groups:
-        out.append(f"{pattern}: " + " | ".join(metric_line(m, _set_name(m.key)) for m in ms))
+        out.append(f"{t.clean(pattern)}: " + " | ".join(metric_line(m, _set_name(m.key)) for m in ms))
     if compact:
         out.append(" | ".join(metric_line(m) for m in compact))
     if extra_keys and not keys_given:
@@ -97,7 +97,7 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
                    f"pick with {t.call('run_summary', run=run.id, keys=['<key>'])}")
     if anomalies:
         out.append(anomalies)
-    out.append("source: " + source)
+    out.append("source: " + t.clean(source))
     return "\n".join(out)
 
 
@@ -121,7 +121,7 @@ def anomalies_line(d: Diagnosis, run_id: str, limit: int = 3) -> str:
 def short_finding(f: Finding) -> str:
     """One finding in a few words, for run_summary."""
     d = f.data
-    k = f.key
+    k = t.clean(f.key)
     if f.check == "nan":
         return f"{k} {d['kind']} from {t.step(f.step)}"
     if f.check == "spike":
@@ -140,7 +140,7 @@ def short_finding(f: Finding) -> str:
         return f"throughput {pct(d['change'] * 100)} from ~{t.step(f.step)}"
     if f.check == "noise":
         return f"{k} noise ×{d['ratio']:.0f}"
-    return f"{f.check} {k}"
+    return f"{t.clean(f.check)} {k}"
 
 
 # ---- diagnose_run -----------------------------------------------------------------------------
@@ -148,7 +148,8 @@ def short_finding(f: Finding) -> str:
 
 def finding(f: Finding) -> str:
     d = f.data
-    k = f.key
+    key = f.key
+    k = t.clean(key)
     if f.check == "nan":
         kind = d["kind"]
         parts = []
@@ -160,42 +161,42 @@ def finding(f: Finding) -> str:
                                                  if d["recovered_at"] is not None else "")
         return f"{kind}: {k} first {kind} @{t.step(f.step)} ({', '.join(parts)}{', ' + end if end else ''})"
     if f.check == "spike":
-        size = f"{d['ratio']:.1f}× the window median {t.num(d['baseline'], k)}" if d["ratio"] else \
-            f"window median {t.num(d['baseline'], k)}"
+        size = f"{d['ratio']:.1f}× the window median {t.num(d['baseline'], key)}" if d["ratio"] else \
+            f"window median {t.num(d['baseline'], key)}"
         rec = "at the end of the run" if d["at_end"] else ("recovered" if d["recovered"] else "did not recover")
         n = f", {d['points']} pts" if d["points"] > 1 else ""
-        return f"spike: {k} {t.num(d['value'], k)} @{t.step(f.step)} ({size}{n}), {rec}"
+        return f"spike: {k} {t.num(d['value'], key)} @{t.step(f.step)} ({size}{n}), {rec}"
     if f.check == "divergence":
-        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], k)}, "
-                f"now {t.num(d['last'], k)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
+        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], key)}, "
+                f"now {t.num(d['last'], key)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
     if f.check == "overfit":
         word = "peaked" if d["goal"] == "maximize" else "lowest"
-        s = (f"overfit: {k} {word} {t.num(d['best'], k)} @{t.step(f.step)}, now {t.num(d['last'], k)} "
+        s = (f"overfit: {k} {word} {t.num(d['best'], key)} @{t.step(f.step)}, now {t.num(d['last'], key)} "
              f"({pct(-d['change'] * 100 if d['goal'] == 'maximize' else d['change'] * 100)})")
         if "train_key" in d:
-            s += (f" while {d['train_key']} fell {t.num(d['train_at_best'], d['train_key'])} → "
+            s += (f" while {t.clean(d['train_key'])} fell {t.num(d['train_at_best'], d['train_key'])} → "
                   f"{t.num(d['train_last'], d['train_key'])}")
         return s + f"; best checkpoint ≈ step {t.step(f.step)}"
     if f.check == "plateau":
         return (f"plateau: {k} flat since ~{t.step(f.step)} ({t.step(d['span'])} steps, "
-                f"{d['fraction'] * 100:.0f}% of the run) at ~{t.num(d['level'], k)}")
+                f"{d['fraction'] * 100:.0f}% of the run) at ~{t.num(d['level'], key)}")
     if f.check == "grad_norm":
-        return (f"grad norm: {k} {d['kind']} from ~{t.step(f.step)}: {t.num(d['early'], k)} early → "
-                f"{t.num(d['late'], k)} late")
+        return (f"grad norm: {k} {d['kind']} from ~{t.step(f.step)}: {t.num(d['early'], key)} early → "
+                f"{t.num(d['late'], key)} late")
     if f.check == "throughput":
         name = "steps/s (from _runtime)" if d["derived"] else k
         return (f"throughput: {name} {t.num(d['early'])} → {t.num(d['late'])} "
                 f"({pct(d['change'] * 100)}) from ~{t.step(f.step)}")
     if f.check == "noise":
         return f"noise: {k} step-to-step std at the end is {d['ratio']:.1f}× its typical level"
-    return f"{f.check}: {k} @{t.step(f.step)}"
+    return f"{t.clean(f.check)}: {k} @{t.step(f.step)}"
 
 
 def stability_line(stab: list[Stability], limit: int = 6) -> str:
     parts = []
     for s in stab[:limit]:
         noise = f" noise ×{s.noise_ratio:.1f}" if s.noise_ratio is not None else ""
-        parts.append(f"{s.key} {sci(s.slope)}/step{noise}")
+        parts.append(f"{t.clean(s.key)} {sci(s.slope)}/step{noise}")
     more = f" | +{len(stab) - limit} keys" if len(stab) > limit else ""
     return "trend (Theil–Sen slope; noise = rolling std at the end vs typical): " + " | ".join(parts) + more
 
@@ -238,19 +239,19 @@ def history_answer(run: Run, keys: list[str], s: Sampled, samples: int, step_min
     rng = ""
     if step_min is not None or step_max is not None:
         rng = f" in steps {'' if step_min is None else f'{step_min:,}'}..{'' if step_max is None else f'{step_max:,}'}"
-    counts = ", ".join(f"{k} {s.points[k]:,} pts" for k in keys)
+    counts = ", ".join(f"{t.clean(k)} {s.points[k]:,} pts" for k in keys)
     head = f"# {run_label(run)}{rng}: {counts}; {t.plural(len(s.steps), 'row')}"
     if s.buckets:
         full = [k for k in keys if s.kept[k] == s.points[k]]
         head += (f", sampled: per key the min, max and first NaN of each of {s.buckets:,} step buckets, "
                  f"plus first and last point")
         if full:
-            head += f"; every point of {', '.join(full)}"
+            head += f"; every point of {', '.join(map(t.clean, full))}"
     else:
         head += ", every point"
     head += "; blank = not logged at that step"
     if source:
-        head += f"; from {source}"
+        head += f"; from {t.clean(source)}"
     out = [head]
     if s.buckets:
         lo = s.steps[0] if s.steps else 0
@@ -259,7 +260,7 @@ def history_answer(run: Run, keys: list[str], s: Sampled, samples: int, step_min
         out.append(f"# zoom: {t.call('get_history', run=run.id, keys=keys, step_min=lo, step_max=mid)}")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["step", *keys])
+    w.writerow(["step", *map(t.clean, keys)])  # escaped, then CSV-quoted (commas, quotes)
     for i, st in enumerate(s.steps):
         w.writerow([st, *(csv_num(s.cells[k][i]) for k in keys)])
     return "\n".join(out) + "\n" + buf.getvalue().rstrip("\n")
@@ -270,15 +271,17 @@ def history_answer(run: Run, keys: list[str], s: Sampled, samples: int, step_min
 
 def stats_answer(run: Run, rows: list[tuple[str, SeriesStats, float | None]]) -> str:
     out = [f"{run_label(run)}: stats over all points (slope: least squares over the last 10% of points)"]
-    for k, st, slope in rows:
+    for key, st, slope in rows:
+        k = t.clean(key)
         if not st.count:
             out.append(f"{k}: no points")
             continue
         bits = [f"{k}: {st.count:,} pts {t.steps_range(st.first_step, st.last_step)}",
-                f"first {t.num(st.first, k)} last {t.num(st.last, k)}"]
+                f"first {t.num(st.first, key)} last {t.num(st.last, key)}"]
         if st.min is not None:
-            bits.append(f"min {t.num(st.min, k)} @{t.step(st.min_step)} max {t.num(st.max, k)} @{t.step(st.max_step)}")
-            bits.append(f"mean {t.num(st.mean, k)}")
+            bits.append(f"min {t.num(st.min, key)} @{t.step(st.min_step)} max {t.num(st.max, key)} "
+                        f"@{t.step(st.max_step)}")
+            bits.append(f"mean {t.num(st.mean, key)}")
         bad = []
         if st.nan:
             bad.append(f"{st.nan:,} NaN")
@@ -299,7 +302,8 @@ def best_answer(metric: str, goal: str, goal_basis: str, by: str, ranked: list[R
                 top: int, query: str, total: int, now: float) -> str:
     scope = f"{t.plural(total, 'run')}" + (f" matching {query!r}" if query else "")
     how = "best value over history" if by == "best" else "last logged value"
-    head = (f"best {metric} ({goal}, from {goal_basis}) by {how}: {len(ranked):,} of {scope} logged it")
+    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how}: "
+            f"{len(ranked):,} of {scope} logged it")
     out = [head]
     for i, r in enumerate(ranked[:top], 1):
         main = (f"{t.num(r.best, metric)} @{t.step(r.best_step)} (last {t.num(r.last, metric)} @{t.step(r.last_step)})"
@@ -312,7 +316,7 @@ def best_answer(metric: str, goal: str, goal_basis: str, by: str, ranked: list[R
     if missing:
         names = ", ".join(run_label(r) for r in missing[:8])
         more = f" +{len(missing) - 8}" if len(missing) > 8 else ""
-        out.append(f"without {metric}: {names}{more}")
+        out.append(f"without {t.clean(metric)}: {names}{more}")
     return "\n".join(out)
 
 
@@ -361,13 +365,15 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["key", *(c.run.display_name + (f"@{c.step}" if c.step is not None else "") for c in cols)])
+        # fields escaped (no raw newline), then CSV-quoted by the csv module (commas, quotes)
+        w.writerow(["key", *(t.clean(c.run.display_name) + (f"@{c.step}" if c.step is not None else "")
+                             for c in cols)])
         for k in keys:
-            w.writerow([k, *(csv_num(x.value) for x in cells[k])])
+            w.writerow([t.clean(k), *(csv_num(x.value) for x in cells[k])])
         for k, vals in diffs if config_diff else []:
-            w.writerow([f"config.{k}", *("" if v is MISSING else t.short(v, 200) for v in vals)])
+            w.writerow([f"config.{t.clean(k)}", *("" if v is MISSING else t.short(v, 200) for v in vals)])
         return buf.getvalue().rstrip("\n")
-    names = [c.run.display_name for c in cols]
+    names = [t.clean(c.run.display_name) for c in cols]
     use_letters = len(set(names)) < len(names) or max(len(n) for n in names) > 24
     heads = [chr(65 + i) if use_letters else n for i, n in enumerate(names)]
     out = []
@@ -376,13 +382,11 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     out.append(f"compare {len(cols)} runs, {where}; Δ vs {heads[0]} (pp for accuracies)")
     for h, c in zip(heads, cols):
         out.append(f"{h} = {run_label(c.run)}: {c.how}" if use_letters else f"{run_label(c.run)}: {c.how}")
-    rows = [[k] + [_cell(cells[k][0], k, cols[0])] +
+    rows = [[t.clean(k)] + [_cell(cells[k][0], k, cols[0])] +
             [_cell(x, k, c) + _delta(cells[k][0], x, k) for x, c in zip(cells[k][1:], cols[1:])] for k in keys]
     table_head = ["key", *heads]
     if fmt == "md":
-        out.append("| " + " | ".join(table_head) + " |")
-        out.append("|" + "---|" * len(table_head))
-        out.extend("| " + " | ".join(r) + " |" for r in rows)
+        out.extend(_md([table_head] + rows))
     else:
         out.extend(_aligned([table_head] + rows))
     if not keys:
@@ -394,19 +398,24 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     if config_diff:
         if diffs:
             out.append(f"config: {t.plural(len(diffs) + config_cut, 'key')} differ")
-            crow = [[k, *("-" if v is MISSING else t.short(v, 40) for v in vals)] for k, vals in diffs]
+            crow = [[t.clean(k), *("-" if v is MISSING else t.short(v, 40) for v in vals)] for k, vals in diffs]
             if fmt == "md":
-                out.append("| config | " + " | ".join(heads) + " |")
-                out.append("|" + "---|" * (len(heads) + 1))
-                out.extend("| " + " | ".join(r) + " |" for r in crow)
+                out.extend(_md([["config", *heads]] + crow))
             else:
                 out.extend(_aligned(crow))
             if config_cut:
                 out.append(f"… {config_cut} more config keys differ: get_config(run=..., pattern=...)")
         else:
             out.append("config: identical")
-    out.extend(notes)
+    out.extend(t.clean(x) for x in notes)
     return "\n".join(x for x in out if x)
+
+
+def _md(rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the first row is the header; a cell's pipes are escaped (``\\|``)."""
+    head, *body = rows
+    return (["| " + " | ".join(map(t.cell_md, head)) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(map(t.cell_md, r)) + " |" for r in body])
 
 
 def _json_num(v: float | None) -> float | str | None:
@@ -427,19 +436,20 @@ def _aligned(rows: list[list[str]]) -> list[str]:
 
 def aggregate_answer(aggs: list[Aggregate], runs: list[Run], at: int | None, scope: str) -> str:
     where = "the last logged value" if at is None else f"the last value at or before step {at:,}"
-    out = [f"aggregate over {t.plural(len(runs), 'run')} ({scope}), {where}; std = sample std (n-1)"]
+    out = [f"aggregate over {t.plural(len(runs), 'run')} ({t.clean(scope)}), {where}; std = sample std (n-1)"]
     rows = []
     for a in aggs:
         k = a.key
         if not a.n:
-            rows.append([k, "no finite values"])
+            rows.append([t.clean(k), "no finite values"])
             continue
         std = "" if a.std is None else f" ± {t.num(a.std, k) if not t.is_fraction_key(k) else f'{a.std * 100:.2f}%'}"
-        row = [k, f"mean {t.num(a.mean, k)}{std}", f"min {t.num(a.min, k)}", f"max {t.num(a.max, k)}", f"n={a.n}"]
+        row = [t.clean(k), f"mean {t.num(a.mean, k)}{std}", f"min {t.num(a.min, k)}", f"max {t.num(a.max, k)}",
+               f"n={a.n}"]
         if a.missing:
-            row.append("not logged by " + ", ".join(r.display_name for r in a.missing[:5]))
+            row.append("not logged by " + ", ".join(t.clean(r.display_name) for r in a.missing[:5]))
         if a.nonfinite:
-            row.append("NaN/inf in " + ", ".join(r.display_name for r in a.nonfinite[:5]))
+            row.append("NaN/inf in " + ", ".join(t.clean(r.display_name) for r in a.nonfinite[:5]))
         rows.append(row)
     width = max(len(r) for r in rows) if rows else 0
     out.extend(_aligned([r + [""] * (width - len(r)) for r in rows]) if rows else [])

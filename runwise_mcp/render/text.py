@@ -1,4 +1,6 @@
-"""Number, time and trend formatting shared by every answer."""
+"""Number, time and trend formatting shared by every answer, and the escaping of text that comes
+from files (``clean``, ``quote``): it is data in an answer, never terminal control or a line of
+our own."""
 
 from __future__ import annotations
 
@@ -13,6 +15,86 @@ from typing import Any
 from ..model import CRASHED, KILLED, MAX_SECONDS, RUNNING, RunState, sane_time
 
 SPARK = "▁▂▃▄▅▆▇█"
+
+# ---- text from files -----------------------------------------------------------------------------
+# Names, tags, groups, notes, config keys and values, metric keys, file names and console lines are
+# untrusted: a control character could drive the reader's terminal (ESC, OSC, BEL, backspace, C1),
+# reorder what is shown (bidi controls) or, as a newline, forge a line that looks like one of ours.
+# Each is escaped visibly; nothing is dropped. Escapes: \n \t \r, \xHH (other C0, DEL, C1),
+# \uHHHH (bidi controls, line and paragraph separators). In a string that needs an escape, a
+# backslash is doubled, so the escaped text reads back unambiguously; a string with nothing to
+# escape is returned unchanged (ordinary answers stay byte for byte what they were).
+
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_ESCAPES: dict[int, str] = {
+    c: _NAMED.get(chr(c)) or (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+    for c in [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+              *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+_TABLE = {**_ESCAPES, 0x5C: "\\\\"}
+_QUOTED = {**_TABLE, 0x22: '\\"'}
+
+
+def is_clean(s: str) -> bool:
+    """True when ``s`` holds nothing to escape (checked in C: ``isprintable`` first)."""
+    return s.isprintable() or UNSAFE.search(s) is None
+
+
+def clean(s: Any) -> str:
+    """A short field from a file (name, id, tag, group, key, file name) as safe one-line text:
+    control and bidi characters escaped visibly, unchanged when there is nothing to escape."""
+    if not isinstance(s, str):
+        s = str(s)
+    if s.isprintable() or UNSAFE.search(s) is None:
+        return s
+    return s.translate(_TABLE)
+
+
+def quote(s: Any) -> str:
+    """Free text from a file (notes, a console line's content, a text value): unchanged when it
+    holds nothing to escape; otherwise in double quotes with escapes ("a\\nb"), so that it reads
+    as one quoted value and cannot pass for a line of ours."""
+    if not isinstance(s, str):
+        s = str(s)
+    if s.isprintable() or UNSAFE.search(s) is None:
+        return s
+    return '"' + s.translate(_QUOTED) + '"'
+
+
+def clean_cut(s: str, limit: int, table: dict[int, str] | None = None) -> str:
+    """``clean(s)`` cut to at most ``limit`` characters without splitting an escape."""
+    if s.isprintable() or UNSAFE.search(s) is None:
+        return s[:limit]
+    table = table or _TABLE
+    out, size = [], 0
+    for ch in s:
+        e = table.get(ord(ch), ch)
+        if size + len(e) > limit:
+            break
+        out.append(e)
+        size += len(e)
+    return "".join(out)
+
+
+_UNSAFE_IN_ANSWER = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def guard(answer: str) -> str:
+    """The last guard on a whole answer or error: any control or bidi character a field escaped
+    nowhere else is escaped here (our own newlines kept). Every field is escaped where it enters
+    the text (``clean``/``quote``); this only keeps a field missed in the future from reaching the
+    client raw."""
+    if _UNSAFE_IN_ANSWER.search(answer) is None:
+        return answer
+    return _UNSAFE_IN_ANSWER.sub(lambda m: _ESCAPES[ord(m.group())], answer)
+
+
+def cell_md(s: str) -> str:
+    """A Markdown table cell: escaped, with its pipes escaped."""
+    s = clean(s)
+    return s.replace("|", "\\|") if "|" in s else s
+
 _FRACTION_NAME = re.compile(r"acc|accuracy|precision|recall|(^|[/_.])f1|auc|iou|dice|top[-_]?\d", re.IGNORECASE)
 
 
@@ -142,8 +224,9 @@ def arrow(direction: int) -> str:
     return {1: "↑", -1: "↓"}.get(direction, "→")
 
 
-def short(v: Any, limit: int = 80) -> str:
-    """Any value as one line of at most ``limit`` characters, with the full length when cut."""
+def short(v: Any, limit: int = 80, quoted: bool = False) -> str:
+    """Any value as one line of at most ``limit`` characters, with the full length when cut;
+    escaped (``clean``), and with ``quoted`` a string that needs escapes is quoted (``quote``)."""
     if isinstance(v, str):
         text = v
     elif isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
@@ -157,10 +240,17 @@ def short(v: Any, limit: int = 80) -> str:
             text = json.dumps(v, separators=(",", ":"), ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             text = str(v)
-    text = text.replace("\n", "\\n")
-    if len(text) > limit:
-        return f"{text[: limit - 20]}… ({len(text):,} chars)"
-    return text
+    if text.isprintable() or UNSAFE.search(text) is None:
+        return f"{text[: limit - 20]}… ({len(text):,} chars)" if len(text) > limit else text
+    if quoted and isinstance(v, str):
+        shown = quote(text)
+        if len(shown) > limit:
+            shown = f'"{clean_cut(text, limit - 22, _QUOTED)}…" ({len(text):,} chars)'
+        return shown
+    shown = clean(text)
+    if len(shown) > limit:
+        return f"{clean_cut(text, limit - 20)}… ({len(text):,} chars)"
+    return shown
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -169,5 +259,12 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 def call(tool: str, **kwargs: Any) -> str:
     """The exact follow-up call, e.g. list_runs(query="R00", offset=20)."""
-    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in kwargs.items())
+    args = ", ".join(f"{k}={_json(v)}" for k, v in kwargs.items())
     return f"{tool}({args})"
+
+
+def _json(v: Any) -> str:
+    """JSON for an argument; characters JSON leaves raw (DEL, C1, bidi) as \\u escapes: still the
+    exact value when the call is made."""
+    s = json.dumps(v, ensure_ascii=False)
+    return s if s.isprintable() or UNSAFE.search(s) is None else UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
