@@ -72,38 +72,64 @@ def _monotonic(steps: array) -> tuple[array, int]:
     return array("q", keep), len(steps) - len(keep)
 
 
-def _file_history(ef: EventFile, notes: list[str] | None = None) -> History:
-    """One event file as a History: rows are the distinct steps with events, each scalar tag a
-    column, ``_timestamp`` / ``_runtime`` from the events' wall times, non-scalars as ``other``."""
-    h = History()
-    t_steps, t_wall = ef.timeline
-    if all(t_steps[i] < t_steps[i + 1] for i in range(len(t_steps) - 1)):
-        h.steps = array("q", t_steps)
-    else:
-        h.steps = array("q", sorted(set(t_steps)))
-    for tag in sorted(ef.scalars):
-        steps, values = ef.scalars[tag]
-        if not len(values):
-            continue
-        keep, dropped = _monotonic(steps)
-        if dropped:
-            steps, values = array("q", (steps[i] for i in keep)), array("d", (values[i] for i in keep))
-            if notes is not None:
-                notes.append(f"{os.path.basename(ef.path)}: {tag} steps go back within the file; "
-                             f"{dropped:,} earlier point(s) at the repeated steps replaced by the later ones")
-        _column(h, tag, array("q", steps), array("d", values))
-    if len(t_wall):
-        # one wall time per distinct step: the last one seen at that step
-        last: dict[int, float] = dict(zip(t_steps, t_wall))
-        ws = array("q", sorted(last))
-        wv = array("d", (last[s] for s in ws))
-        _column(h, "_timestamp", ws, wv)
-        t0 = ef.first_wall_time or wv[0]
-        _column(h, "_runtime", array("q", ws), array("d", (w - t0 for w in wv)))
-    for tag, o in sorted(ef.other.items()):
-        h.other[tag] = OtherKey(count=o.count, first_step=o.first_step, last_step=o.last_step, last=None,
-                                kind=o.kind or o.plugin or "tensor")
-    return h
+class _FileView:
+    """One event file as a History, rebuilt cheaply as the file grows: rows are the distinct
+    steps with events, each scalar tag a column, ``_timestamp`` / ``_runtime`` from the events'
+    wall times, non-scalars as ``other``. The arrays the reader appends to are shared, not
+    copied, and only their new part is checked for order (1,000 new events on a 1M-point file
+    cost milliseconds, not a pass over every point)."""
+
+    def __init__(self, ef: EventFile) -> None:
+        self.ef = ef
+        self.checked: dict[str, tuple[int, bool]] = {}  # array -> (length checked, in order so far)
+        self.runtime = array("d")  # wall time - first wall time, per timeline entry
+        self.t0: float | None = None
+
+    def _in_order(self, key: str, arr: array, strict: bool) -> bool:
+        n0, ok = self.checked.get(key, (0, True))
+        n = len(arr)
+        if n < n0:  # purged or rewritten: check it all again
+            n0, ok = 0, True
+        if ok and n > n0:
+            part = arr[max(n0 - 1, 0):n]
+            ok = all(a < b for a, b in zip(part, part[1:])) if strict else all(a <= b for a, b in zip(part, part[1:]))
+        self.checked[key] = (n, ok)
+        return ok
+
+    def history(self, notes: list[str]) -> History:
+        ef = self.ef
+        h = History()
+        t_steps, t_wall = ef.timeline
+        ordered = self._in_order("\0timeline", t_steps, strict=True)
+        h.steps = t_steps if ordered else array("q", sorted(set(t_steps)))
+        for tag in sorted(ef.scalars):
+            steps, values = ef.scalars[tag]
+            if not len(values):
+                continue
+            if not self._in_order(tag, steps, strict=False):
+                keep, dropped = _monotonic(steps)
+                if dropped:
+                    steps, values = array("q", (steps[i] for i in keep)), array("d", (values[i] for i in keep))
+                    notes.append(f"{os.path.basename(ef.path)}: {tag} steps go back within the file; "
+                                 f"{dropped:,} earlier point(s) at the repeated steps replaced by the later ones")
+            _column(h, tag, steps, values)
+        if len(t_wall):
+            if ordered:  # one timeline entry per step already (the last wall time at that step)
+                ws, wv = t_steps, t_wall
+            else:
+                last: dict[int, float] = dict(zip(t_steps, t_wall))
+                ws = array("q", sorted(last))
+                wv = array("d", (last[s] for s in ws))
+            t0 = ef.first_wall_time or wv[0]
+            if t0 != self.t0 or len(self.runtime) > len(wv) or not ordered:
+                self.runtime, self.t0 = array("d"), t0
+            self.runtime.extend(w - t0 for w in wv[len(self.runtime):])
+            _column(h, "_timestamp", ws, wv)
+            _column(h, "_runtime", ws, self.runtime)
+        for tag, o in sorted(ef.other.items()):
+            h.other[tag] = OtherKey(count=o.count, first_step=o.first_step, last_step=o.last_step, last=None,
+                                    kind=o.kind or o.plugin or "tensor")
+        return h
 
 
 SKIM_HEAD = 256 << 10  # bytes of a large event file read from its start for a run list
@@ -151,6 +177,7 @@ class TensorBoardRun(RunPart):
         self.evicted = False  # dropped for memory: skimmed until a tool asks for them in full
         self.version = 0
         self._built: tuple[int, History, list[str]] | None = None
+        self._views: dict[str, _FileView] = {}  # file name -> its History builder
         self.group = self._group()
 
     def _group(self) -> str:
@@ -293,7 +320,13 @@ class TensorBoardRun(RunPart):
             return self._built[1], self._built[2]
         names = sorted(self.files)
         within: list[str] = []
-        parts = [_file_history(self.files[n], within) for n in names]
+        views = {}
+        for n in names:
+            ef = self.files[n]
+            view = self._views.get(n)
+            views[n] = view if view is not None and view.ef is ef else _FileView(ef)
+        self._views = views
+        parts = [views[n].history(within) for n in names]
         h, merge_notes = merge_histories(parts)
         with_rows = [n for n, p in zip(names, parts) if p.rows]
         notes = []
