@@ -97,6 +97,33 @@ print(json.dumps({"read": dt, "points": points, "maxrss_mb": rss}))
 """
 
 
+TOOLS_CHILD = """
+import json, os, resource, shutil, sys, time
+sys.path.insert(0, {repo!r})
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+from runwise_mcp import answers
+src, work, cut = sys.argv[1], sys.argv[2], int(sys.argv[3])
+run = os.path.join(work, "run")
+os.makedirs(run)
+dst = os.path.join(run, os.path.basename(src))
+data = open(src, "rb").read()
+open(dst, "wb").write(data[:cut])
+ix = RunIndex(load_settings([work], env={{"RUNWISE_CACHE_DIR": "off"}}))
+out = {{}}
+t = time.perf_counter(); answers.list_runs(ix); out["list_cold"] = time.perf_counter() - t
+t = time.perf_counter(); answers.run_summary(ix, "run"); out["summary_cold"] = time.perf_counter() - t
+t = time.perf_counter(); answers.run_summary(ix, "run"); out["summary_unchanged"] = time.perf_counter() - t
+with open(dst, "ab") as f:
+    f.write(data[cut:])
+t = time.perf_counter(); r = ix.resolve("run", full=True); out["follow"] = time.perf_counter() - t
+out["rows"] = r.history.rows
+t = time.perf_counter(); answers.run_summary(ix, "run"); out["summary_after"] = time.perf_counter() - t
+out["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
 def make_file(data: Path, steps: int, python: str) -> Path:
     target = data / f"tbx{steps}"
     found = min(target.glob("events.out.tfevents.*"), default=None)
@@ -168,6 +195,14 @@ def main() -> None:
     cut = cut_before_last_events(path, a.append_events)
     app = best("append", "append", cut, wfile)
     shutil.rmtree(work, ignore_errors=True)
+    tool_runs = []
+    for _ in range(a.repeat):  # the same file through the index and the tools, as a client asks
+        shutil.rmtree(work, ignore_errors=True)
+        p = subprocess.run([sys.executable, "-c", TOOLS_CHILD.format(repo=str(REPO)), str(path), str(work), str(cut)],
+                           capture_output=True, text=True, check=True)
+        tool_runs.append(json.loads(p.stdout))
+    shutil.rmtree(work, ignore_errors=True)
+    tools = min(tool_runs, key=lambda r: r["summary_cold"])
 
     cat = min(timed(f"cat '{path}' > /dev/null") for _ in range(3))
     ea = None
@@ -195,6 +230,16 @@ def main() -> None:
         print(f"| TensorBoard EventAccumulator(size_guidance={{'scalars': 0}}) ({ea['points']:,} points) | "
               f"{ea['read']:.2f} s | {ea['maxrss_mb']:.0f} MB RSS |")
     print(f"| cat file > /dev/null (read floor) | {cat:.2f} s | |")
+    print(f"\nThrough the tools (index + answers, in one process; the run is the same file, "
+          f"{a.append_events:,} events short at first):\n")
+    print("| call | time | peak memory |")
+    print("|---|---|---|")
+    print(f"| list_runs, cold (skim: head and tail of the file) | {tools['list_cold'] * 1000:.0f} ms | |")
+    print(f"| run_summary, cold (full read + anomaly checks) | {tools['summary_cold']:.2f} s | |")
+    print(f"| run_summary again, file unchanged | {tools['summary_unchanged'] * 1000:.1f} ms | |")
+    print(f"| take in {a.append_events:,} appended events (index refresh) | {tools['follow'] * 1000:.1f} ms | |")
+    print(f"| run_summary after the append (statistics recomputed) | {tools['summary_after']:.2f} s | "
+          f"{tools['maxrss_mb']:.0f} MB RSS (whole process) |")
     if full["damage"] or verify["damage"]:
         print(f"\ndamage reported: {full['damage'] or verify['damage']}")
 

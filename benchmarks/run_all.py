@@ -6,7 +6,8 @@
 Sections: the .wandb reader on a 1,000,000-step run next to wandb's own decoder and `cat`
 (bench_reader.py); the analysis tools on that run, cold, warm and after a restart
 (bench_tools.py); list_runs over 1,000 runs (make_many_runs.py); the console parser on a
-1,000,000-line output.log (bench_console.py); tool-call latency over real stdio; and the same
+1,000,000-line output.log (bench_console.py); the TensorBoard reader and tools on 1,000,000 scalars
+next to EventAccumulator (bench_tensorboard.py); tool-call latency over real stdio; and the same
 questions answered by the older tool runwise 0.4.0, with answer sizes and the facts each carried
 (compare_older.py).
 """
@@ -158,6 +159,8 @@ def main() -> None:
             "| `bench_tools.py` | the analysis tools on that run: cold, warm, after a restart (persistent cache) |\n"
             "| `make_many_runs.py` | makes 1,000 runs for the `list_runs` and `best_run` measurements |\n"
             "| `bench_console.py` | the console parser on a 1,000,000-line output.log |\n"
+            "| `bench_tensorboard.py` | the TensorBoard reader and tools on 1,000,000 scalars, next to "
+            "TensorBoard's `EventAccumulator` and `cat` |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
             f"Everything below was made by `python benchmarks/run_all.py` on "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}: {platform.system()} {platform.machine()}, "
@@ -173,6 +176,7 @@ def main() -> None:
 
     parts.append(best_run_section(make(1000)))
     parts.append(section("The console parser", "bench_console.py"))
+    parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))
     text = "\n".join(parts).replace(str(REPO) + os.sep, "").replace(str(REPO), ".")  # no machine paths
