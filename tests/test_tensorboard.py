@@ -179,10 +179,15 @@ def test_state_is_judged_from_the_last_events_wall_time_not_file_times(tmp_path)
     for f in dst.rglob("events.*"):
         os.utime(f, (wall + 10 * 86400, wall + 10 * 86400))  # a copy made 10 days later: fresh mtimes
     running = index(dst, clock=lambda: wall + 30)
-    line = answers.list_runs(running).splitlines()[-1]
-    assert "running? last event 30s ago; TensorBoard records no exit status" in line
+    listing = answers.list_runs(running)
+    assert "running? last event 30s ago |" in listing.splitlines()[-1]
+    assert "TensorBoard records no exit status" in listing.splitlines()[1]  # said once, in the header
+    assert answers.run_summary(running, "tbx_basic").startswith(
+        "tbx_basic running? last event 30s ago; TensorBoard records no exit status")
     stopped = index(dst, clock=lambda: wall + 3 * 3600)
-    assert "stopped (last event 3h00m ago; TensorBoard records no exit status)" in answers.list_runs(stopped)
+    assert "stopped (last event 3h00m ago; TensorBoard records no exit status)" in answers.run_summary(
+        stopped, "tbx_basic")
+    assert "tbx_basic stopped (last event 3h00m ago) |" in answers.list_runs(stopped)
     assert "stopped (last event" in answers.list_runs(stopped, state="killed")
 
 

@@ -40,12 +40,12 @@ def _common(values: list[str]) -> str:
 
 
 def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = True, group: bool = True,
-             tags: bool = True, source: bool = False) -> str:
+             tags: bool = True, source: bool = False, basis: bool = True) -> str:
     """One run. The flags leave out what the list's header already says for every line (the
     start date, the metric's name, the group, the tags); ``source`` names the run's format
     (in a list that mixes formats)."""
     r = line.run
-    parts = [f"{t.clean(line.label) if line.label else run_label(r)} {t.state(r.state, now)}"]
+    parts = [f"{t.clean(line.label) if line.label else run_label(r)} {t.state(r.state, now, basis)}"]
     if source:
         parts.append(r.source)
     if len(r.segments) > 1:
@@ -100,6 +100,10 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     mixed = len(sources) > 1
     if len(sources) == 1 and sources != {"wandb"}:
         shared.insert(0, f"{next(iter(sources))} runs")
+    # the basis of a state that a format cannot record ("TensorBoard records no exit status")
+    no_exit = _common([x.run.state.basis if x.run.state.stopped else "" for x in lines])
+    if no_exit:
+        shared.append(t.clean(no_exit))
     if shared:
         head += "\nall: " + "; ".join(shared)
     body = []
@@ -107,7 +111,7 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
     for x in lines:
         d = t.when(x.run.start_time, now).rsplit(" ", 1)[0] if x.run.start_time else None
         body.append(run_line(x, now, date=d != day, metric=not metric, group=not group, tags=not tags,
-                             source=mixed))
+                             source=mixed, basis=not no_exit))
         day = d if d is not None else day
     out = [head] + body
     if offset + len(lines) < matched:

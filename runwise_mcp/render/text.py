@@ -187,16 +187,18 @@ def when(epoch: float | None, now: float | None = None) -> str:
     return dt.strftime("%Y-%m-%d %H:%M")
 
 
-def state(st: RunState, now: float) -> str:
-    """'finished', 'crashed (exit code 1)', 'killed? no exit record, nothing written for 3h12m'."""
+def state(st: RunState, now: float, basis: bool = True) -> str:
+    """'finished', 'crashed (exit code 1)', 'killed? no exit record, nothing written for 3h12m'.
+    ``basis=False`` leaves out the basis of a format without exit status (a list says it once)."""
     if st.state == CRASHED:
         return f"crashed ({st.basis})"
     if st.state in (RUNNING, KILLED):
         age = duration(now - st.last_write) if st.last_write else "?"
         if st.stopped:  # the format has no exit status: say what we know, no guess
+            why = f"; {st.basis}" if basis else ""
             if st.state == RUNNING:
-                return f"running? last {st.clock} {age} ago; {st.basis}"
-            return f"stopped (last {st.clock} {age} ago; {st.basis})"
+                return f"running? last {st.clock} {age} ago{why}"
+            return f"stopped (last {st.clock} {age} ago{why})"
         if st.state == RUNNING:
             return f"running? {st.basis}, last {st.clock} {age} ago"
         return f"killed? {st.basis}, nothing written for {age}"
