@@ -343,6 +343,7 @@ class Run:
     console_tail: list[str] = field(default_factory=list)
     notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
     sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
+    sample_note: str = ""  # a skim whose sampled parts hold no (last) rows says so (run lists show it)
     keys_read: frozenset[str] | None = None  # a keyed read: history holds only these keys (None: all)
 
     @property

@@ -326,6 +326,11 @@ class RunDir(RunPart):
         return self._skim if self._view is not None and self._skim is not None else self.log
 
     @property
+    def sample_note(self) -> str:
+        """Said in run lists when the skim's sampled parts hold no (last) rows."""
+        return self._skim.skim_note if self.sampled and self._skim is not None else ""
+
+    @property
     def sampled(self) -> bool:
         """True while only a skim of the log has been read (a keyed view is not sampled: its
         history holds its keys completely)."""

@@ -35,6 +35,7 @@ SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
 SKIM_TAIL_ROWS = 8  # the tail is widened until it holds this many history rows
+SKIM_READ_BUDGET = 8 << 20  # bytes a skim reads at most, whatever the log's layout
 MEDIA_DEPTH = 16  # a key is tried as a field of a media object at its first this many dots
 PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
@@ -163,6 +164,7 @@ class WandbLog:
         # before it is stored by column (used by iter_history).
         self.row_sink = None
         self.sampled = False  # True for a skim: history holds only sampled rows
+        self.skim_note = ""  # a skim whose sampled parts hold no (last) rows says so here
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -886,20 +888,38 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     (the last row, exit record, last run record) and evenly spaced blocks in between (history
     samples for a trend picture). Records keep their file order. ``thin`` decodes only what a
     run list shows: of the head no row but the first, one row per sampled block, and of the tail
-    every record but the summary updates (0.31 mirrors each row in one), of which only the last."""
+    every record but the summary updates (0.31 mirrors each row in one), of which only the last.
+
+    Whatever the log's layout, a skim reads at most SKIM_READ_BUDGET bytes: an eighth for the
+    head, a quarter for the tail (widened while it holds fewer than SKIM_TAIL_ROWS rows, up to
+    that), a quarter for the sampled blocks (each read at most to twice its size), the tail
+    probes the rest. When the tail still holds no row, ``skim_note`` says so."""
+    budget = SKIM_READ_BUDGET
+    head_max, tail_max = budget // 8, budget // 4
+    blocks = max(0, min(blocks, (budget // 4) // (2 * BLOCK)))
     log = WandbLog(path)
     log.sampled = True
     size = os.path.getsize(path)
+    head = min(head, head_max)
     probe = LogReader(path, HEADER)
     # The tail must hold the last rows whole: widen it while it holds fewer than SKIM_TAIL_ROWS
     # history records (e.g. large media rows at the end, or one row that starts before the tail).
-    kinds: list[int] = []
-    while size - tail > head and tail < MAX_RECORD:
-        kinds.clear()
-        probe.read_span(size - tail, size, lambda rec: kinds.append(record_kind(rec)))
-        if kinds.count(R_HISTORY) >= SKIM_TAIL_ROWS:
+    # Each widening reads only the part before what was probed already.
+    tail = min(tail, tail_max)
+    rows, probed = 0, size
+    while size - probed < tail_max and probed > head:
+        a = max(head, size - tail)
+        seen: list[int] = []
+        # records that begin in [start, probed) (a record running on past `probed` is read for
+        # one more block at most); the first, if begun earlier, is dropped as a fragment
+        start = max(len(HEADER), a - a % BLOCK)
+        probe.read_span(start, probed, lambda rec: seen.append(record_kind(rec)), exact=True,
+                        budget=probed - start + BLOCK)
+        rows += seen.count(R_HISTORY)
+        probed = start
+        if rows >= SKIM_TAIL_ROWS or tail >= tail_max:
             break
-        tail *= 4
+        tail = min(tail * 4, tail_max)
     tail_start = max(head, size - tail)
     spans = [(0, min(head, size))]
     gap = tail_start - head
@@ -911,12 +931,15 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     if tail_start < size:
         spans.append((tail_start, size))
     with open_read(path) as f:
-        head = f.read(len(HEADER))
-    log.reader.header_ok = True if head == HEADER else (None if HEADER.startswith(head) else False)
+        first = f.read(len(HEADER))
+    log.reader.header_ok = True if first == HEADER else (None if HEADER.startswith(first) else False)
     reader = LogReader(path, HEADER)  # its own reader: fragments at span starts are expected
     done = 0
     last = len(spans) - 1
+    tail_rows = 0
     for i, (a, b) in enumerate(spans):
+        # what one span may read: the head and the tail their share, a sampled block twice its size
+        allowed = head_max if i == 0 else (tail_max + BLOCK if i == last and tail_start < size else 2 * BLOCK)
         if not thin:
             emit = log._record
         elif i == 0:
@@ -928,16 +951,21 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
             emit = buf.append  # the tail: decoded below, without all but its last row
         if a - a % BLOCK <= done:  # continue exactly where the previous span stopped: no record twice
             if done < b:
-                done = reader.read_span(done, b, emit, exact=True)
+                done = reader.read_span(done, b, emit, exact=True, budget=allowed)
         else:
-            done = reader.read_span(a, b, emit)
+            done = reader.read_span(a, b, emit, budget=allowed)
         if thin and i == last and i > 0:
             kinds = [record_kind(r) for r in buf]
+            tail_rows = kinds.count(R_HISTORY)
             last_sum = max((j for j, k in enumerate(kinds) if k == R_SUMMARY), default=-1)
             for j, (rec, kind) in enumerate(zip(buf, kinds)):
                 if kind != R_SUMMARY or j == last_sum:  # every tail row: exact last values
                     log._record(rec)
     log._flush_pending()
+    if not log.history.rows:
+        log.skim_note = "no rows in the sampled parts; run_summary reads it all"
+    elif thin and last > 0 and not tail_rows:
+        log.skim_note = "no rows in the sampled tail: the step shown is the last sampled; run_summary reads it all"
     return log
 
 
