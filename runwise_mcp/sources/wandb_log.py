@@ -30,6 +30,14 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
+CONSOLE_STREAMS = 8  # console streams kept per log (wandb writes 0 stderr and 1 stdout); records of others are counted
+HISTORY_KEY_CAP = 20_000  # history keys kept per log; further keys are counted and named in a note
+SYSTEM_KEY_CAP = 2_000  # system metric keys kept per log
+NAMES_CAP = 2 * HISTORY_KEY_CAP  # distinct item keys (history and summary, media fields apart) decoded per log
+SUMMARY_VALUE_MAX = 1 << 20  # bytes of one summary value kept (a larger one is replaced by a note of its size)
+SUMMARY_MAX_BYTES = 8 << 20  # bytes of summary values kept per log
+VALUE_MAX = 1 << 20  # bytes of one non-numeric history value kept
+MEMO_MAX = 64 << 10  # a summary record is remembered for the next identical one only up to this size
 CONSOLE_MAX_LINE = 1 << 16  # characters kept of one console line (a 64 MiB output record stays 64 KiB)
 SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
@@ -39,6 +47,11 @@ SKIM_READ_BUDGET = 8 << 20  # bytes a skim reads at most, whatever the log's lay
 MEDIA_DEPTH = 16  # a key is tried as a field of a media object at its first this many dots
 PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
+
+
+def cut_note(size: int) -> str:
+    """What a value over a size cap is kept as."""
+    return f"<{size:,} bytes, not kept: over the per-run size cap>"
 
 
 def decode_json(raw: bytes) -> Any:
@@ -89,8 +102,12 @@ class Console:
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.pending: dict[int, str] = {}
         self.count = 0
+        self.dropped = 0  # records of streams over CONSOLE_STREAMS, not kept
 
     def write(self, stream: int, text: str) -> None:
+        if stream not in self.pending and len(self.pending) >= CONSOLE_STREAMS:
+            self.dropped += 1
+            return
         buf = self.pending.get(stream, "") + text
         if "\n" in buf:
             *done, buf = buf.split("\n")
@@ -142,8 +159,11 @@ class WandbLog:
         self.identity: dict[str, Any] = {}
         self.start_time: float | None = None
         self.config: dict[str, Any] = {}
-        self.history = History()
-        self.system = History()
+        self.history = History(max_keys=HISTORY_KEY_CAP)
+        self.system = History(max_keys=SYSTEM_KEY_CAP)
+        self.summary_cut = 0  # summary values over the summary caps, kept as a note of their size
+        self.values_cut = 0  # history values over VALUE_MAX, kept as a note of their size
+        self._summary_bytes = 0  # bytes of the summary values kept
         self.metrics: dict[str, MetricDef] = {}
         self.exit_code: int | None = None
         self.has_exit = False
@@ -400,16 +420,24 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = names.get(sig)
                 if ent is None:
+                    if len(names) >= NAMES_CAP:  # over the per-run cap: counted, not kept
+                        self.history.drop(self._key_name(sig))
+                        pos = e
+                        continue
                     ent = names[sig] = self._new_entry(self._key_name(sig))
-                if not ent[3]:  # a keyed read, and not a wanted key
+                if not ent[3]:  # a keyed read and not a wanted key, or a key over the cap
                     pos = e
                     continue
                 if kind == 16:
-                    raw = buf[vs:ve]
-                    try:
-                        v = float(raw)
-                    except ValueError:
-                        v = decode_json(raw)
+                    if ve - vs > VALUE_MAX:
+                        v = cut_note(ve - vs)
+                        self.values_cut += 1
+                    else:
+                        raw = buf[vs:ve]
+                        try:
+                            v = float(raw)
+                        except ValueError:
+                            v = decode_json(raw)
                 elif kind:
                     v = self._typed(buf, kind, vs, ve)
                 else:
@@ -548,6 +576,9 @@ class WandbLog:
                 media.setdefault(owner, {})[name[len(owner) + 1 :]] = v
             elif v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
                 if col is None:
+                    if not h.admit(name):
+                        ent[3] = False  # over the key cap: never decoded again
+                        continue
                     col = ent[1] = h.column(name)
                 col.append(row, step, float(v))
             elif isinstance(v, dict) and v and "_type" not in v:  # 0.16.x nested dict
@@ -557,6 +588,9 @@ class WandbLog:
                     flat = [(k, x) for k, x in flat if k in self.only]
                 h.add_items(row, step, flat)
             else:
+                if name not in h.other and not h.admit(name):
+                    ent[3] = False  # over the key cap: never decoded again
+                    continue
                 h.add_other(name, step, v, row)
         if media:
             for prefix, obj in media.items():
@@ -591,6 +625,9 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = self._names.get(sig)
                 if ent is None:
+                    if len(self._names) >= NAMES_CAP:  # over the per-run cap: counted, not kept
+                        self.history.drop(self._key_name(sig))
+                        continue
                     ent = self._names[sig] = self._new_entry(self._key_name(sig))
                 if f == 2:
                     ops.append((ent[0], None))
@@ -598,9 +635,17 @@ class WandbLog:
                     ops.append((ent[0], buf[vs:ve]))
                 else:
                     ops.append((ent[0], json.dumps(self._typed(buf, kind, vs, ve)).encode()))
-            self._fold_memo = (buf, ops)
+            self._fold_memo = (buf, ops) if len(buf) <= MEMO_MAX else None
         raw = self._summary_raw
         for name, value in ops:
+            old = raw.get(name)
+            if old is not None and old[1] is not None:
+                self._summary_bytes -= len(old[1])
+            if value is not None:
+                if len(value) > SUMMARY_VALUE_MAX or self._summary_bytes + len(value) > SUMMARY_MAX_BYTES:
+                    self.summary_cut += 1
+                    value = json.dumps(cut_note(len(value))).encode()
+                self._summary_bytes += len(value)
             raw[name] = (seq, value)
         self._summary_cache = None
 
@@ -836,6 +881,29 @@ class WandbLog:
             env["gpus"] = gpus
 
     # ---- derived -----------------------------------------------------------------------------
+
+    def cap_notes(self) -> list[str]:
+        """What this log holds beyond the per-run caps and was not kept (for the run's notes)."""
+        out = [n for n in (self.history.dropped_note("keys"), self.system.dropped_note("system metric keys")) if n]
+        if self.summary_cut:
+            out.append(f"{self.summary_cut:,} summary value(s) not kept: over the per-value cap of "
+                       f"{SUMMARY_VALUE_MAX >> 20} MiB or the summary cap of {SUMMARY_MAX_BYTES >> 20} MiB")
+        if self.values_cut:
+            out.append(f"{self.values_cut:,} history value(s) over {VALUE_MAX >> 20} MiB not kept")
+        if self.console.dropped:
+            out.append(f"{self.console.dropped:,} console record(s) of streams beyond the first "
+                       f"{CONSOLE_STREAMS} not kept")
+        return out
+
+    def held_bytes(self) -> int:
+        """An estimate of the memory this log's kept structures take besides history points:
+        keys, summary, non-numeric values, console (for the memory budget)."""
+        n = len(self._names) + sum(len(h.columns) + len(h.other) for h in (self.history, self.system))
+        size = n * 400 + 4 * self._summary_bytes + len(self.config) * 200
+        for o in self.history.other.values():
+            size += len(o.last) if isinstance(o.last, str) else 200
+        size += sum(len(x) for x in self.console.lines) + sum(len(x) for x in self.console.pending.values())
+        return size
 
     def value_notes(self) -> list[str]:
         """Values this log holds that could not be used, for the run's problems."""
