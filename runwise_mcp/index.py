@@ -565,6 +565,7 @@ def build_run(run_id: str, segs: list[RunPart]) -> Run:
     last = segs[-1]
     run.console_tail = last.console_tail
     run.sampled = any(s.sampled for s in segs)
+    run.sample_note = next((s.sample_note for s in reversed(segs) if s.sample_note), "")
     return run
 
 

@@ -7,6 +7,7 @@ step array (8 bytes a point); a sparse column keeps its own steps (16 bytes a po
 
 from __future__ import annotations
 
+import hashlib
 import math
 from array import array
 from dataclasses import dataclass, field
@@ -105,13 +106,54 @@ class OtherKey:
     last_row: int = -1
 
 
-class History:
-    """Sparse rows stored by column."""
+DROPPED_TRACKED = 100_000  # distinct keys over a cap that are counted exactly (then: "over N")
 
-    def __init__(self) -> None:
+
+class History:
+    """Sparse rows stored by column.
+
+    ``max_keys`` (None: no cap) bounds the keys kept; further keys are dropped and counted
+    (``dropped``: distinct keys, exact up to DROPPED_TRACKED; ``dropped_names``: the first few)."""
+
+    def __init__(self, max_keys: int | None = None) -> None:
         self.steps = array("q")  # step of every row, in file order
         self.columns: dict[str, Column] = {}
         self.other: dict[str, OtherKey] = {}
+        self.max_keys = max_keys
+        self._dropped: set[int] | None = None  # hashes of the dropped keys
+        self.dropped_names: list[str] = []
+
+    def admit(self, name: str) -> bool:
+        """Whether ``name`` is (or may become) one of the kept keys; counts it when not."""
+        if self.max_keys is None or name in self.columns or name in self.other \
+                or len(self.columns) + len(self.other) < self.max_keys:
+            return True
+        self.drop(name)
+        return False
+
+    def drop(self, name: str) -> None:
+        """Count ``name`` as a key not kept."""
+        if self._dropped is None:
+            self._dropped = set()
+        if len(self._dropped) < DROPPED_TRACKED:
+            n = len(self._dropped)
+            self._dropped.add(int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"),
+                                                             digest_size=8).digest(), "little"))
+            if len(self._dropped) > n and len(self.dropped_names) < 3:
+                self.dropped_names.append(name)
+
+    @property
+    def dropped(self) -> int:
+        return len(self._dropped) if self._dropped else 0
+
+    def dropped_note(self, what: str = "keys") -> str:
+        """"N more keys not kept: over the per-run cap of M (first: a, b, c)", or ""."""
+        n = self.dropped
+        if not n:
+            return ""
+        count = f"over {n:,}" if n >= DROPPED_TRACKED else f"{n:,}"
+        first = ", ".join(x[:60] for x in self.dropped_names)
+        return f"{count} more {what} not kept: over the per-run cap of {self.max_keys:,} (first: {first})"
 
     @property
     def rows(self) -> int:
@@ -126,6 +168,8 @@ class History:
     def add_other(self, name: str, step: int, value: Any, row: int = -1) -> None:
         o = self.other.get(name)
         if o is None:
+            if not self.admit(name):
+                return
             o = self.other[name] = OtherKey(first_step=step)
         o.count += 1
         o.last_step = step
@@ -142,10 +186,9 @@ class History:
     def add_items(self, row: int, step: int, items: list[tuple[str, Any]]) -> None:
         """Add (name, value) pairs to an existing row."""
         for name, v in items:
-            if v.__class__ is float:
-                self.column(name).append(row, step, v)
-            elif isinstance(v, (int, bool)) and abs(v) < 2**63:
-                self.column(name).append(row, step, float(v))
+            if v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
+                if name in self.columns or self.admit(name):
+                    self.column(name).append(row, step, float(v))
             else:
                 self.add_other(name, step, v, row)
 
@@ -343,6 +386,7 @@ class Run:
     console_tail: list[str] = field(default_factory=list)
     notes_read: list[str] = field(default_factory=list)  # reader notes: skipped data, overrides, fallbacks
     sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
+    sample_note: str = ""  # a skim whose sampled parts hold no (last) rows says so (run lists show it)
     keys_read: frozenset[str] | None = None  # a keyed read: history holds only these keys (None: all)
 
     @property

@@ -52,7 +52,11 @@ def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = Tru
         parts.append(f"{len(r.segments)} segments (resumed)")
     when = t.when(r.start_time, now)
     parts.append(when if date or not r.start_time else when.rsplit(" ", 1)[-1])
-    parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
+    if r.sample_note:  # a skim that found no (last) row: say so, not "no history yet"
+        note = t.clean(r.sample_note)
+        parts.append(f"step {t.step(r.last_step)} ({note})" if r.last_step is not None else note)
+    else:
+        parts.append(f"step {t.step(r.last_step)}" if r.last_step is not None else "no history yet")
     parts.append(t.duration(r.runtime))
     if line.metric:
         at = f"@{t.step(line.step)}" if line.step is not None and line.step != r.last_step else ""

@@ -155,6 +155,7 @@ class RunPart:
         raise NotImplementedError
 
     sampled = False  # only a skim is held
+    sample_note = ""  # what a skim could not find (e.g. no rows in the sampled parts)
     full = True  # everything is held (and followed incrementally)
     in_memory = False  # counts against the memory budget
     points = 0

@@ -145,11 +145,14 @@ class LogReader:
             return 0
         return self._read_chunks(f, size, emit)
 
-    def read_span(self, start: int, stop: int, emit: Callable[[bytes], None], exact: bool = False) -> int:
+    def read_span(self, start: int, stop: int, emit: Callable[[bytes], None], exact: bool = False,
+                  budget: int | None = None) -> int:
         """Emit the records that begin in [start, stop) and return where reading ended (a chunk
         boundary). Reading resynchronises at the block boundary at or before ``start``
         (fragments of a record begun earlier are dropped) unless ``exact`` says ``start`` is a
-        chunk boundary already. For sampling parts of a large file; ``self.offset`` is kept."""
+        chunk boundary already. A record begun before ``stop`` is read to its end, but never
+        past ``budget`` bytes from where reading began (a record not complete by then is
+        dropped). For sampling parts of a large file; ``self.offset`` is kept."""
         with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
             f.seek(0)
@@ -157,8 +160,9 @@ class LogReader:
                 return size
             saved = self.offset, self.tail
             self.offset = max(len(self.header), start if exact else start - start % BLOCK)
+            end = size if budget is None else min(size, self.offset + budget)
             try:
-                self._read_chunks(f, size, emit, stop=min(stop, size))
+                self._read_chunks(f, end, emit, stop=min(stop, end))
                 return self.end
             finally:
                 self.offset, self.tail = saved

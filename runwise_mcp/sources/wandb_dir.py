@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
 from ..model import History, RunState, judge_state
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
@@ -326,6 +327,11 @@ class RunDir(RunPart):
         return self._skim if self._view is not None and self._skim is not None else self.log
 
     @property
+    def sample_note(self) -> str:
+        """Said in run lists when the skim's sampled parts hold no (last) rows."""
+        return self._skim.skim_note if self.sampled and self._skim is not None else ""
+
+    @property
     def sampled(self) -> bool:
         """True while only a skim of the log has been read (a keyed view is not sampled: its
         history holds its keys completely)."""
@@ -526,8 +532,16 @@ class RunDir(RunPart):
         hs = [log.history, log.system] if log is not None else [j.history for j in self.jsonl]
         key = (id(log), log.reader.offset if log is not None else self.version, hs[0].rows)
         if self._points[0] != key:
-            self._points = (key, sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs))
+            points = sum(len(c) for h in hs for c in h.columns.values()) + sum(h.rows for h in hs)
+            if log is not None:  # every other kept structure too: keys, summary, values, console
+                points += log.held_bytes() // BYTES_PER_POINT
+            self._points = (key, points)
         return self._points[1]
+
+    def notes(self) -> list[str]:
+        """What the log holds beyond the per-run caps (keys, summary, console streams)."""
+        log = self.log
+        return log.cap_notes() if log is not None else []
 
     # ---- the segment's view ---------------------------------------------------------------------
 

@@ -30,13 +30,28 @@ R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
 
 CONSOLE_TAIL_LINES = 200
+CONSOLE_STREAMS = 8  # console streams kept per log (wandb writes 0 stderr and 1 stdout); records of others are counted
+HISTORY_KEY_CAP = 20_000  # history keys kept per log; further keys are counted and named in a note
+SYSTEM_KEY_CAP = 2_000  # system metric keys kept per log
+NAMES_CAP = 2 * HISTORY_KEY_CAP  # distinct item keys (history and summary, media fields apart) decoded per log
+SUMMARY_VALUE_MAX = 1 << 20  # bytes of one summary value kept (a larger one is replaced by a note of its size)
+SUMMARY_MAX_BYTES = 8 << 20  # bytes of summary values kept per log
+VALUE_MAX = 1 << 20  # bytes of one non-numeric history value kept
+MEMO_MAX = 64 << 10  # a summary record is remembered for the next identical one only up to this size
 CONSOLE_MAX_LINE = 1 << 16  # characters kept of one console line (a 64 MiB output record stays 64 KiB)
 SKIM_HEAD = 64 << 10  # a skim reads the head (run record, config),
 SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened until it holds a row
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
 SKIM_TAIL_ROWS = 8  # the tail is widened until it holds this many history rows
+SKIM_READ_BUDGET = 8 << 20  # bytes a skim reads at most, whatever the log's layout
+MEDIA_DEPTH = 16  # a key is tried as a field of a media object at its first this many dots
 PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
+
+
+def cut_note(size: int) -> str:
+    """What a value over a size cap is kept as."""
+    return f"<{size:,} bytes, not kept: over the per-run size cap>"
 
 
 def decode_json(raw: bytes) -> Any:
@@ -87,8 +102,12 @@ class Console:
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.pending: dict[int, str] = {}
         self.count = 0
+        self.dropped = 0  # records of streams over CONSOLE_STREAMS, not kept
 
     def write(self, stream: int, text: str) -> None:
+        if stream not in self.pending and len(self.pending) >= CONSOLE_STREAMS:
+            self.dropped += 1
+            return
         buf = self.pending.get(stream, "") + text
         if "\n" in buf:
             *done, buf = buf.split("\n")
@@ -140,8 +159,11 @@ class WandbLog:
         self.identity: dict[str, Any] = {}
         self.start_time: float | None = None
         self.config: dict[str, Any] = {}
-        self.history = History()
-        self.system = History()
+        self.history = History(max_keys=HISTORY_KEY_CAP)
+        self.system = History(max_keys=SYSTEM_KEY_CAP)
+        self.summary_cut = 0  # summary values over the summary caps, kept as a note of their size
+        self.values_cut = 0  # history values over VALUE_MAX, kept as a note of their size
+        self._summary_bytes = 0  # bytes of the summary values kept
         self.metrics: dict[str, MetricDef] = {}
         self.exit_code: int | None = None
         self.has_exit = False
@@ -157,10 +179,12 @@ class WandbLog:
         self._summary_cache: dict[str, Any] | None = None
         self._names: dict[bytes, list] = {}  # item key bytes -> [name, column, media prefix]
         self._media: set[str] = set()
+        self._media_gen = 0  # bumped when a new media object name appears
         # Optional callback(step, [(name, value), ...]) for every history row as decoded,
         # before it is stored by column (used by iter_history).
         self.row_sink = None
         self.sampled = False  # True for a skim: history holds only sampled rows
+        self.skim_note = ""  # a skim whose sampled parts hold no (last) rows says so here
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -396,16 +420,24 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = names.get(sig)
                 if ent is None:
+                    if len(names) >= NAMES_CAP:  # over the per-run cap: counted, not kept
+                        self.history.drop(self._key_name(sig))
+                        pos = e
+                        continue
                     ent = names[sig] = self._new_entry(self._key_name(sig))
-                if not ent[3]:  # a keyed read, and not a wanted key
+                if not ent[3]:  # a keyed read and not a wanted key, or a key over the cap
                     pos = e
                     continue
                 if kind == 16:
-                    raw = buf[vs:ve]
-                    try:
-                        v = float(raw)
-                    except ValueError:
-                        v = decode_json(raw)
+                    if ve - vs > VALUE_MAX:
+                        v = cut_note(ve - vs)
+                        self.values_cut += 1
+                    else:
+                        raw = buf[vs:ve]
+                        try:
+                            v = float(raw)
+                        except ValueError:
+                            v = decode_json(raw)
                 elif kind:
                     v = self._typed(buf, kind, vs, ve)
                 else:
@@ -467,26 +499,45 @@ class WandbLog:
         return only is None or name in only or any(w.startswith(name + ".") for w in only)
 
     def _new_entry(self, name: str) -> list:
-        """[name, column (set on first numeric value), media prefix or None, wanted] for a new
-        key (wanted: False for a key a keyed read does not decode).
+        """[name, column (set on first numeric value), media prefix or None, wanted, media
+        generation] for a new key (wanted: False for a key a keyed read does not decode).
 
         0.19+ writes a media object ({"_type": "histogram", ...}) as one item per field
-        (`w._type`, `w.bins`, ...); those items are regrouped into one object named `w`.
+        (`w._type`, `w.bins`, ...); those items are regrouped into one object named `w`. Which
+        object a field belongs to is decided when a row is stored (``_media_of``), so a
+        `w._type` item seen after `w.bins` still claims it, without a walk over every key
+        (40,000 media keys made that walk quadratic).
         """
-        ent: list = [name, None, None, self._wants(name)]
+        ent: list = [name, None, None, self._wants(name), -1]
         if name.endswith("._type"):
             prefix = name[: -len("._type")]
-            self._media.add(prefix)
-            for other in self._names.values():
-                if other[0].startswith(prefix + "."):
-                    other[2] = prefix
+            if prefix not in self._media:
+                self._media.add(prefix)
+                self._media_gen += 1
             ent[2] = prefix
-        elif self._media:
-            for prefix in self._media:
-                if name.startswith(prefix + "."):
-                    ent[2] = prefix
-                    break
+            ent[4] = None  # its own object, for good
         return ent
+
+    def _media_of(self, ent: list) -> str | None:
+        """The media object ``ent``'s key is a field of (None: none), as far as the `._type`
+        items seen so far say; looked up again only after a new media object appeared. Only
+        the first MEDIA_DEPTH dots of a key are tried (a linear cost in the key's length)."""
+        gen = self._media_gen
+        if ent[4] is None or ent[4] == gen:
+            return ent[2]
+        ent[4] = gen
+        name, media = ent[0], self._media
+        found = None
+        p = name.find(".")
+        n = 0
+        while p >= 0 and n < MEDIA_DEPTH:
+            if name[:p] in media:
+                found = name[:p]
+                break
+            p = name.find(".", p + 1)
+            n += 1
+        ent[2] = found
+        return found
 
     def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> bool | None:
         h = self.history
@@ -518,12 +569,16 @@ class WandbLog:
             name = ent[0]
             if name == "_step":
                 continue
-            if ent[2] is not None:  # a field of a media object
+            owner = ent[2] if ent[4] is None or not self._media else self._media_of(ent)
+            if owner is not None:  # a field of a media object
                 if media is None:
                     media = {}
-                media.setdefault(ent[2], {})[name[len(ent[2]) + 1 :]] = v
+                media.setdefault(owner, {})[name[len(owner) + 1 :]] = v
             elif v.__class__ is float or (isinstance(v, (int, bool)) and abs(v) < 2**63):
                 if col is None:
+                    if not h.admit(name):
+                        ent[3] = False  # over the key cap: never decoded again
+                        continue
                     col = ent[1] = h.column(name)
                 col.append(row, step, float(v))
             elif isinstance(v, dict) and v and "_type" not in v:  # 0.16.x nested dict
@@ -533,6 +588,9 @@ class WandbLog:
                     flat = [(k, x) for k, x in flat if k in self.only]
                 h.add_items(row, step, flat)
             else:
+                if name not in h.other and not h.admit(name):
+                    ent[3] = False  # over the key cap: never decoded again
+                    continue
                 h.add_other(name, step, v, row)
         if media:
             for prefix, obj in media.items():
@@ -567,6 +625,9 @@ class WandbLog:
                 sig = buf[s:kend]
                 ent = self._names.get(sig)
                 if ent is None:
+                    if len(self._names) >= NAMES_CAP:  # over the per-run cap: counted, not kept
+                        self.history.drop(self._key_name(sig))
+                        continue
                     ent = self._names[sig] = self._new_entry(self._key_name(sig))
                 if f == 2:
                     ops.append((ent[0], None))
@@ -574,21 +635,29 @@ class WandbLog:
                     ops.append((ent[0], buf[vs:ve]))
                 else:
                     ops.append((ent[0], json.dumps(self._typed(buf, kind, vs, ve)).encode()))
-            self._fold_memo = (buf, ops)
+            self._fold_memo = (buf, ops) if len(buf) <= MEMO_MAX else None
         raw = self._summary_raw
         for name, value in ops:
+            old = raw.get(name)
+            if old is not None and old[1] is not None:
+                self._summary_bytes -= len(old[1])
+            if value is not None:
+                if len(value) > SUMMARY_VALUE_MAX or self._summary_bytes + len(value) > SUMMARY_MAX_BYTES:
+                    self.summary_cut += 1
+                    value = json.dumps(cut_note(len(value))).encode()
+                self._summary_bytes += len(value)
             raw[name] = (seq, value)
         self._summary_cache = None
 
     def aggregate_names(self, names: list[str]) -> set[str]:
         """Those of ``names`` whose summary is a define_metric aggregate ({"max": ...})."""
         defs = [m for m in self.metrics.values() if m.summary]
+        exact = {m.name for m in defs if m.name}
+        globs = [m.glob for m in defs if m.glob]
         out = set()
         for name in names:
-            for m in defs:
-                if name == m.name or (m.glob and fnmatch.fnmatchcase(name, m.glob)):
-                    out.add(name)
-                    break
+            if name in exact or any(fnmatch.fnmatchcase(name, g) for g in globs):
+                out.add(name)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -619,20 +688,43 @@ class WandbLog:
         ops.sort(key=lambda op: op[0])
         out: dict[str, Any] = {}
         aggregates = self.aggregate_names([name for _, name, v, _ in ops if isinstance(v, dict)])
+        # A dict value or a removal at `name` drops every key below it (`name.*`). Which keys
+        # those are is indexed as keys are set, by the names that can drop keys (a walk over
+        # every key for each such name was quadratic: 40,000 media objects took minutes).
+        droppers = {name for _, name, value, removal in ops if removal or isinstance(value, dict)}
+        lens = sorted({len(n) for n in droppers})
+        below: dict[str, list[str]] = {}
+
+        def put(k: str, v: Any) -> None:
+            if k not in out and droppers:
+                if k.count(".") <= len(lens):
+                    p = k.find(".")
+                    while p >= 0:
+                        if k[:p] in droppers:
+                            below.setdefault(k[:p], []).append(k)
+                        p = k.find(".", p + 1)
+                else:
+                    for n in lens:
+                        if n >= len(k):
+                            break
+                        if k[n] == "." and k[:n] in droppers:
+                            below.setdefault(k[:n], []).append(k)
+            out[k] = v
+
         for _, name, value, removal in ops:
             if removal or isinstance(value, dict):
-                prefix = name + "."
-                for k in [k for k in out if k.startswith(prefix)]:
-                    del out[k]
+                for k in below.pop(name, ()):
+                    out.pop(k, None)
             if removal:
                 out.pop(name, None)
             elif isinstance(value, dict) and name not in aggregates and "_type" not in value:
                 flat: list[tuple[str, Any]] = []
                 flatten(name, value, flat)
                 out.pop(name, None)
-                out.update(flat)
+                for k, v in flat:
+                    put(k, v)
             else:
-                out[name] = value
+                put(name, value)
         self._summary_cache = out
         return out
 
@@ -790,6 +882,29 @@ class WandbLog:
 
     # ---- derived -----------------------------------------------------------------------------
 
+    def cap_notes(self) -> list[str]:
+        """What this log holds beyond the per-run caps and was not kept (for the run's notes)."""
+        out = [n for n in (self.history.dropped_note("keys"), self.system.dropped_note("system metric keys")) if n]
+        if self.summary_cut:
+            out.append(f"{self.summary_cut:,} summary value(s) not kept: over the per-value cap of "
+                       f"{SUMMARY_VALUE_MAX >> 20} MiB or the summary cap of {SUMMARY_MAX_BYTES >> 20} MiB")
+        if self.values_cut:
+            out.append(f"{self.values_cut:,} history value(s) over {VALUE_MAX >> 20} MiB not kept")
+        if self.console.dropped:
+            out.append(f"{self.console.dropped:,} console record(s) of streams beyond the first "
+                       f"{CONSOLE_STREAMS} not kept")
+        return out
+
+    def held_bytes(self) -> int:
+        """An estimate of the memory this log's kept structures take besides history points:
+        keys, summary, non-numeric values, console (for the memory budget)."""
+        n = len(self._names) + sum(len(h.columns) + len(h.other) for h in (self.history, self.system))
+        size = n * 400 + 4 * self._summary_bytes + len(self.config) * 200
+        for o in self.history.other.values():
+            size += len(o.last) if isinstance(o.last, str) else 200
+        size += sum(len(x) for x in self.console.lines) + sum(len(x) for x in self.console.pending.values())
+        return size
+
     def value_notes(self) -> list[str]:
         """Values this log holds that could not be used, for the run's problems."""
         out = []
@@ -841,20 +956,38 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     (the last row, exit record, last run record) and evenly spaced blocks in between (history
     samples for a trend picture). Records keep their file order. ``thin`` decodes only what a
     run list shows: of the head no row but the first, one row per sampled block, and of the tail
-    every record but the summary updates (0.31 mirrors each row in one), of which only the last."""
+    every record but the summary updates (0.31 mirrors each row in one), of which only the last.
+
+    Whatever the log's layout, a skim reads at most SKIM_READ_BUDGET bytes: an eighth for the
+    head, a quarter for the tail (widened while it holds fewer than SKIM_TAIL_ROWS rows, up to
+    that), a quarter for the sampled blocks (each read at most to twice its size), the tail
+    probes the rest. When the tail still holds no row, ``skim_note`` says so."""
+    budget = SKIM_READ_BUDGET
+    head_max, tail_max = budget // 8, budget // 4
+    blocks = max(0, min(blocks, (budget // 4) // (2 * BLOCK)))
     log = WandbLog(path)
     log.sampled = True
     size = os.path.getsize(path)
+    head = min(head, head_max)
     probe = LogReader(path, HEADER)
     # The tail must hold the last rows whole: widen it while it holds fewer than SKIM_TAIL_ROWS
     # history records (e.g. large media rows at the end, or one row that starts before the tail).
-    kinds: list[int] = []
-    while size - tail > head and tail < MAX_RECORD:
-        kinds.clear()
-        probe.read_span(size - tail, size, lambda rec: kinds.append(record_kind(rec)))
-        if kinds.count(R_HISTORY) >= SKIM_TAIL_ROWS:
+    # Each widening reads only the part before what was probed already.
+    tail = min(tail, tail_max)
+    rows, probed = 0, size
+    while size - probed < tail_max and probed > head:
+        a = max(head, size - tail)
+        seen: list[int] = []
+        # records that begin in [start, probed) (a record running on past `probed` is read for
+        # one more block at most); the first, if begun earlier, is dropped as a fragment
+        start = max(len(HEADER), a - a % BLOCK)
+        probe.read_span(start, probed, lambda rec: seen.append(record_kind(rec)), exact=True,
+                        budget=probed - start + BLOCK)
+        rows += seen.count(R_HISTORY)
+        probed = start
+        if rows >= SKIM_TAIL_ROWS or tail >= tail_max:
             break
-        tail *= 4
+        tail = min(tail * 4, tail_max)
     tail_start = max(head, size - tail)
     spans = [(0, min(head, size))]
     gap = tail_start - head
@@ -866,12 +999,15 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     if tail_start < size:
         spans.append((tail_start, size))
     with open_read(path) as f:
-        head = f.read(len(HEADER))
-    log.reader.header_ok = True if head == HEADER else (None if HEADER.startswith(head) else False)
+        first = f.read(len(HEADER))
+    log.reader.header_ok = True if first == HEADER else (None if HEADER.startswith(first) else False)
     reader = LogReader(path, HEADER)  # its own reader: fragments at span starts are expected
     done = 0
     last = len(spans) - 1
+    tail_rows = 0
     for i, (a, b) in enumerate(spans):
+        # what one span may read: the head and the tail their share, a sampled block twice its size
+        allowed = head_max if i == 0 else (tail_max + BLOCK if i == last and tail_start < size else 2 * BLOCK)
         if not thin:
             emit = log._record
         elif i == 0:
@@ -883,16 +1019,21 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
             emit = buf.append  # the tail: decoded below, without all but its last row
         if a - a % BLOCK <= done:  # continue exactly where the previous span stopped: no record twice
             if done < b:
-                done = reader.read_span(done, b, emit, exact=True)
+                done = reader.read_span(done, b, emit, exact=True, budget=allowed)
         else:
-            done = reader.read_span(a, b, emit)
+            done = reader.read_span(a, b, emit, budget=allowed)
         if thin and i == last and i > 0:
             kinds = [record_kind(r) for r in buf]
+            tail_rows = kinds.count(R_HISTORY)
             last_sum = max((j for j, k in enumerate(kinds) if k == R_SUMMARY), default=-1)
             for j, (rec, kind) in enumerate(zip(buf, kinds)):
                 if kind != R_SUMMARY or j == last_sum:  # every tail row: exact last values
                     log._record(rec)
     log._flush_pending()
+    if not log.history.rows:
+        log.skim_note = "no rows in the sampled parts; run_summary reads it all"
+    elif thin and last > 0 and not tail_rows:
+        log.skim_note = "no rows in the sampled tail: the step shown is the last sampled; run_summary reads it all"
     return log
 
 
