@@ -21,7 +21,7 @@ from typing import Any
 from ..confine import open_read
 from ..model import STEP_LIMIT, History, MetricDef, sane_time
 from . import protowire as pw
-from .leveldb_log import BLOCK, MAX_RECORD, LogReader
+from .leveldb_log import BLOCK, LogReader
 
 HEADER = b":W&B" + b"\xe1\xbe" + b"\x00"
 
