@@ -119,3 +119,121 @@ def test_attack_partial_console_line_offsets_stay_exact(tmp_path):
     # the runaway line kept only its last 16 bytes ("yyyyyyy loss 0.5": no step), parsed once
     assert list(h.steps) == [1, 3] and list(h.columns["loss"].values) == [0.9, 0.25]
     assert [t for _, t in cf.tail][1] == "y" * 7 + " loss 0.5"
+
+
+# ---- item 9: one stuck call must not stall the others; a cancelled call stops its work ------------
+
+BIG_ROWS = 300_000  # a ~62 MB .wandb: decoding it in full takes seconds of CPU time
+
+
+def big_log_run(root: Path, rows: int = BIG_ROWS, run_id: str = "bigbig01") -> Path:
+    """A run whose .wandb holds ``rows`` history rows: the "finished" fixture's records re-framed
+    (its run record renamed, its history row repeated with new steps and losses), written with
+    the framing wandb uses (tests/test_attacks.py)."""
+    from test_attacks import read_records, write_records
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    src = run_dir("finished")
+    d = root / "wandb" / f"offline-run-20261127_120000-{run_id}"
+    shutil.copytree(src, d, symlinks=True)
+    (old,) = d.glob("run-*.wandb")
+    header = old.read_bytes()[:7]
+    recs = [pb.Record.FromString(r) for r in read_records(old)]
+    first = next(i for i, r in enumerate(recs) if r.WhichOneof("record_type") == "history")
+    for r in recs[:first]:
+        if r.WhichOneof("record_type") == "run":
+            r.run.run_id, r.run.display_name = run_id, f"big-{run_id}"
+    out = [r.SerializeToString() for r in recs[:first] if r.WhichOneof("record_type") != "summary"]
+    row = recs[first]
+    items = {"/".join(it.nested_key): it for it in row.history.item}
+    for i in range(rows):
+        items["_step"].value_json = str(i)
+        items["train/loss"].value_json = repr(1.0 / (i + 1))
+        row.history.step.num = i
+        out.append(row.SerializeToString())
+    out += [r.SerializeToString() for r in recs if r.WhichOneof("record_type") == "exit"]
+    old.unlink()
+    write_records(d / f"run-{run_id}.wandb", header, out)
+    (d / "files" / "output.log").unlink()
+    return d
+
+
+@pytest.fixture(scope="module")
+def big_root(tmp_path_factory) -> Path:
+    """A root with one big run (bigbig01) and the small "crashed" fixture run (riserfai)."""
+    pytest.importorskip("wandb.proto.wandb_internal_pb2")
+    root = tmp_path_factory.mktemp("big")
+    big_log_run(root)
+    copy_run("crashed", root)
+    return root
+
+
+def other_threads_cpu() -> float:
+    """CPU seconds this process spent outside the calling (event loop) thread: the server's
+    worker threads, including ones that have exited."""
+    return time.process_time() - time.thread_time()
+
+
+async def settled_cpu(deadline: float = 30.0) -> float:
+    """Wait until the worker threads are idle (under 0.1 s of CPU in a second); their CPU then."""
+    import anyio
+
+    end = time.monotonic() + deadline
+    prev = other_threads_cpu()
+    while time.monotonic() < end:
+        await anyio.sleep(1.0)
+        now = other_threads_cpu()
+        if now - prev < 0.1:
+            return now
+        prev = now
+    return other_threads_cpu()
+
+
+SMALL_CALLS = [("run_summary", {"run": "R002-crashed"}), ("list_runs", {}), ("tail_run", {"run": "R002-crashed"}),
+               ("list_keys", {"run": "R002-crashed"}), ("get_config", {"run": "R002-crashed"})]
+
+
+@pytest.mark.parametrize("slow", [("history_stats", {"run": "bigbig01"}),
+                                  ("get_history", {"run": "bigbig01", "keys": ["train/loss"]})],
+                         ids=["full read", "keyed read"])
+async def test_attack_stuck_call_does_not_stall_others(big_root, slow):
+    """While one call decodes a 62 MB log (in full, or for one key), calls on another run and
+    list_runs each answer within 5 s, while the decode goes on (its progress notifications
+    continue after they answered); then the long call answers with the whole history. (They
+    waited for the index lock until the decode ended.)"""
+    import anyio
+
+    async with client_for(big_root) as c:
+        listed = text(await c.call_tool("list_runs", {}))
+        assert "big-bigbig01" in listed and "R002-crashed" in listed
+        started = anyio.Event()
+        progress_at: list[float] = []
+        ended: dict[str, object] = {}
+
+        async def on_progress(progress, total, message):
+            progress_at.append(time.monotonic())
+            started.set()
+
+        async def long_call():
+            ended["res"] = await c.call_tool(slow[0], slow[1], progress_callback=on_progress)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_call)
+            with anyio.fail_after(120):
+                await started.wait()  # the decode is under way
+            for tool, args in SMALL_CALLS:
+                t0 = time.monotonic()
+                res = await c.call_tool(tool, args)
+                took = time.monotonic() - t0
+                assert not res.is_error, (tool, text(res))
+                assert took < LIVE, (tool, took)
+            answered = time.monotonic()
+        # the decode was still reporting progress after the other calls had answered
+        assert progress_at[-1] > answered, (progress_at, answered)
+        out = text(ended["res"])
+        assert not ended["res"].is_error, out
+        if slow[0] == "history_stats":
+            assert re.search(r"train/loss: 300,000 pts 0–299,999", out), out
+        else:
+            rows = [ln for ln in out.splitlines() if ln[:1].isdigit()]
+            assert rows[0] == "0,1" and rows[-1] == "299999,3.33333e-06", out[-400:]  # every row decoded
