@@ -237,3 +237,146 @@ async def test_attack_stuck_call_does_not_stall_others(big_root, slow):
         else:
             rows = [ln for ln in out.splitlines() if ln[:1].isdigit()]
             assert rows[0] == "0,1" and rows[-1] == "299999,3.33333e-06", out[-400:]  # every row decoded
+
+
+async def test_attack_cancelled_call_stops_its_work(big_root):
+    """The client cancels a call while it decodes a 62 MB log (the Client sends
+    notifications/cancelled when the awaiting task is cancelled). The server's worker threads
+    then spend less than half the CPU time a complete read of that log costs (the decode stopped
+    at its next checkpoint instead of running to the end, unseen), the next call answers within
+    5 s, and the same read, asked again, completes."""
+    import anyio
+
+    async with client_for(big_root) as c:
+        await c.call_tool("list_runs", {})
+        started = anyio.Event()
+
+        async def on_progress(progress, total, message):
+            started.set()
+
+        async def long_call():
+            await c.call_tool("history_stats", {"run": "bigbig01"}, progress_callback=on_progress)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_call)
+            with anyio.fail_after(120):
+                await started.wait()  # a sixth of the log is decoded
+            at_cancel = other_threads_cpu()
+            tg.cancel_scope.cancel()
+        after_cancel = await settled_cpu() - at_cancel
+        t0 = time.monotonic()
+        res = await c.call_tool("run_summary", {"run": "R002-crashed"})
+        assert not res.is_error and time.monotonic() - t0 < LIVE, text(res)
+        before = other_threads_cpu()
+        res = await c.call_tool("history_stats", {"run": "bigbig01"})
+        complete = await settled_cpu() - before
+    assert "train/loss: 300,000 pts 0–299,999" in text(res), text(res)
+    assert after_cancel < 0.5 * complete, (after_cancel, complete)
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid``, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_attack_cancelled_call_stops_its_work_over_stdio(big_root):
+    """The same over real stdio: the server process, sent notifications/cancelled for a call
+    decoding the 62 MB log, spends less than half the CPU of a complete read afterwards, and
+    answers the next calls (the cancelled one gets no answer, as the protocol says)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc to measure the server's CPU time")
+    p = subprocess.Popen([sys.executable, "-m", "runwise_mcp", "--root", str(big_root)],
+                         cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO), "RUNWISE_CACHE_DIR": "off"},
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert p.stdin is not None and p.stdout is not None
+
+    def send(msg: dict) -> None:
+        p.stdin.write(json.dumps({"jsonrpc": "2.0", **msg}).encode() + b"\n")
+        p.stdin.flush()
+
+    def receive() -> dict:
+        line = p.stdout.readline()
+        assert line, "the server closed stdout"
+        return json.loads(line)
+
+    def call(i: int, tool: str, args: dict, token: int | None = None) -> None:
+        params: dict = {"name": tool, "arguments": args}
+        if token is not None:
+            params["_meta"] = {"progressToken": token}
+        send({"id": i, "method": "tools/call", "params": params})
+
+    def settled(deadline: float = 30.0) -> float:
+        end, prev = time.monotonic() + deadline, _proc_cpu(p.pid)
+        while time.monotonic() < end:
+            time.sleep(1.0)
+            now = _proc_cpu(p.pid)
+            if now - prev < 0.1:
+                return now
+            prev = now
+        return _proc_cpu(p.pid)
+
+    try:
+        send({"id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        assert receive()["id"] == 1
+        send({"method": "notifications/initialized"})
+        call(2, "list_runs", {})
+        assert receive()["id"] == 2
+        call(3, "history_stats", {"run": "bigbig01"}, token=3)
+        msg = receive()
+        assert msg.get("method") == "notifications/progress", msg  # the decode is under way
+        at_cancel = _proc_cpu(p.pid)
+        send({"method": "notifications/cancelled", "params": {"requestId": 3, "reason": "test"}})
+        after_cancel = settled() - at_cancel
+        t0 = time.monotonic()
+        call(4, "run_summary", {"run": "R002-crashed"})
+        while (msg := receive()).get("id") != 4:
+            assert msg.get("id") != 3, msg  # no answer to the cancelled call
+        assert time.monotonic() - t0 < LIVE and msg["result"]["isError"] is False, msg
+        before = _proc_cpu(p.pid)
+        call(5, "history_stats", {"run": "bigbig01"})
+        while (msg := receive()).get("id") != 5:
+            assert msg.get("id") != 3, msg
+        complete = settled() - before
+        assert "train/loss: 300,000 pts 0–299,999" in msg["result"]["content"][0]["text"], msg
+        assert after_cancel < 0.5 * complete, (after_cancel, complete)
+    finally:
+        p.stdin.close()
+        p.wait(timeout=60)
+
+
+async def test_attack_two_calls_on_one_big_log_share_one_decode(big_root):
+    """Two calls reading the same 62 MB log at once (decoded outside the index lock) share one
+    decode: together they cost well under twice the CPU of one complete read, and both answer
+    with the whole history."""
+    import anyio
+
+    async def one(c: Client, out: list) -> None:
+        out.append(text(await c.call_tool("history_stats", {"run": "bigbig01"})))
+
+    async with client_for(big_root) as c:
+        await c.call_tool("list_runs", {})
+        before = other_threads_cpu()
+        single: list[str] = []
+        await one(c, single)
+        complete = await settled_cpu() - before
+    async with client_for(big_root) as c:  # a new server: the log is not read yet
+        await c.call_tool("list_runs", {})
+        before = other_threads_cpu()
+        both: list[str] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, c, both)
+            tg.start_soon(one, c, both)
+        shared = await settled_cpu() - before
+    assert len(both) == 2 and all("train/loss: 300,000 pts 0–299,999" in out for out in single + both), both
+    assert shared < 1.5 * complete, (shared, complete)
