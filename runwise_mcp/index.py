@@ -27,6 +27,7 @@ from typing import Any
 from . import confine
 from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
+from .liveness import Flight, checkpoint
 from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time, unescape
 from .sources import SOURCES
 from .sources.base import ReadContext, RunPart, Source
@@ -131,6 +132,7 @@ class RunIndex:
         self._patterns: list | None = None  # compiled [console] patterns
         self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)
         self._jobs: dict[str, FullRead] = {}  # background full reads by run id
+        self._flights: dict[tuple, Flight] = {}  # decodes in flight outside the lock, shared by calls
         self._keyed_runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (keyed reads' state, keyed Run)
         self._unchecked = 0  # points added by keyed reads since the memory budget was last checked
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
@@ -248,6 +250,7 @@ class RunIndex:
             groups: dict[str, list[RunPart]] = {}
             total = len(report.found)
             for i, (path, src, root) in enumerate(report.found):
+                checkpoint()  # between directories: nothing is half read here
                 if progress is not None and i % 100 == 0 and i:
                     progress(i, total)
                 seg = self._segments.get(path)
@@ -324,13 +327,18 @@ class RunIndex:
     def read_full(self, run: Run) -> Run:
         """``run`` (from ``runs()``) read completely; no rescan of the roots, so a tool can read
         many listed runs in full without listing them again for each. A running background full
-        read of it is waited for instead of decoding the log a second time."""
+        read of it is waited for instead of decoding the log a second time.
+
+        Large logs are decoded outside the index lock (other calls go on meanwhile), by one call
+        for all that ask at once, and installed under it; a cancelled call stops decoding at its
+        next checkpoint."""
         if run.sampled:
             self._wait_for_job(run)
+            self._decode_outside_lock(run)
             with self._lock, confine.using(self.roots):
                 segs = self._groups[run.id]
                 for seg in segs:
-                    self._refresh(seg, full=True)
+                    self._refresh(seg, full=True)  # after the decode: only what was appended since
                 self._used[run.id] = next(self._tick)
                 run = self._build(segs)
                 self._apply_state(run, segs, self.clock())
@@ -344,17 +352,19 @@ class RunIndex:
         history key of a log that is not read in full (see ``RunPart.read_keys``). The result is
         a Run of its own (``keys_read`` = names), never listed; it answers only about those keys,
         with summary and runtime from the skim. A run read in full is returned as is; a running
-        background full read of it is waited for instead."""
+        background full read of it is waited for instead. The keyed decode runs outside the
+        index lock, like ``read_full``'s."""
         if not run.sampled:
             return self._touch(run)
         if self._wait_for_job(run):
             return self.read_full(run)
         want = frozenset(n for n in names if n)
+        self._decode_outside_lock(run, want)
         with self._lock, confine.using(self.roots):
             segs = self._groups[run.id]
             progress = READ_PROGRESS.get()
             try:
-                for seg in segs:
+                for seg in segs:  # after the decode: only what was appended since
                     seg.read_keys(want, progress=(
                         lambda off, size, seg=seg: progress(off, size, f"reading {', '.join(sorted(want)[:3])} from "
                                                                        f"{os.path.basename(seg.path)}: {off / 2**20:,.0f}"
@@ -371,6 +381,78 @@ class RunIndex:
                 keyed = self._keyed_run(run, segs, want)
         # outside the lock: read_full may wait for a background read, which needs the lock to finish
         return self.read_full(run) if failed else keyed
+
+    def _decode_outside_lock(self, run: Run, want: frozenset[str] | None = None) -> None:
+        """Decode the logs of ``run`` that a full read (``want`` None) or a keyed read of
+        ``want`` would decode from the start, without holding the index lock, and install each
+        result under it. Concurrent calls asking for the same share one decode (an in-flight
+        map); a call that is cancelled stops at its next checkpoint (``liveness.Cancelled``),
+        leaving nothing half installed, and a call waiting for it then decodes itself. A part
+        that cannot decode detached (or fails to) is read under the lock afterwards, as before."""
+        progress = READ_PROGRESS.get()
+        flight_key = ("full", run.id) if want is None else ("keys", run.id, want)
+        while True:
+            checkpoint()
+            with self._lock, confine.using(self.roots):
+                flight = self._flights.get(flight_key)
+                mine = flight is None
+                if mine:
+                    segs = self._groups.get(run.id, [])
+                    if want is None:
+                        plans = [(seg, ("full",)) for seg in segs if seg.sampled]
+                    else:
+                        plans = [(seg, seg.keyed_plan(want)) for seg in segs if seg.sampled]
+                        plans = [(seg, plan) for seg, plan in plans if plan is not None]
+                    if not plans:
+                        return
+                    flight = self._flights[flight_key] = Flight(sum(seg.log_bytes for seg, _ in plans))
+            if not mine:  # another call decodes it: wait (still cancellable), reporting its progress
+                waited = 0
+                while not flight.finished.wait(0.25):
+                    checkpoint()
+                    waited += 1
+                    if progress is not None and waited % 4 == 0:
+                        progress(flight.done, flight.total, f"reading {run.id} for another call: "
+                                                            f"{flight.done / 2**20:,.0f} of {flight.total / 2**20:,.0f} MiB")
+                if flight.ok:
+                    return
+                continue  # its call was cancelled or it failed: decode here
+            try:
+                self._decode_plans(run, plans, want, flight, progress)
+                flight.ok = True
+                return
+            finally:
+                with self._lock:
+                    self._flights.pop(flight_key, None)
+                flight.finished.set()
+
+    def _decode_plans(self, run: Run, plans: list, want: frozenset[str] | None, flight: Flight,
+                      progress: Callable[[float, float, str], None] | None) -> None:
+        base = 0
+        for seg, plan in plans:
+            name = os.path.basename(seg.path)
+            what = f"{', '.join(sorted(want)[:3])} from {name}" if want is not None and plan[0] != "full" else name
+
+            def step(off: int, size: int, base: int = base, what: str = what) -> None:
+                checkpoint()  # between records of a private decode: safe to stop
+                flight.done = base + off
+                if progress is not None:
+                    progress(off, size, f"reading {what}: {off / 2**20:,.0f} of {size / 2**20:,.0f} MiB")
+
+            try:
+                with confine.using(self.roots):
+                    if plan[0] == "full":
+                        decoded, install = seg.decode_detached(step), seg.install_full
+                    else:
+                        decoded, install = seg.decode_keyed(plan, step), seg.install_keyed
+            except Exception as e:  # read again under the lock, which reports it
+                log.debug("decode of %s outside the lock failed: %s: %s", seg.path, type(e).__name__, e)
+                continue
+            checkpoint()
+            if decoded is not None:
+                with self._lock:
+                    install(decoded)
+            base += seg.log_bytes
 
     def _keyed_run(self, run: Run, segs: list, want: frozenset[str]) -> Run:
         """The Run of keyed views of ``segs`` (or the full Run when every log is read in full);
@@ -406,6 +488,7 @@ class RunIndex:
             return False
         progress = READ_PROGRESS.get()
         while not job.finished.wait(0.5):
+            checkpoint()  # a cancelled call stops waiting; the background read goes on for others
             if progress is not None:
                 progress(job.done, job.total, f"reading {run.id} in the background: "
                                               f"{job.done / 2**20:,.0f} of {job.total / 2**20:,.0f} MiB")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -20,6 +21,7 @@ from pydantic import Field
 from . import __version__, answers
 from .config import Settings, load_settings
 from .index import READ_PROGRESS, RunIndex
+from .liveness import CANCEL, Cancelled
 from .render import text as rt
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
     enter it)."""
     try:
         return rt.guard(fn(*args, **kwargs))
+    except Cancelled:  # the client cancelled the call: nobody waits for an answer, and it is no error
+        log.debug("%s stopped: its call was cancelled", getattr(fn, "__name__", fn))
+        raise
     except answers.UserError as e:
         raise ToolError(rt.guard(str(e))) from None
     except Exception as e:  # never let a reader bug become an opaque failure
@@ -128,9 +133,29 @@ def _progress(ctx: Context) -> Callable[[float, float, str], None]:
     return report
 
 
+async def _in_thread(work: Callable[[], str]) -> str:
+    """Run ``work`` in a worker thread (the event loop stays free). When the client cancels the
+    call, the await ends at once and the work is told to stop: it raises ``Cancelled`` at its next
+    checkpoint (``liveness``) instead of running on, unseen, while later calls wait."""
+    cancel = threading.Event()
+
+    def run() -> str:
+        token = CANCEL.set(cancel)
+        try:
+            return work()
+        finally:
+            CANCEL.reset(token)
+
+    try:
+        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        cancel.set()
+        raise
+
+
 async def _call(ctx: Context, fn: Callable[..., str], *args) -> str:
-    """Run a tool's answer in a worker thread (the event loop stays free), reporting progress
-    while a log is read in full."""
+    """Run a tool's answer in a worker thread, reporting progress while a log is read in full;
+    a cancelled call stops its work (``_in_thread``)."""
     progress = _progress(ctx)
 
     def run() -> str:
@@ -140,7 +165,7 @@ async def _call(ctx: Context, fn: Callable[..., str], *args) -> str:
         finally:
             READ_PROGRESS.reset(token)
 
-    return await anyio.to_thread.run_sync(run)
+    return await _in_thread(run)
 
 
 def build_server(settings: Settings | None = None) -> MCPServer:
@@ -158,7 +183,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         """Find runs: state and why, start, step, runtime, main metric trend, tags."""
         check_args(query=query, offset=offset)
         progress = _progress(ctx)
-        return await anyio.to_thread.run_sync(
+        return await _in_thread(
             lambda: _answer(answers.list_runs, index, query, state, limit, offset,
                             lambda done, total: progress(done, total, f"{done:,} of {total:,} run directories")))
 
@@ -269,7 +294,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         if action == "status":
             return _answer(answers.sync_runs, index, runs, action, dest, in_place)
         progress = _progress(ctx)
-        return await anyio.to_thread.run_sync(
+        return await _in_thread(
             lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress))
 
     _compact_schemas(mcp)

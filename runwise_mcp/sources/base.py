@@ -165,6 +165,18 @@ class RunPart:
         self.refresh(full=True, progress=progress)
         return True
 
+    def keyed_plan(self, names: frozenset[str]) -> tuple | None:
+        """What a keyed read of ``names`` would decode from the start, to be decoded outside the
+        index lock by ``decode_keyed`` and put in place by ``install_keyed`` (None: nothing, or
+        not supported; ``read_keys`` then does it all under the lock)."""
+        return None
+
+    def decode_keyed(self, plan: tuple, progress: Callable[[int, int], None] | None = None) -> tuple | None:
+        return None
+
+    def install_keyed(self, decoded: tuple) -> None:
+        pass
+
     def drop_keyed(self) -> None:
         pass
 

@@ -545,7 +545,12 @@ class ConsoleHistory:
 
 class ConsoleFile:
     """``output.log`` parsed incrementally: new bytes are parsed on ``update()``; the last
-    ``TAIL_LINES`` lines are kept raw (``\\r`` redraws collapsed) with their end offsets."""
+    ``TAIL_LINES`` lines are kept raw (``\\r`` redraws collapsed) with their end offsets.
+
+    A last line without its newline yet (the writer is mid-line) is neither parsed nor shown:
+    its bytes are held in ``partial`` and the next ``update()`` reads on after them, so the line
+    is parsed once, whole, when its newline arrives. ``offset`` is the end of the last complete
+    line (what tail_run cursors count)."""
 
     MAX_LINE = 1 << 16
 
@@ -557,7 +562,8 @@ class ConsoleFile:
     def reset(self) -> None:
         self.parsed = ConsoleHistory(self.patterns)
         self.offset = 0
-        self.partial = b""
+        self.partial = b""  # the incomplete last line read so far (its last MAX_LINE bytes)
+        self.pending = 0  # bytes of that line read so far (read on from offset + pending)
         self.tail: deque[tuple[int, str]] = deque(maxlen=TAIL_LINES)  # (end offset, line)
         self.key: tuple[int, int] | None = None
         self.start_offset = 0  # 0: parsed from the start; else only the tail was read
@@ -570,7 +576,7 @@ class ConsoleFile:
         if key is None:
             self.reset()
             return True
-        if self.key is not None and key[0] < self.offset:  # rewritten or truncated: start over
+        if self.key is not None and key[0] < self.offset + self.pending:  # rewritten or truncated: start over
             self.reset()
         self.key = key
         with open_read(self.path) as f:
@@ -585,7 +591,7 @@ class ConsoleFile:
                 self.start_offset = self.offset
                 self._consume(chunk, final=False)
             else:
-                f.seek(self.offset)
+                f.seek(self.offset + self.pending)  # after the incomplete line's bytes already held
                 while True:
                     chunk = f.read(1 << 20)
                     if not chunk:
@@ -596,14 +602,20 @@ class ConsoleFile:
     def _consume(self, chunk: bytes, final: bool) -> None:
         data = self.partial + chunk
         lines = data.split(b"\n")
+        cut = self.pending - len(self.partial)  # bytes of the held line dropped by the cut below
         self.partial = lines.pop()
+        if lines:
+            self.pending = len(self.partial)
+        else:  # still no newline: the held line grew
+            self.pending += len(chunk)
         if len(self.partial) > self.MAX_LINE:  # a runaway line without newline: cut it
             self.partial = self.partial[-self.MAX_LINE:]
         pos = self.offset
         feed = self.parsed.feed
         tail = self.tail
         for raw in lines:
-            pos += len(raw) + 1
+            pos += len(raw) + 1 + cut
+            cut = 0
             text = raw[-self.MAX_LINE:].decode("utf-8", "replace")
             feed(text)
             if "\r" in text:

@@ -31,6 +31,7 @@ from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
+from . import wandb_log
 from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
@@ -428,7 +429,7 @@ class RunDir(RunPart):
                 def record(rec: bytes, log: WandbLog = log, emit=emit, count=count) -> None:
                     emit(rec)
                     count[0] += 1
-                    if count[0] % 50_000 == 0:
+                    if count[0] % wandb_log.PROGRESS_EVERY == 0:
                         progress(log.reader.offset, key[0])
 
                 try:
@@ -473,6 +474,48 @@ class RunDir(RunPart):
         except OSError as e:
             self.log_error = f"cannot read {os.path.basename(path)}: {e.strerror or e}"
         return False
+
+    def keyed_plan(self, names: frozenset[str]) -> tuple | None:
+        """What ``read_keys(names)`` would decode from the start, for the index to decode it
+        outside its lock (``decode_keyed``, then ``install_keyed``): ``("full",)`` when the
+        persistent cache holds the whole log, ``("keys", names, path)`` for a new keyed read,
+        None when there is nothing to decode from the start (read in full, or a keyed read
+        that only has to follow the log's growth). Called under the index lock."""
+        if self._full is None or self.full:
+            return None
+        path = self._full.path
+        key = self._stat(path)
+        if key is None:
+            return None
+        if self.cache is not None and self.cache.has(path, key[0]):
+            return ("full",)
+        k = self._keyed
+        if k is not None and key[0] >= k.reader.size and names <= k.only:
+            return None  # the same keys: read_keys follows what was appended
+        if k is not None and key[0] >= k.reader.size and len(names | k.only) <= MAX_KEYED_NAMES:
+            names = names | (k.only - {"_step"})
+        return ("keys", frozenset(names), path)
+
+    def decode_keyed(self, plan: tuple, progress: Callable[[int, int], None] | None = None) -> tuple | None:
+        """A keyed read of ``plan`` (from ``keyed_plan``) into a new WandbLog, touching nothing
+        of this object (for a decode outside the index lock)."""
+        _, names, path = plan
+        key = self._stat(path)  # before reading: a later read_keys reads on if it grew meanwhile
+        if key is None:
+            return None
+        return self._update_log(WandbLog(path, keys=names), progress, keys=names), key
+
+    def install_keyed(self, decoded: tuple) -> None:
+        """Use a keyed read made by ``decode_keyed`` (under the index lock); the next
+        ``read_keys`` reads on from its offset. Kept out when a read in full, or a keyed read of
+        at least its keys and as far, arrived meanwhile."""
+        log, key = decoded
+        if self.full or self._full is None or log.path != self._full.path:
+            return
+        k = self._keyed
+        if k is not None and log.only <= k.only and k.reader.offset >= log.reader.offset:
+            return
+        self._keyed, self._keyed_at = log, key
 
     def drop_keyed(self) -> None:
         """Forget the keyed read (e.g. after it failed)."""
