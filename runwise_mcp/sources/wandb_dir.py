@@ -26,12 +26,12 @@ import yaml
 from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
 from ..model import History, RunState, judge_state
+from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
-from . import wandb_log
 from .wandb_log import WandbLog, flatten, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
