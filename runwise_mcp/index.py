@@ -510,7 +510,7 @@ class RunIndex:
                     if decoded is not None:
                         with self._lock:
                             seg.install_full(decoded)
-                        done += decoded[1][0][0]  # the size it was read to
+                        done += seg.log_bytes  # the size it was read to
                 job.advance(job.total)
             except Exception as e:  # reported by the tool that asks next
                 log.exception("background read of %s failed", job.run_id)

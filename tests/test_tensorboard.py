@@ -377,3 +377,33 @@ def test_memory_budget_evicts_tensorboard_runs_to_skims(tmp_path):
     again = {r.name: r for r in ix.runs()}  # listed from a skim now, without looping
     assert again["a"].sampled and again["a"].last_step == 299
     assert len(ix.resolve("a", full=True).history.series("train/loss")[0]) == 300
+
+
+def test_skimmed_event_files_are_decoded_outside_the_index_lock(tmp_path, monkeypatch):
+    """read_full decodes a skimmed TensorBoard run without holding the index lock (another call
+    can take the lock meanwhile) and installs the readers under it."""
+    import threading
+
+    import runwise_mcp.sources.tensorboard as tb
+
+    shutil.copytree(TB / "torch_sparse_2files", tmp_path / "big")
+    monkeypatch.setattr(tb, "SKIM_HEAD", 2048)
+    monkeypatch.setattr(tb, "SKIM_TAIL", 2048)
+    settings = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    settings.skim_above = 4096
+    ix = RunIndex(settings)
+    (listed,) = ix.runs()
+    part = next(iter(ix._segments.values()))
+    took_lock: list[bool] = []
+    real = tb.EventFile.update
+
+    def update(self, progress=None):  # while a full decode runs, try the index lock from another thread
+        t = threading.Thread(target=lambda: took_lock.append(ix._lock.acquire(timeout=2) and not ix._lock.release()))
+        t.start()
+        t.join()
+        return real(self, progress)
+
+    monkeypatch.setattr(tb.EventFile, "update", update)
+    full = ix.read_full(listed)
+    assert took_lock and all(took_lock)  # the lock was free during the decode
+    assert not part.skimmed and len(full.history.series("train/loss")[0]) == 300

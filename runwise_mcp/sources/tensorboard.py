@@ -305,6 +305,35 @@ class TensorBoardRun(RunPart):
     def in_memory(self) -> bool:
         return any(n not in self.skimmed for n in self.files)
 
+    # ---- decoding outside the index lock (see RunIndex.read_full) -----------------------------------
+
+    def keyed_plan(self, names: frozenset[str]) -> tuple | None:
+        """A keyed read decodes the skimmed files in full (a full read is as fast here)."""
+        return ("full",) if self.skimmed else None
+
+    def decode_detached(self, progress: Callable[[int, int], None] | None = None) -> tuple | None:
+        """Read every skimmed file in full into new readers, touching nothing of this part (for a
+        call that decodes outside the index lock); ``install_full`` puts them in place."""
+        out: dict[str, tuple[EventFile, tuple[int, int]]] = {}
+        done = 0
+        for name in sorted(list(self.skimmed)):
+            path = os.path.join(self.path, name)
+            st = stat_file(path)
+            ef = EventFile(path, opener=open_read)
+            ef.update((lambda off, size, base=done: progress(base + off, size)) if progress else None)
+            out[name] = (ef, (st.st_size, st.st_mtime_ns))
+            done += ef.offset
+        return (out,) if out else None
+
+    def install_full(self, decoded: tuple) -> None:
+        for name, (ef, key) in decoded[0].items():
+            if name in self.skimmed:  # (a read under the lock may have done it meanwhile)
+                self.files[name] = ef
+                self.keys[name] = key  # the next refresh reads on from here if the file grew
+                self.skimmed.discard(name)
+        self.evicted = False
+        self.version += 1
+
     def evict(self) -> None:
         """Forget fully read files (for the memory budget); they are skimmed until asked for in full."""
         full = [n for n in self.files if n not in self.skimmed]
