@@ -43,6 +43,8 @@ class Settings:
     cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
     first_answer_wait: float = 1.5  # seconds run_summary waits for a background full read before answering from a skim
     background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary reads in the background
+    include: list[str] = field(default_factory=list)  # [sources] include: globs (relative to a root) of extra run files
+    exclude: list[str] = field(default_factory=list)  # [sources] exclude: globs of paths the walk skips
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -85,6 +87,7 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
     cache_dir = _cache_dir(env)
     console = project.get("console", {})
     patterns = console.get("patterns", []) if isinstance(console, dict) else []
+    include, exclude = _source_globs(project.get("sources", {}), config_file, problems)
     return Settings(
         roots=list(dict.fromkeys(chosen)),
         stale_after=_float_env(env, ENV_STALE, DEFAULT_STALE_MINUTES) * 60,
@@ -98,7 +101,36 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         config_problems=problems,
         cache_dir=cache_dir,
         own_dirs=[user_cache_dir(env)] + ([cache_dir] if cache_dir else []),
+        include=include,
+        exclude=exclude,
     )
+
+
+def _source_globs(table: object, config_file: str, problems: list[str]) -> tuple[list[str], list[str]]:
+    """``[sources] include`` / ``exclude``: lists of globs relative to a root (a single string is
+    accepted as a list of one). Bad entries are reported and dropped; the rest apply."""
+    if not isinstance(table, dict):
+        problems.append(f"{config_file}: [sources] must be a table, e.g. [sources] include = [\"exp/**/metrics.jsonl\"]")
+        return [], []
+    out: dict[str, list[str]] = {"include": [], "exclude": []}
+    for key in sorted(table):
+        if key not in out:
+            problems.append(f"{config_file}: [sources] has no setting {str(key)[:40]!r} (only include and exclude)")
+            continue
+        raw = table[key]
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            problems.append(f"{config_file}: [sources] {key} must be a list of globs, e.g. {key} = [\"scratch/**\"]")
+            continue
+        for g in items:
+            if not isinstance(g, str) or not g.strip():
+                problems.append(f"{config_file}: [sources] {key}: {str(g)[:60]!r} is not a glob (a non-empty string)")
+            elif os.path.isabs(g) or g.strip().startswith("..") or "/../" in g:
+                problems.append(f"{config_file}: [sources] {key}: {g[:100]!r} must be relative to a root "
+                                f"(no leading / or ..); ignored")
+            else:
+                out[key].append(g.strip())
+    return out["include"], out["exclude"]
 
 
 def _cache_dir(env: dict[str, str]) -> str | None:

@@ -30,7 +30,7 @@ from .config import BYTES_PER_POINT, Settings
 from .liveness import Flight, checkpoint
 from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time, unescape
 from .sources import SOURCES
-from .sources.base import ReadContext, RunPart, Source
+from .sources.base import ReadContext, RunPart, Source, WalkRules, glob_regex
 from .sources.console import compile_patterns, parse_lines
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,9 @@ class RunIndex:
         self._unchecked = 0  # points added by keyed reads since the memory budget was last checked
         self.cache = LogCache(settings.cache_dir, settings.cache_min_bytes) if settings.cache_dir else None
         self.memo = AnswerMemo(settings.cache_dir)  # computed answer parts (on disk only with a cache dir)
+        self._include = tuple(glob_regex(g) for g in settings.include)  # [sources] globs
+        self._exclude = tuple(glob_regex(g) for g in settings.exclude)
+        self._rules = WalkRules()
 
     # ---- discovery -----------------------------------------------------------------------------
 
@@ -151,6 +154,7 @@ class RunIndex:
                 report.problems.append(f"root {root} is a file, not a directory")
                 continue
             real = os.path.realpath(root)
+            self._rules = WalkRules(real, self._include, self._exclude)
             self._walk(real, 0, report, seen, real)
         self.last_scan = report
         return report
@@ -165,17 +169,20 @@ class RunIndex:
             claim = src.claim(path, entry.files, names, self.roots)
             if claim is None:
                 continue
-            if claim.run and path not in seen:
+            if claim.run and path not in seen and not (path != root and self._rules.excluded(path, is_dir=True)):
                 seen.add(path)
                 report.found.append((path, src, root))
                 report.run_dirs.append(path)
             descend = claim.descend
             break
-        if not descend:
+        if not descend:  # the directory is one run (or part of one) with all its files
             return
+        self._claim_files(path, entry.files, report, seen, root)
         for sub in entry.subdirs:
             name = os.path.basename(sub)
             if self.roots.is_excluded(sub):  # our own cache directory (the walk's paths are real)
+                continue
+            if self._rules.excluded(sub, is_dir=True):  # [sources] exclude
                 continue
             if depth + 1 <= self.settings.max_depth and name not in SKIP_DIRS:
                 self._walk(sub, depth + 1, report, seen, root)
@@ -192,6 +199,20 @@ class RunIndex:
                             report.found.append((sub, src, root))
                             report.run_dirs.append(sub)
                         break
+
+    def _claim_files(self, path: str, files: tuple[str, ...], report: ScanReport, seen: set[str], root: str) -> None:
+        """Files in ``path`` that a source claims as runs of their own (console logs), each
+        one run part; the first source to claim a file has it."""
+        taken: set[str] = set()
+        for src in SOURCES:
+            for name in src.claim_files(path, files, self._rules):
+                full = os.path.join(path, name)
+                if name in taken or full in seen or self._rules.excluded(full):
+                    continue
+                taken.add(name)
+                seen.add(full)
+                report.found.append((full, src, root))
+                report.run_dirs.append(full)
 
     def _list_dir(self, path: str, report: ScanReport) -> _DirEntry | None:
         try:
@@ -578,7 +599,8 @@ class RunIndex:
                 where = f" (segment {i})" if len(segs) > 1 else ""
                 if cf is not None:
                     h = cf.history()
-                    view.files.append(os.path.relpath(cf.path, seg.path) + where)
+                    shown = os.path.basename(cf.path) if cf.path == seg.path else os.path.relpath(cf.path, seg.path)
+                    view.files.append(shown + where)
                     view.lines += cf.parsed.lines
                     view.capped, view.bad_rows = view.capped + cf.parsed.capped, view.bad_rows + cf.parsed.bad_rows
                     view.partial = view.partial or bool(cf.start_offset)

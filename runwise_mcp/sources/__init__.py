@@ -10,10 +10,12 @@ and add one line below.
 from __future__ import annotations
 
 from .base import Source
+from .console_run import ConsoleSource
 from .tensorboard import TensorBoardSource
 from .wandb_dir import WandbSource
 
 SOURCES: tuple[Source, ...] = (
     WandbSource(),  # first: a wandb run directory may hold event files of its own
     TensorBoardSource(),
+    ConsoleSource(),  # claims files (*.log, *.out) in directories no other source owns whole
 )

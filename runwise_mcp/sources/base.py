@@ -20,6 +20,9 @@ The index never looks inside a part: adding a format is one module here plus one
 
 from __future__ import annotations
 
+import fnmatch
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -50,6 +53,33 @@ class Claim:
 
     run: bool = True  # the directory is one run part
     descend: bool = False  # the walk goes on into its sub-directories (other runs may be there)
+
+
+@dataclass
+class WalkRules:
+    """``runwise.toml`` ``[sources]`` globs for one root, matched against paths relative to it:
+    ``include`` makes a file a run candidate whatever its name, ``exclude`` skips a path (and
+    everything below it) for every source."""
+
+    root: str = ""
+    include: tuple[re.Pattern, ...] = ()
+    exclude: tuple[re.Pattern, ...] = ()
+
+    def rel(self, path: str) -> str:
+        rel = os.path.relpath(path, self.root) if self.root else path
+        return rel.replace(os.sep, "/")
+
+    def included(self, path: str) -> bool:
+        if not self.include:
+            return False
+        rel = self.rel(path)
+        return any(rx.match(rel) for rx in self.include)
+
+    def excluded(self, path: str, is_dir: bool = False) -> bool:
+        if not self.exclude:
+            return False
+        rel = self.rel(path)
+        return any(rx.match(rel) or (is_dir and rx.match(rel + "/")) for rx in self.exclude)
 
 
 @dataclass
@@ -231,9 +261,48 @@ class Source:
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Roots) -> Claim | None:
         raise NotImplementedError
 
+    def claim_files(self, path: str, files: tuple[str, ...], rules: WalkRules) -> list[str]:
+        """Names of files in ``path`` (a directory no source owns whole) that are runs of this
+        format, one run part each (opened with the file's path). Called for every directory the
+        walk reaches that is not claimed with ``descend=False``; the default claims none."""
+        return []
+
     def name_hint(self, name: str) -> bool:
         """Whether a directory of this name is worth listing even below the scan depth."""
         return False
 
     def open(self, path: str, ctx: ReadContext) -> RunPart:
         raise NotImplementedError
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """A glob relative to a root as a regex: ``**`` any number of directories, ``*`` and ``?``
+    within one path part, ``[...]`` as in fnmatch."""
+    out = []
+    i = 0
+    p = pattern.strip().strip("/")
+    while i < len(p):
+        if p.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif p.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif p[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif p[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif p[i] == "[":
+            j = p.find("]", i + 1)
+            if j < 0:
+                out.append(re.escape(p[i]))
+                i += 1
+            else:
+                out.append(fnmatch.translate(p[i:j + 1])[4:-3])
+                i = j + 1
+        else:
+            out.append(re.escape(p[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
