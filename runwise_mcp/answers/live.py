@@ -110,7 +110,8 @@ def _flagged(lines: list[str]) -> list[str]:
 
 def _crash(raw: list[tuple[int, str]]) -> list[str]:
     """The exception line and the last frames of the last traceback in the console."""
-    tb = last_traceback([x for _, x in raw])
+    head = "Traceback (most recent call last)"  # may follow a progress bar's last redraw on its line
+    tb = last_traceback([x[x.find(head):] if x.find(head) > 0 else x for _, x in raw])
     if tb is None:
         return []
     exc, frames = tb

@@ -42,6 +42,7 @@ PROBE_BYTES = 64 << 10  # head and tail parsed to decide whether a file is a run
 SKIM_TAIL = 256 << 10  # bytes of a large log parsed for run lists
 MIN_ROWS = 2  # steps with metrics a log needs to be a run (1 for an include glob match)
 NO_EXIT = "console logs record no exit status"
+TB_HEAD = "Traceback (most recent call last)"
 _TS = re.compile(r"(\d{4})-(\d{2})-(\d{2})[ T_](\d{2}):(\d{2}):(\d{2})")
 
 
@@ -262,12 +263,15 @@ class ConsoleRun(RunPart):
         """The exception line of a traceback that ends the log (at most 5 lines after it), or None."""
         if self.cf is None:
             return None
-        lines = [t for _, t in list(self.cf.tail)[-400:]]
+        lines = []
+        for _, ln in list(self.cf.tail)[-400:]:
+            at = ln.find(TB_HEAD)
+            lines.append(ln[at:] if at > 0 else ln)  # a traceback glued to a progress bar's last redraw
         tb = last_traceback(lines)
         if tb is None:
             return None
         exc = tb[0]
-        start = max(i for i, x in enumerate(lines) if x.startswith("Traceback (most recent call last)"))
+        start = max(i for i, x in enumerate(lines) if x.startswith(TB_HEAD))
         after = lines[start:]
         if exc:
             at = next((i for i, x in enumerate(after) if x.strip() == exc), len(after) - 1)
