@@ -7,7 +7,9 @@
 The log mixes what a trainer prints: logging-prefixed step lines with a percentage, a validation
 line every 50 lines, tqdm-style redraws joined by \\r, and noise (warnings, config lines). Each
 measurement runs in a fresh process: a full parse (throughput in lines/s, peak RSS) and the
-first tail_run-style read (only the last 4 MiB).
+first tail_run-style read (only the last 4 MiB), and listing the log as a run on its own
+(``train.log`` in an otherwise empty root: discovery probes its head and tail, the run list
+parses only its tail).
 """
 
 from __future__ import annotations
@@ -35,6 +37,28 @@ h = cf.history()
 dt = time.perf_counter() - t
 print(json.dumps({{"time": dt, "lines": cf.parsed.lines, "rows": h.rows, "keys": len(h.columns),
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+CHILD_LIST = """
+import json, os, sys, tempfile, time
+sys.path.insert(0, {repo!r})
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+src = sys.argv[1]
+with tempfile.TemporaryDirectory() as root:
+    dst = os.path.join(root, "train.log")
+    try:
+        os.link(src, dst)
+    except OSError:
+        import shutil; shutil.copy(src, dst)
+    ix = RunIndex(load_settings([root], env={{"RUNWISE_CACHE_DIR": "off"}}))
+    t = time.perf_counter()
+    runs = ix.runs()
+    dt = time.perf_counter() - t
+    t = time.perf_counter()
+    ix.runs()
+    again = time.perf_counter() - t
+    print(json.dumps({{"time": dt, "again": again, "runs": [r.id for r in runs], "last_step": runs[0].last_step if runs else None}}))
 """
 
 
@@ -82,6 +106,11 @@ def main() -> None:
           f"{full['maxrss_mb']:.0f} MB RSS |")
     print(f"| first tail_run read (last 4 MiB only) | {tail['time'] * 1000:.0f} ms | {tail['lines']:,} | "
           f"{tail['lines'] / tail['time']:,.0f} lines/s | {tail['maxrss_mb']:.0f} MB RSS |")
+    p = subprocess.run([sys.executable, "-c", CHILD_LIST.format(repo=str(REPO)), str(path)],
+                       capture_output=True, text=True, check=True)
+    listed = json.loads(p.stdout)
+    print(f"| list_runs with it as a standalone run ({', '.join(listed['runs'])}, last step "
+          f"{listed['last_step']:,}) | {listed['time'] * 1000:.0f} ms (again: {listed['again'] * 1000:.0f} ms) | tail only | | |")
     print(f"\nfull parse: {full['rows']:,} steps, {full['keys']} keys")
 
 
