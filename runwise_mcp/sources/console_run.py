@@ -78,8 +78,6 @@ def probe(path: str, size: int) -> int:
         if not chunk:
             continue
         lines = chunk.decode("utf-8", "replace").split("\n")
-        if drop_last and not tail:
-            pass
         if drop_last:
             lines.pop()  # cut mid-line
         ch = ConsoleHistory()
