@@ -165,6 +165,14 @@ class RunIndex:
             claim = src.claim(path, entry.files, names, self.roots)
             if claim is None:
                 continue
+            for name in claim.files:  # files that are runs of their own
+                fp = os.path.join(path, name)
+                if fp not in seen:
+                    seen.add(fp)
+                    report.found.append((fp, src, root))
+                    report.run_dirs.append(fp)
+            if claim.files and not claim.run:
+                continue
             if claim.run and path not in seen:
                 seen.add(path)
                 report.found.append((path, src, root))
