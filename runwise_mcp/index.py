@@ -681,6 +681,15 @@ def resolve(runs: list[Run], ref: str | None, escaped: bool = True) -> Run:
             return hits[0]
         if len(hits) > 1:
             raise RunNotFound(ref, f"{len(hits)} runs are named {ref!r}; pass an id", hits[:8])
+    # a path-named run (TensorBoard, file runs) by a suffix on path-component boundaries:
+    # "version_0", "demo/version_0" for lightning/demo/version_0 (W&B names are not paths)
+    tail = low.strip("/")
+    suffix = [r for r in runs if r.source != "wandb" and tail and "/" in r.name
+              and r.name.lower().endswith("/" + tail)]
+    if len(suffix) == 1:
+        return suffix[0]
+    if len(suffix) > 1:
+        raise RunNotFound(ref, f"{ref!r} ends {len(suffix)} run paths; pass more of the path", suffix[:8])
     hits = [r for r in runs if r.id.lower().startswith(low) or r.name.lower().startswith(low)]
     if len(hits) == 1:
         return hits[0]
