@@ -270,7 +270,7 @@ TOOL_CALLS = [
     ("list_keys", {"run": "jsonl/metrics"}, "phase"),
     ("get_config", {"run": "demo/version_0"}, "lr: 0.05"),
     ("get_config", {"run": "hf/out"}, "model.hidden_size: 16"),
-    ("run_summary", {"run": "hf/out"}, "checkpoint"),
+    ("run_summary", {"run": "hf/out"}, "global_step 12 of max_steps 12 (100%), best_metric 0.693908 (checkpoint-4)"),
     ("run_summary", {"run": "keras/training"}, "x axis = epoch"),
     ("get_history", {"run": "jsonl/metrics", "keys": ["loss"], "samples": 5}, "step,loss"),
     ("history_stats", {"run": "keras/training"}, "loss"),

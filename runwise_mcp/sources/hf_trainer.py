@@ -138,6 +138,15 @@ class HFTrainerRun(FilePart):
                     self.finished = True
         self._config = cfg
         self._summary = summary
+        said = []
+        if self.progress:
+            said.append(f"global_step {gs:,} of max_steps {ms:,} ({100 * gs / ms:.0f}%)")
+        if isinstance(st.get("best_metric"), (int, float)):
+            best = st.get("best_model_checkpoint")
+            said.append(f"best_metric {st['best_metric']:.6g}"
+                        + (f" ({os.path.basename(str(best).rstrip('/'))})" if best else ""))
+        if said:
+            self._notes.append(f"{self.state_file}: " + ", ".join(said))
         ck = self._checkpoints()
         if len(ck) > 1 or (ck and self.state_file != STATE):
             self._notes.append(f"history from {self.state_file} (the newest of {len(ck)} checkpoint state file"
