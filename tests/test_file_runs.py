@@ -316,6 +316,7 @@ async def test_mixed_with_wandb_and_tensorboard_rank_and_compare():
 def test_no_machine_paths_in_fixtures():
     for dirpath, _, files in os.walk(FR):
         for f in files:
-            data = open(os.path.join(dirpath, f), "rb").read()
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                data = fh.read()
             for bad in (b"/tmp/", b"/home/", b"/work/", b"/root/", b"/Users/"):
                 assert bad not in data, (f, bad)

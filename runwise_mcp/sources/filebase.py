@@ -24,7 +24,7 @@ from .base import RunPart
 
 MAX_FILE = 256 << 20  # a state/CSV file larger than this is not parsed
 STEP_KEYS = ("global_step", "step", "num_updates", "iteration", "iter", "epoch")
-_NUM = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*%?\s*$|^\s*[-+]?(nan|inf|infinity)\s*$", re.I)
+_NUM = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*%?\s*$|^\s*[-+]?(nan|inf|infinity)\s*$", re.IGNORECASE)
 
 
 def coerce(v: Any) -> Any:

@@ -18,6 +18,8 @@ import os
 import re
 from typing import Any
 
+import yaml
+
 from .base import Claim, ReadContext, SegmentInfo, Source
 from .filebase import FilePart, RowBuilder, as_step, coerce, read_bytes, rel_name
 from .safeyaml import safe_load
@@ -70,7 +72,7 @@ class LightningRun(FilePart):
                 doc = safe_load(read_bytes(hpath, 4 << 20))
                 if isinstance(doc, dict):
                     cfg = doc
-            except Exception as e:  # YAML errors, refused alias bombs
+            except (yaml.YAMLError, ValueError, RecursionError) as e:  # YAML errors, refused alias bombs
                 self.errors.append(f"{HPARAMS} not read: {e}")
         self._config = cfg
 

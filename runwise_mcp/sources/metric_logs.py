@@ -26,6 +26,7 @@ import json
 import os
 from typing import Any
 
+from ..confine import stat_file
 from .base import Claim, ReadContext, SegmentInfo, Source
 from .filebase import STEP_KEYS, FilePart, RowBuilder, as_step, coerce, head_bytes, read_bytes, strip_suffix
 from .jsonl import JsonlReader
@@ -181,8 +182,30 @@ class MetricLogSource(Source):
     name = "metric_log"
     describe = "metric log files (*.jsonl / *.csv with a step or epoch column, Keras CSVLogger)"
 
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple[int, int], bool]] = {}  # path -> ((size, mtime), is a log)
+
+    def _detect(self, path: str) -> bool:
+        """``detect`` once per (size, mtime) of a file (a scan runs on every call)."""
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in JSONL_EXT + KERAS_EXT:
+            return False
+        try:
+            st = stat_file(path)
+        except OSError:
+            return False
+        key = (st.st_size, st.st_mtime_ns)
+        hit = self._seen.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        ok = detect(path) is not None
+        self._seen[path] = (key, ok)
+        return ok
+
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
-        found = tuple(n for n in files if detect(os.path.join(path, n)))
+        found = tuple(n for n in files if self._detect(os.path.join(path, n)))
         return Claim(run=False, descend=True, files=found) if found else None
 
     def open(self, path: str, ctx: ReadContext) -> MetricLogRun:
