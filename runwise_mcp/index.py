@@ -166,8 +166,21 @@ class RunIndex:
         descend = True
         names = tuple(os.path.basename(d) for d in entry.subdirs)
         for src in SOURCES:
-            claim = src.claim(path, entry.files, names, self.roots)
+            try:
+                claim = src.claim(path, entry.files, names, self.roots)
+            except Exception as e:  # a source's bug must not take the listing down
+                log.warning("%s could not judge %s: %s: %s", src.name, path, type(e).__name__, e)
+                report.problems.append(f"{src.name} could not judge {path}: {type(e).__name__}")
+                continue
             if claim is None:
+                continue
+            for name in claim.files:  # files that are runs of their own
+                fp = os.path.join(path, name)
+                if fp not in seen and not self._rules.excluded(fp):
+                    seen.add(fp)
+                    report.found.append((fp, src, root))
+                    report.run_dirs.append(fp)
+            if claim.files and not claim.run:
                 continue
             if claim.run and path not in seen and not (path != root and self._rules.excluded(path, is_dir=True)):
                 seen.add(path)
@@ -695,6 +708,15 @@ def resolve(runs: list[Run], ref: str | None, escaped: bool = True) -> Run:
             return hits[0]
         if len(hits) > 1:
             raise RunNotFound(ref, f"{len(hits)} runs are named {ref!r}; pass an id", hits[:8])
+    # a path-named run (TensorBoard, file runs) by a suffix on path-component boundaries:
+    # "version_0", "demo/version_0" for lightning/demo/version_0 (W&B names are not paths)
+    tail = low.strip("/")
+    suffix = [r for r in runs if r.source != "wandb" and tail and "/" in r.name
+              and r.name.lower().endswith("/" + tail)]
+    if len(suffix) == 1:
+        return suffix[0]
+    if len(suffix) > 1:
+        raise RunNotFound(ref, f"{ref!r} ends {len(suffix)} run paths; pass more of the path", suffix[:8])
     hits = [r for r in runs if r.id.lower().startswith(low) or r.name.lower().startswith(low)]
     if len(hits) == 1:
         return hits[0]

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from .base import Source
 from .console_run import ConsoleSource
+from .hf_trainer import HFTrainerSource
+from .lightning_csv import LightningSource
+from .metric_logs import MetricLogSource
 from .tensorboard import TensorBoardSource
 from .wandb_dir import WandbSource
 
 SOURCES: tuple[Source, ...] = (
     WandbSource(),  # first: a wandb run directory may hold event files of its own
     TensorBoardSource(),
+    HFTrainerSource(),
+    LightningSource(),
+    MetricLogSource(),  # files that are runs of their own; other sources still see the directory
     ConsoleSource(),  # claims files (*.log, *.out) in directories no other source owns whole
 )

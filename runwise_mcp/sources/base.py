@@ -53,6 +53,9 @@ class Claim:
 
     run: bool = True  # the directory is one run part
     descend: bool = False  # the walk goes on into its sub-directories (other runs may be there)
+    # names of files in the directory that are runs of their own (file-based formats). A claim
+    # with files and ``run=False`` does not stop the other sources from looking at the directory.
+    files: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,0 +1,322 @@
+"""Runs that are just files: HF Trainer output directories, Lightning and Keras CSVLogger files,
+JSON-lines metric logs (fixtures written by the real producers: tests/fixtures/make_file_runs.py;
+ground truth in tests/fixtures/file_runs/manifest.json)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+
+import pytest
+from helpers import FIXTURES, REPO
+from mcp import Client
+
+from runwise_mcp import answers
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex, RunNotFound
+from runwise_mcp.server import build_server
+
+FR = REPO / "tests" / "fixtures" / "file_runs"
+TB = REPO / "tests" / "fixtures" / "tensorboard_runs"
+MAN = json.loads((FR / "manifest.json").read_text())
+RUN_NAMES = {"hf/out", "lightning/demo/version_0", "lightning/demo/version_1", "keras/training", "jsonl/metrics"}
+
+
+def index(*roots, clock=None) -> RunIndex:
+    settings = load_settings([str(r) for r in roots], env={"RUNWISE_CACHE_DIR": "off"})
+    return RunIndex(settings, clock=clock) if clock else RunIndex(settings)
+
+
+def text(res) -> str:
+    return "\n".join(c.text for c in res.content)
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def series(run, key):
+    steps, values = run.history.series(key)
+    return list(steps), list(values)
+
+
+# ---- discovery and names --------------------------------------------------------------------------
+
+
+def test_every_fixture_is_one_run_and_nothing_else():
+    runs = index(FR).runs()
+    assert {r.name for r in runs} == RUN_NAMES
+    assert {r.name: r.source for r in runs} == {
+        "hf/out": "hf_trainer", "lightning/demo/version_0": "lightning", "lightning/demo/version_1": "lightning",
+        "keras/training": "metric_log", "jsonl/metrics": "metric_log"}
+    # checkpoint-N folders are part of the output directory, not runs
+    assert not any("checkpoint" in r.name for r in runs)
+
+
+def test_suffix_resolution_on_path_component_boundaries():
+    ix = index(FR)
+    assert ix.resolve("demo/version_0").name == "lightning/demo/version_0"
+    assert ix.resolve("lightning/demo/version_1").name == "lightning/demo/version_1"
+    assert ix.resolve("training").name == "keras/training"
+    assert ix.resolve("metrics").name == "jsonl/metrics"
+    assert ix.resolve("out").name == "hf/out"
+    with pytest.raises(RunNotFound) as e:  # ends two run paths
+        ix.resolve("version_0x")
+    with pytest.raises(RunNotFound) as e:
+        ix.resolve("emo/version_0")  # not on a component boundary
+    assert "no run matches" in str(e.value.reason)
+
+
+def test_ambiguous_suffix_names_the_candidates(tmp_path):
+    shutil.copytree(FR / "lightning", tmp_path / "a" / "lightning")
+    shutil.copytree(FR / "lightning", tmp_path / "b" / "lightning")
+    ix = index(tmp_path)
+    with pytest.raises(RunNotFound) as e:
+        ix.resolve("version_0")
+    assert "pass more of the path" in e.value.reason and len(e.value.candidates) == 2
+    assert ix.resolve("a/lightning/demo/version_0").name == "a/lightning/demo/version_0"
+
+
+def test_wandb_resolution_unchanged_next_to_file_runs():
+    ix = index(FIXTURES, FR)
+    assert ix.resolve("R001-finished").source == "wandb"
+
+
+# ---- HF Trainer ------------------------------------------------------------------------------------
+
+
+def test_hf_trainer_history_summary_config_state_against_manifest():
+    m = MAN["hf/out"]
+    run = index(FR).resolve("hf/out", full=True)
+    # the manifest's log_history goes on past save_state() with the final evaluate() (eval_results.json)
+    cut = next(i for i, e in enumerate(m["log_history"]) if "train_runtime" in e) + 1
+    saved = m["log_history"][:cut]
+    assert m["log_history"][cut:] == [m["eval_results"] | {"step": m["global_step"]}]
+    train = [e for e in saved if "loss" in e]
+    evals = [e for e in saved if "eval_loss" in e]
+    final = [e for e in saved if "train_runtime" in e]
+    assert train and evals and len(final) == 1
+    for key in ("loss", "grad_norm", "learning_rate"):
+        steps, values = series(run, key)
+        assert steps == [e["step"] for e in train]
+        assert all(close(a, e[key]) for a, e in zip(values, train))
+    steps, values = series(run, "eval_loss")
+    assert steps == [e["step"] for e in evals] and all(close(a, e["eval_loss"]) for a, e in zip(values, evals))
+    # the final summary entry is the summary, not history, and means finished
+    for k, v in final[0].items():
+        if k != "step":
+            assert k not in run.history.columns or k in ("epoch",)
+    assert run.state.state == "finished" and "final summary entry" in run.state.basis
+    s = run.summary
+    assert s["global_step"] == m["global_step"] and s["max_steps"] == m["max_steps"]
+    assert close(s["best_metric"], m["best_metric"])
+    assert s["best_model_checkpoint"].endswith(m["best_model_checkpoint"].split("/")[-1])
+    assert close(s["train_runtime"], m["train_results"]["train_runtime"])
+    assert close(s["eval_loss"], m["eval_results"]["eval_loss"])
+    assert s["progress"].startswith(f"{m['global_step']:,}/{m['max_steps']:,}")
+    for k, v in m["config"].items():
+        assert run.config["model"][k] == v
+    assert run.config["trainer"]["logging_steps"] == 2
+    assert sorted(os.listdir(FR / "hf" / "out")).count("checkpoint-4") == 1
+    assert m["checkpoints"] == ["checkpoint-4", "checkpoint-12"]
+
+
+def test_hf_checkpoints_only_newest_state_and_named(tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(FR / "hf" / "out", out)
+    for n in ("trainer_state.json", "all_results.json", "train_results.json", "eval_results.json"):
+        (out / n).unlink()
+    (out / "training_args.bin").write_bytes(b"\x80\x04cos\nsystem\n(S'touch PWNED'\ntR.")  # never unpickled
+    run = index(tmp_path).resolve("out", full=True)
+    assert run.state.state != "finished" and "no final summary entry" in run.state.basis
+    src = answers.run_summary(index(tmp_path), "out")
+    assert "checkpoint-12/trainer_state.json" in src
+    assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
+    m = MAN["hf/out"]
+    assert run.history.last_step == 12 and run.summary["global_step"] == m["global_step"]
+
+
+# ---- Lightning ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["lightning/demo/version_0", "lightning/demo/version_1"])
+def test_lightning_csv_against_manifest(name):
+    m = MAN[name]
+    run = index(FR).resolve(name, full=True)
+    assert run.config == m["hparams"]
+    assert run.group == "lightning/demo"
+    step_rows = [r for r in m["logged"] if r["kind"] == "step" and "train_loss_step" in r]
+    steps, values = series(run, "train_loss_step")
+    # logged every log_every_n_steps=2: the CSV holds every second step's value (step = global_step - 1)
+    logged = {r["step"] - 1: r["train_loss_step"] for r in step_rows}
+    assert steps and all(close(v, logged[s]) for s, v in zip(steps, values))
+    epochs = [r for r in m["logged"] if r["kind"] == "epoch"]
+    steps, values = series(run, "train_loss_epoch")
+    assert len(values) == len(epochs) == m["max_epochs"]
+    assert all(math.isclose(v, e["train_loss_epoch"], rel_tol=1e-6) for v, e in zip(values, epochs))
+    _, vals = series(run, "val_loss")
+    assert all(math.isclose(v, e["val_loss"], rel_tol=1e-6) for v, e in zip(vals, epochs))
+    assert math.isclose(run.summary["val_loss"], m["callback_metrics"]["val_loss"], rel_tol=1e-6)
+    assert run.state.stopped and "CSV logs record no exit status" in run.state.basis
+
+
+def test_lightning_header_rewrite_is_followed(tmp_path):
+    d = tmp_path / "lightning_logs" / "version_0"
+    d.mkdir(parents=True)
+    (d / "metrics.csv").write_text("epoch,loss,step\n0,1.0,0\n0,0.9,1\n")
+    ix = index(tmp_path)
+    assert ix.resolve("version_0", full=True).history.last_step == 1
+    time.sleep(0.01)
+    (d / "metrics.csv").write_text("acc,epoch,loss,step\n,0,1.0,0\n,0,0.9,1\n0.5,0,,1\n0.7,1,0.8,2\n")
+    os.utime(d / "metrics.csv", (time.time() + 5, time.time() + 5))
+    run = ix.resolve("version_0", full=True)
+    assert series(run, "acc") == ([1, 2], [0.5, 0.7]) and series(run, "loss")[1] == [1.0, 0.9, 0.8]
+
+
+# ---- Keras / JSONL -------------------------------------------------------------------------------------
+
+
+def test_keras_csv_epoch_axis_against_manifest():
+    m = MAN["keras/training.log"]
+    ix = index(FR)
+    run = ix.resolve("keras/training", full=True)
+    for key, values in m["history"].items():
+        steps, got = series(run, key)
+        assert steps == list(range(len(values)))
+        assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(got, values))
+    assert "x axis = epoch" in answers.run_summary(ix, "keras/training")
+
+
+def test_jsonl_against_manifest_and_strings_kept():
+    rows = MAN["jsonl/metrics.jsonl"]["rows"]
+    run = index(FR).resolve("jsonl/metrics", full=True)
+    for key in ("loss", "lr", "val_loss"):
+        steps, values = series(run, key)
+        want = [(r["step"], r[key]) for r in rows if key in r]
+        assert list(zip(steps, values)) == want
+    assert run.history.other["phase"].count == len(rows) and run.history.other["phase"].last == "train"
+
+
+def test_fairseq_numeric_strings_coerced(tmp_path):
+    lines = [{"epoch": 1, "num_updates": "10", "loss": "3.097", "clip": "100%", "lr": "0.0005"},
+             {"epoch": 1, "num_updates": "20", "loss": "2.5", "clip": "50%", "lr": "0.0004"}]
+    (tmp_path / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    run = index(tmp_path).resolve("train_log", full=True)
+    assert series(run, "loss") == ([10, 20], [3.097, 2.5]) and series(run, "clip")[1] == [100.0, 50.0]
+
+
+def test_growing_jsonl_is_read_incrementally(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"step": 0, "loss": 1}\n{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    ix = index(tmp_path)
+    assert ix.resolve("m", full=True).history.last_step == 1
+    with open(p, "a") as f:
+        f.write('ss": 0.25}\n')
+    os.utime(p, (time.time() + 5, time.time() + 5))
+    assert series(ix.resolve("m", full=True), "loss") == ([0, 1, 2], [1.0, 0.5, 0.25])
+
+
+# ---- state ------------------------------------------------------------------------------------------------
+
+
+def test_state_from_mtime_with_basis(tmp_path):
+    shutil.copytree(FR / "keras", tmp_path / "keras")
+    old = time.time() - 3 * 3600
+    os.utime(tmp_path / "keras" / "training.log", (old, old))
+    out = answers.run_summary(index(tmp_path), "training")
+    assert "stopped (last write 3h" in out and "CSV logs record no exit status" in out
+
+
+# ---- no false runs --------------------------------------------------------------------------------------
+
+
+def make_decoys(root):
+    data = root / "data"
+    data.mkdir(parents=True)
+    (data / "iris.csv").write_text("sepal_length,sepal_width,species\n5.1,3.5,setosa\n4.9,3.0,setosa\n")
+    (data / "prices.csv").write_text("date,price\n2024-01-01,3.5\n2024-01-02,3.6\n")
+    (data / "labels.csv").write_text("epoch,label\n0,cat\n1,dog\n")  # a step-like column, text values
+    (data / "steps.csv").write_text("step,name\n3,a\n1,b\n")
+    (root / "requirements.txt").write_text("torch==2.1\nnumpy\n")
+    (root / "config.json").write_text(json.dumps({"epoch": 10, "lr": 0.1, "model": "bert"}, indent=2))
+    (root / "settings.json").write_text(json.dumps({"step": 1, "lr": 0.1}) + "\n")  # one line: a config
+    (root / "events.jsonl").write_text('{"user": "a", "action": "click"}\n{"user": "b", "action": "view"}\n')
+    (root / "notes.txt").write_text("epoch,loss\nthis is prose, not a log\n")
+    (root / "pip.log").write_text("Collecting torch\n  Downloading torch-2.1.whl (600 MB)\nSuccessfully installed\n")
+
+
+def test_decoys_are_not_runs(tmp_path):
+    make_decoys(tmp_path)
+    assert index(tmp_path).runs() == []
+
+
+def test_files_inside_wandb_runs_are_not_read_as_file_runs(tmp_path):
+    shutil.copytree(FIXTURES / "wandb", tmp_path / "wandb", symlinks=True)
+    for d in (tmp_path / "wandb").iterdir():
+        if d.is_dir() and (d / "files").is_dir():
+            (d / "files" / "metrics.jsonl").write_text('{"step": 0, "loss": 1}\n{"step": 1, "loss": 0.5}\n')
+    runs = index(tmp_path).runs()
+    assert runs and all(r.source == "wandb" for r in runs)
+
+
+# ---- every tool through the MCP client, alone and mixed ------------------------------------------------
+
+
+TOOL_CALLS = [
+    ("list_runs", {}, "hf/out"),
+    ("list_keys", {"run": "jsonl/metrics"}, "phase"),
+    ("get_config", {"run": "demo/version_0"}, "lr: 0.05"),
+    ("get_config", {"run": "hf/out"}, "model.hidden_size: 16"),
+    ("run_summary", {"run": "hf/out"}, "global_step 12 of max_steps 12 (100%), best_metric 0.693908 (checkpoint-4)"),
+    ("run_summary", {"run": "keras/training"}, "x axis = epoch"),
+    ("get_history", {"run": "jsonl/metrics", "keys": ["loss"], "samples": 5}, "step,loss"),
+    ("history_stats", {"run": "keras/training"}, "loss"),
+    ("best_run", {"metric": "val_loss"}, "best val_loss"),
+    ("compare_runs", {"runs": ["demo/version_0", "demo/version_1"]}, "version_1"),
+    ("aggregate_runs", {"query": "version", "keys": ["val_loss"]}, "mean "),
+    ("diagnose_run", {"run": "hf/out"}, "hf/out"),
+    ("tail_run", {"run": "jsonl/metrics"}, "190"),
+    ("sync_runs", {"runs": ["hf/out"]}, "applies to W&B runs only"),
+]
+
+
+@pytest.mark.anyio
+async def test_every_tool_answers_on_file_runs_in_process():
+    async with Client(build_server(load_settings([str(FR)], env={})), raise_exceptions=True) as c:
+        for tool, args, expect in TOOL_CALLS:
+            res = await c.call_tool(tool, args)
+            body = text(res)
+            assert expect in body, (tool, body)
+            assert res.is_error == (tool == "sync_runs"), (tool, body)
+            assert "No W&B" not in body
+        for name in sorted(RUN_NAMES):
+            for tool in ("run_summary", "list_keys", "get_config", "get_history", "history_stats", "diagnose_run",
+                         "tail_run"):
+                res = await c.call_tool(tool, {"run": name})
+                assert not res.is_error, (tool, name, text(res))
+
+
+@pytest.mark.anyio
+async def test_mixed_with_wandb_and_tensorboard_rank_and_compare():
+    async with Client(build_server(load_settings([str(FIXTURES), str(TB), str(FR)], env={})),
+                      raise_exceptions=True) as c:
+        listing = text(await c.call_tool("list_runs", {"limit": 100}))
+        assert "R001-finished" in listing and "tbx_basic" in listing and "demo/version_0" in listing
+        best = text(await c.call_tool("best_run", {"metric": "loss", "top": 50}))
+        assert "jsonl/metrics" in best and "keras/training" in best and "hf/out" in best
+        cmp = text(await c.call_tool("compare_runs", {"runs": ["R001-finished", "tbx_basic", "hf/out",
+                                                                "keras/training"]}))
+        for n in ("R001-finished", "tbx_basic", "hf/out", "keras/training"):
+            assert n in cmp
+
+
+def test_no_machine_paths_in_fixtures():
+    for dirpath, _, files in os.walk(FR):
+        for f in files:
+            with open(os.path.join(dirpath, f), "rb") as fh:
+                data = fh.read()
+            for bad in (b"/tmp/", b"/home/", b"/work/", b"/root/", b"/Users/"):
+                assert bad not in data, (f, bad)
