@@ -338,9 +338,9 @@ def test_same_name_in_two_sources_is_told_apart(tmp_path):
     assert "R001-finished (vtt9wpqc)" in str(e.value) and "tensorboard:R001-finished" in str(e.value)
 
 
-def test_large_event_files_are_skimmed_for_lists_and_read_in_full_for_one_run(tmp_path, monkeypatch):
-    """A run list reads only the head and tail of a large event file; a tool on the run reads it
-    all, and the values are those of a full read."""
+def skimming_index(tmp_path, monkeypatch) -> RunIndex:
+    """An index over a copy of torch_sparse_2files (as "big") that skims files over 4 KiB,
+    reading 2 KiB of head and of tail."""
     import runwise_mcp.sources.tensorboard as tb
 
     shutil.copytree(TB / "torch_sparse_2files", tmp_path / "big")
@@ -348,7 +348,14 @@ def test_large_event_files_are_skimmed_for_lists_and_read_in_full_for_one_run(tm
     monkeypatch.setattr(tb, "SKIM_TAIL", 2048)
     settings = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
     settings.skim_above = 4096
-    ix = RunIndex(settings)
+    return RunIndex(settings)
+
+
+def test_large_event_files_are_skimmed_for_lists_and_read_in_full_for_one_run(tmp_path, monkeypatch):
+    """A run list reads only the head and tail of a large event file; a tool on the run reads it
+    all, and the values are those of a full read."""
+
+    ix = skimming_index(tmp_path, monkeypatch)
     (listed,) = ix.runs()
     steps, _ = listed.history.series("train/loss")
     assert listed.sampled and 0 < len(steps) < 300 and steps[-1] == 299  # head and tail only
@@ -386,12 +393,7 @@ def test_skimmed_event_files_are_decoded_outside_the_index_lock(tmp_path, monkey
 
     import runwise_mcp.sources.tensorboard as tb
 
-    shutil.copytree(TB / "torch_sparse_2files", tmp_path / "big")
-    monkeypatch.setattr(tb, "SKIM_HEAD", 2048)
-    monkeypatch.setattr(tb, "SKIM_TAIL", 2048)
-    settings = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
-    settings.skim_above = 4096
-    ix = RunIndex(settings)
+    ix = skimming_index(tmp_path, monkeypatch)
     (listed,) = ix.runs()
     part = next(iter(ix._segments.values()))
     took_lock: list[bool] = []
