@@ -133,13 +133,16 @@ class MetricLogRun(FilePart):
         return [self.path]
 
     def _emit(self, obj: dict[str, Any]) -> None:
-        step = as_step(obj.get(self.step_key))
+        sk = self.step_key
+        step = obj.get(sk)
+        if step.__class__ is not int or abs(step) >= 2**62:  # (the common case needs no coercion)
+            step = as_step(step)
         if step is None:
             step = self._last_step  # e.g. a validation line without a step: the last step seen
             if step is None:
                 return
         self._last_step = step
-        self._rb.add(step, [(k, coerce(v)) for k, v in obj.items() if k != self.step_key])
+        self._rb.add(step, [(k, coerce(v) if v.__class__ is str else v) for k, v in obj.items() if k != sk])
 
     def parse(self) -> None:
         if self.kind == "jsonl":
