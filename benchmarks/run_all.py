@@ -159,6 +159,7 @@ def main() -> None:
             "| `bench_tools.py` | the analysis tools on that run: cold, warm, after a restart (persistent cache) |\n"
             "| `make_many_runs.py` | makes 1,000 runs for the `list_runs` and `best_run` measurements |\n"
             "| `bench_console.py` | the console parser on a 1,000,000-line output.log |\n"
+            "| `bench_metric_logs.py` | a 200 MB JSONL metric log read as a run, next to `json.loads` |\n"
             "| `bench_tensorboard.py` | the TensorBoard reader and tools on 1,000,000 scalars, next to "
             "TensorBoard's `EventAccumulator` and `cat` |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
@@ -177,6 +178,7 @@ def main() -> None:
     parts.append(best_run_section(make(1000)))
     parts.append(section("The console parser", "bench_console.py"))
     parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
+    parts.append(section("A JSONL metric log read as a run", "bench_metric_logs.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))
     text = "\n".join(parts).replace(str(REPO) + os.sep, "").replace(str(REPO), ".")  # no machine paths
