@@ -255,6 +255,32 @@ class RunPart:
     skip_reason = ""  # set when the part must not be listed at all (its only log is refused)
 
 
+@dataclass
+class DamageNotes:
+    """Where a reader saw damage (the first few offsets), and the report sentence built from its
+    counts. Each framing's ``Damage`` adds its own counters and ``parts()``."""
+
+    first_offsets: list[int] = field(default_factory=list)
+
+    def note(self, offset: int) -> None:
+        if len(self.first_offsets) < 5:
+            self.first_offsets.append(offset)
+
+    def parts(self) -> list[str]:
+        return []
+
+    @property
+    def any(self) -> bool:
+        return bool(self.parts())
+
+    def describe(self) -> str:
+        parts = self.parts()
+        if not parts:
+            return ""
+        where = ", ".join(f"{o:,}" for o in self.first_offsets)
+        return "; ".join(parts) + (f" (at byte {where})" if where else "")
+
+
 class Source:
     """A format: discovery and opening. Subclasses are registered in ``sources.SOURCES``."""
 

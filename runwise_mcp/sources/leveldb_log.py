@@ -23,9 +23,10 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..confine import open_read
+from .base import DamageNotes
 
 BLOCK = 32768
 CHUNK_HEADER = 7
@@ -43,23 +44,14 @@ class Replaced(OSError):
 
 
 @dataclass
-class Damage:
+class Damage(DamageNotes):
     """What the reader skipped, for reports. Counts only grow."""
 
     corrupt_chunks: int = 0  # bad checksum / impossible length before the last block
     dropped_fragments: int = 0  # FIRST/MIDDLE/LAST pieces that did not form a record
     oversized_records: int = 0
-    first_offsets: list[int] = field(default_factory=list)  # where damage was seen (first few)
 
-    def note(self, offset: int) -> None:
-        if len(self.first_offsets) < 5:
-            self.first_offsets.append(offset)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.corrupt_chunks or self.dropped_fragments or self.oversized_records)
-
-    def describe(self) -> str:
+    def parts(self) -> list[str]:
         parts = []
         if self.corrupt_chunks:
             parts.append(f"{self.corrupt_chunks} corrupt chunk(s) skipped")
@@ -67,10 +59,7 @@ class Damage:
             parts.append(f"{self.dropped_fragments} orphan record fragment(s) dropped")
         if self.oversized_records:
             parts.append(f"{self.oversized_records} record(s) over {MAX_RECORD >> 20} MiB skipped")
-        if not parts:
-            return ""
-        where = ", ".join(f"{o:,}" for o in self.first_offsets)
-        return "; ".join(parts) + (f" (at byte {where})" if where else "")
+        return parts
 
 
 class LogReader:

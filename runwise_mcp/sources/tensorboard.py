@@ -274,10 +274,9 @@ class TensorBoardRun(RunPart):
             self.hp_keys.pop(gone, None)
             changed = True
         for name in files:
-            key = self.keys.get(name)
-            big = skim_above and (key is None or key[0] > skim_above) and (
-                self._size(name) > skim_above)
-            skim = not full and (self.evicted or big) and (name not in self.files or name in self.skimmed)
+            # a file not read in full yet is skimmed for a list when it is large (or was evicted)
+            skim = not full and (name not in self.files or name in self.skimmed) and (
+                self.evicted or bool(skim_above and self._size(name) > skim_above))
             changed |= self._follow(self.files, self.keys, name, progress, skim=skim)
         if full:
             self.evicted = False

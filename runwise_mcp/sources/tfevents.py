@@ -68,7 +68,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from ..confine import open_read
 from . import protowire as pw
+from .base import DamageNotes
 from .protowire import FIXED32, FIXED64, LEN, VARINT, WireError
 
 MAX_RECORD = 64 * 1024 * 1024  # a record larger than this is skipped unread (counted in damage)
@@ -196,24 +198,15 @@ class OtherTag:
 
 
 @dataclass
-class Damage:
+class Damage(DamageNotes):
     """What the reader skipped, for reports. Counts only grow."""
 
     corrupt_records: int = 0  # bad length checksum (resynchronised after) or an event that does not parse
     crc_mismatches: int = 0  # data checksum mismatch (only checked when verifying)
     oversized_records: int = 0  # records over MAX_RECORD, skipped unread
     skipped_bytes: int = 0  # bytes passed over while resynchronising
-    first_offsets: list[int] = field(default_factory=list)  # where damage was seen (first few)
 
-    def note(self, offset: int) -> None:
-        if len(self.first_offsets) < 5:
-            self.first_offsets.append(offset)
-
-    @property
-    def any(self) -> bool:
-        return bool(self.corrupt_records or self.crc_mismatches or self.oversized_records)
-
-    def describe(self) -> str:
+    def parts(self) -> list[str]:
         parts = []
         if self.corrupt_records:
             parts.append(f"{self.corrupt_records} corrupt record(s) skipped")
@@ -222,12 +215,9 @@ class Damage:
         if self.oversized_records:
             parts.append(f"{self.oversized_records} record(s) over the size limit "
                          f"({MAX_RECORD >> 20} MiB) skipped unread")
-        if not parts:
-            return ""
-        if self.skipped_bytes:
+        if parts and self.skipped_bytes:
             parts.append(f"{self.skipped_bytes:,} byte(s) passed over to resynchronise")
-        where = ", ".join(f"{o:,}" for o in self.first_offsets)
-        return "; ".join(parts) + (f" (at byte {where})" if where else "")
+        return parts
 
 
 _PLUGIN_KIND = {
@@ -561,7 +551,7 @@ def _decode_event(buf: bytes, a: int, b: int) -> _Event:
 
 
 def _default_open(path: str) -> BinaryIO:
-    return open(path, "rb")
+    return open_read(path)  # regular files only, never blocking; under the active roots when set
 
 
 def _size_of(f: BinaryIO) -> int:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..confine import open_read
+from ..confine import open_read, stat_file
 from ..model import STEP_LIMIT, History, MetricDef, sane_time
 from . import protowire as pw
 from .leveldb_log import BLOCK, LogReader
@@ -967,7 +967,7 @@ def skim(path: str, head: int = SKIM_HEAD, tail: int = SKIM_TAIL, blocks: int = 
     blocks = max(0, min(blocks, (budget // 4) // (2 * BLOCK)))
     log = WandbLog(path)
     log.sampled = True
-    size = os.path.getsize(path)
+    size = stat_file(path).st_size  # opened under the roots, like every read of the log
     head = min(head, head_max)
     probe = LogReader(path, HEADER)
     # The tail must hold the last rows whole: widen it while it holds fewer than SKIM_TAIL_ROWS
