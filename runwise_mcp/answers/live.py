@@ -157,7 +157,7 @@ def _speed(r: Run, view: ConsoleView) -> str:
               if rt is not None else None)
     if recent is not None:
         rate, dt = recent
-        how = f"over the last {t.duration(dt)} of {clock or '_runtime'}"
+        how = f"over the last {t.duration(dt)} of {t.clean(clock or '_runtime')}"
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
     if rate is None:

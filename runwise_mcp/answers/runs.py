@@ -182,7 +182,7 @@ def get_config(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
             raise UserError(f"{ra.run_label(r)} has no config yet: {empty_log_note(r)}")
         if r.source != "wandb":
             hint = r.segments[-1].hints.get("no_config") if r.segments else None
-            return f"{ra.run_label(r)} has no config: {hint or f'none in its {r.source} files'}"
+            return f"{ra.run_label(r)} has no config: {t.clean(hint or f'none in its {r.source} files')}"
         return (f"{ra.run_label(r)} has an empty config: wandb.init() got no config= and nothing was set "
                 f"later with run.config[...] or run.config.update().")
     return _config_answer(r, items, pattern)
