@@ -127,7 +127,6 @@ class RunIndex:
         self._used: dict[str, int] = {}  # run id -> last use, for the cache budget
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
-        self._real_roots = [os.path.realpath(r) for r in settings.roots]
         self.roots = confine.Roots(settings.roots, exclude=settings.own_dirs)
         self._patterns: list | None = None  # compiled [console] patterns
         self._views: dict[str, tuple[tuple, ConsoleView]] = {}  # run id -> (console versions, merged view)

@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..confine import Roots
 from ..model import History, RunState
@@ -33,18 +33,13 @@ from ..model import History, RunState
 
 @dataclass
 class ReadContext:
-    """What a source gets from the index: confined file access, the persistent cache, the root
-    the part was found under."""
+    """What a source gets from the index: the roots (readers open files through
+    ``confine.open_read``, which the index confines to them), the persistent cache, the root the
+    part was found under."""
 
     roots: Roots
     root: str = ""  # the configured root (resolved) this part was found under
     cache: Any = None  # LogCache or None
-
-    def open(self, path: str) -> BinaryIO:
-        return self.roots.open(path)
-
-    def file_key(self, path: str) -> tuple[int, int] | None:
-        return self.roots.file_key(path)
 
 
 @dataclass

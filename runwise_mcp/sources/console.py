@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..confine import file_key as confine_file_key
 from ..confine import open_read
 from ..model import STEP_LIMIT, History
 
@@ -707,11 +707,8 @@ def compile_patterns(raw: Any) -> tuple[list[re.Pattern], list[str]]:
 
 
 def file_key(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
+    """(size, mtime_ns) of ``path`` opened the confined way (see ``confine.file_key``)."""
+    return confine_file_key(path)
 
 
 def last_traceback(lines: list[str]) -> tuple[str, list[tuple[str, str, str, str]]] | None:

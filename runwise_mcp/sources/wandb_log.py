@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import os
 from array import array
 from collections import deque
 from collections.abc import Callable
