@@ -1,0 +1,47 @@
+"""What every MLflow store reader (file store, SQLite store, tracking server) hands to the one
+MLflow mapping: plain records in the shape of MLflow's own REST ``Run`` JSON, so the three
+stores map onto the run model through the same code.
+
+Readers fill these; ``sources/mlflow.py`` (the source) turns them into run parts. Nothing here
+reads files or the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class MlflowExperiment:
+    experiment_id: str
+    name: str
+    lifecycle_stage: str = "active"  # "active" | "deleted"
+
+
+@dataclass
+class MlflowMetricPoint:
+    """One logged value. ``value`` is a float (NaN where the store says NaN: ``is_nan=1`` in
+    SQLite, ``"NaN"`` over REST, ``nan`` in the file store)."""
+
+    step: int
+    timestamp_ms: int
+    value: float
+
+
+@dataclass
+class MlflowRunRecord:
+    """One run's info and data, as ``runs/search`` returns it (latest metric values only)."""
+
+    run_id: str
+    experiment_id: str
+    name: str = ""  # run_name / mlflow.runName
+    status: str = "RUNNING"  # RUNNING | SCHEDULED | FINISHED | FAILED | KILLED (text, as in SQLite/REST)
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+    lifecycle_stage: str = "active"  # "deleted" runs are left out by the readers
+    user_id: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    # key -> latest point (latest_metrics table / REST data.metrics / last line of metrics/<key>)
+    latest: dict[str, MlflowMetricPoint] = field(default_factory=dict)
+    store: str = ""  # a short label of where it came from: a path relative to the root, or a URL
