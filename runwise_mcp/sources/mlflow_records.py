@@ -9,6 +9,7 @@ reads files or the network.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -45,3 +46,27 @@ class MlflowRunRecord:
     # key -> latest point (latest_metrics table / REST data.metrics / last line of metrics/<key>)
     latest: dict[str, MlflowMetricPoint] = field(default_factory=dict)
     store: str = ""  # a short label of where it came from: a path relative to the root, or a URL
+
+
+class MlflowStoreError(Exception):
+    """A store could not be read. The message is one actionable sentence: what was tried (the
+    path or URL, never a secret), what went wrong, and what to check."""
+
+
+class MlflowStore(Protocol):
+    """One MLflow store: a ``mlruns/`` file store, a SQLite ``mlflow.db``, or a tracking server.
+    The MLflow source maps what these return onto the run model; all three implement it."""
+
+    label: str  # how answers name the store: a path relative to its root, or the server URL (no credentials)
+
+    def experiments(self) -> list[MlflowExperiment]:
+        """Active experiments."""
+        ...
+
+    def runs(self) -> list[MlflowRunRecord]:
+        """Every run that is not deleted, with params, tags and latest metric values."""
+        ...
+
+    def history(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MlflowMetricPoint]]:
+        """Every logged point of ``keys`` (all keys when None), in log order (step, then timestamp)."""
+        ...
