@@ -126,7 +126,8 @@ def short_finding(f: Finding) -> str:
         return f"{k} {d['kind']} from {t.step(f.step)}"
     if f.check == "spike":
         ratio = f" {d['ratio']:.0f}×" if d["ratio"] is not None else ""
-        return f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
+        return (f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
+                + (f" (with {t.clean(d['with'])})" if d.get("with") else ""))
     if f.check == "divergence":
         return f"{k} diverging since ~{t.step(f.step)} ({pct(d['rise'] * 100)})"
     if f.check == "overfit":
@@ -161,14 +162,23 @@ def finding(f: Finding) -> str:
                                                  if d["recovered_at"] is not None else "")
         return f"{kind}: {k} first {kind} @{t.step(f.step)} ({', '.join(parts)}{', ' + end if end else ''})"
     if f.check == "spike":
-        size = f"{d['ratio']:.1f}× the window median {t.num(d['baseline'], key)}" if d["ratio"] else \
-            f"window median {t.num(d['baseline'], key)}"
+        med = f"the median {t.num(d['baseline'], key)} of the {d.get('window', 50)} points before"
+        size = f"{d['ratio']:.1f}× {med}" if d["ratio"] else med
         rec = "at the end of the run" if d["at_end"] else ("recovered" if d["recovered"] else "did not recover")
-        n = f", {d['points']} pts" if d["points"] > 1 else ""
-        return f"spike: {k} {t.num(d['value'], key)} @{t.step(f.step)} ({size}{n}), {rec}"
+        # how many points rose over the spike threshold, and over which steps
+        n = (f"; {d['points']} points above the spike threshold, steps {t.step(d['first'])}–{t.step(d['last'])}"
+             if d["points"] > 1 and "first" in d else "")
+        same = f"; same step as the {t.clean(d['with'])} spike" if d.get("with") else ""
+        return f"spike: {k} {t.num(d['value'], key)} @{t.step(f.step)} ({size}{n}), {rec}{same}"
     if f.check == "divergence":
-        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], key)}, "
-                f"now {t.num(d['last'], key)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
+        if "low_point" not in d:  # a finding memoised before the raw points were kept
+            return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], key)}, "
+                    f"now {t.num(d['last'], key)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
+        # the raw lowest point (run_summary's best) and the smoothed curve the rise is measured on
+        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest point {t.num(d['low_point'], key)} "
+                f"@{t.step(d['low_step'])}, last {t.num(d['last_point'], key)} @{t.step(d['last_step'])}; "
+                f"smoothed (means of {d['blocks']} blocks) {t.num(d['min'], key)} → {t.num(d['last'], key)} "
+                f"({pct(d['rise'] * 100)})")
     if f.check == "overfit":
         word = "peaked" if d["goal"] == "maximize" else "lowest"
         s = (f"overfit: {k} {word} {t.num(d['best'], key)} @{t.step(f.step)}, now {t.num(d['last'], key)} "
