@@ -92,7 +92,7 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
         anomalies = ahead + "\n" + anomalies
     out = rs.summary_answer(r, now, lines, groups, compact, anomalies,
                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
-    ev = _eval_head(index, r0, r)
+    ev = _eval_head(index, r0, r, bool(groups))
     if ev:  # in the head: every validation set's value at the latest eval step
         head, _, rest = out.partition("\n")
         if rest.startswith("notes: "):
@@ -102,9 +102,9 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
     return out
 
 
-def _eval_head(index: RunIndex, r0: Run, r: Run) -> str:
+def _eval_head(index: RunIndex, r0: Run, r: Run, grouped: bool) -> str:
     """'latest eval @86,000: val_a/acc 14.0% | val_b/acc 7.6%' when the run has two or more
-    validation sets (one set's values are on its own metric lines); from the console when it
+    validation sets that no grouped line (which comes first) shows; from the console when it
     printed a later eval than the history holds."""
     ev = latest_eval(r.history.columns)
     view = index.console(r0)
@@ -112,7 +112,7 @@ def _eval_head(index: RunIndex, r0: Run, r: Run) -> str:
     if cev and cev[2] >= 2 and (ev is None or cev[0] > ev[0]):
         with t.percent_keys(view.percent):
             return eval_line(cev, "latest eval printed")
-    return eval_line(ev) if ev and ev[2] >= 2 else ""
+    return eval_line(ev) if ev and ev[2] >= 2 and not grouped else ""
 
 
 MEMO_MIN_POINTS = 200_000  # below this, statistics are quicker to compute than to look up

@@ -87,9 +87,10 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
     out = [" | ".join(head)]
     if run.notes:  # free text: quoted when it holds anything to escape
         out.append("notes: " + t.short(run.notes, 100, quoted=True))
-    out.extend(metric_line(m) for m in lines)
+    # validation sets logged with one metric name first: each set's latest value, at its step
     for pattern, ms in groups:
         out.append(f"{t.clean(pattern)}: " + " | ".join(metric_line(m, _set_name(m.key)) for m in ms))
+    out.extend(metric_line(m) for m in lines)
     if compact:
         out.append(" | ".join(metric_line(m) for m in compact))
     if extra_keys and not keys_given:
@@ -112,8 +113,17 @@ def _set_name(key: str) -> str:
 def anomalies_line(d: Diagnosis, run_id: str, limit: int = 3) -> str:
     if not d.findings:
         return f"anomalies: none over {d.points:,} points ({', '.join(d.checked)} checked)"
-    shown = [short_finding(f) for f in d.findings[:limit]]
-    more = len(d.findings) - limit
+    # a grad-norm spike at a loss spike's step goes on that spike's words
+    joined = {(f.data["with"], f.step): f for f in d.findings if f.check == "spike" and f.data.get("with")}
+    findings = [f for f in d.findings if not (f.check == "spike" and f.data.get("with"))]
+    shown = []
+    for f in findings[:limit]:
+        s = short_finding(f)
+        g = joined.get((f.key, f.step)) if f.check == "spike" else None
+        if g is not None:
+            s += f" (with {t.clean(g.key)}" + (f" {g.data['ratio']:.0f}×)" if g.data["ratio"] is not None else ")")
+        shown.append(s)
+    more = len(findings) - limit
     return ("anomalies: " + "; ".join(shown) + (f"; +{more} more" if more > 0 else "")
             + f" (details: {t.call('diagnose_run', run=run_id)})")
 
@@ -126,8 +136,7 @@ def short_finding(f: Finding) -> str:
         return f"{k} {d['kind']} from {t.step(f.step)}"
     if f.check == "spike":
         ratio = f" {d['ratio']:.0f}×" if d["ratio"] is not None else ""
-        return (f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
-                + (f" (with {t.clean(d['with'])})" if d.get("with") else ""))
+        return f"{k} spike{ratio} @{t.step(f.step)}{', recovered' if d['recovered'] else ''}"
     if f.check == "divergence":
         return f"{k} diverging since ~{t.step(f.step)} ({pct(d['rise'] * 100)})"
     if f.check == "overfit":
