@@ -105,7 +105,7 @@ def trend(steps: Sequence[int], values: Sequence[float], fraction: float = RECEN
     lo = steps[-1] - (steps[-1] - steps[0]) * fraction
     import bisect
 
-    i = min(bisect.bisect_left(steps, lo), n - 4)  # a sparse key (validation): at least its last 4 points
+    i = max(0, min(bisect.bisect_left(steps, lo), n - 5))  # a sparse key (validation): its last 5 points
     xs, ys = finite_pairs(steps[i:], values[i:])
     m = len(xs)
     if m < 4:
