@@ -181,3 +181,14 @@ def test_a_rate_from_too_few_rows_or_seconds_is_unknown():
     vals[k - 1] = vals[k] + 100.0
     rate, dt, rows = wall_rate(ts.steps, vals)
     assert rows == 5 and rate is None
+
+
+def test_a_resumed_run_is_timed_over_its_last_segment_only():
+    r = index(RUNS).resolve("R005-resumed", full=True)
+    assert len(r.segments) == 2
+    ts = r.history.columns["_timestamp"]
+    seg0 = r.segments[-1].first_step
+    rate, dt, rows = wall_rate(ts.steps, ts.values, first_step=seg0)
+    assert rows == sum(1 for s in ts.steps if s >= seg0)  # not the rows of the first segment
+    whole = wall_rate(ts.steps, ts.values)
+    assert whole[2] == len(ts.steps) and whole[1] > dt  # across the resume: the pause counted too

@@ -87,6 +87,7 @@ def cadence(steps: Sequence[int], rows: int) -> Cadence | None:
 
 RECENT_FRACTION = 0.25  # the recent stretch a trend arrow is about: as diagnose's plateau_fraction
 MIN_CHANGE = 0.01  # ...and the change that counts: as diagnose's plateau_min_improvement
+TREND_POINTS = 200  # a longer window is fitted on this many block means
 
 
 def trend(steps: Sequence[int], values: Sequence[float], fraction: float = RECENT_FRACTION,
@@ -98,7 +99,8 @@ def trend(steps: Sequence[int], values: Sequence[float], fraction: float = RECEN
     ``min_change`` of the level (diagnose's plateau improvement) and more than three standard
     errors (from the residuals). So a curve that diagnose calls a plateau draws ``→`` whatever
     it did before, and unevenly spaced samples (a skim: a few early rows, a dense tail) weigh
-    by their steps, not by their count."""
+    by their steps, not by their count. A window of more than 2 × TREND_POINTS points is fitted
+    on the means of TREND_POINTS equal blocks (their residuals carry the means' noise): O(n) in C."""
     n = len(values)
     if n < 4 or steps[-1] <= steps[0]:
         return 0
@@ -106,10 +108,26 @@ def trend(steps: Sequence[int], values: Sequence[float], fraction: float = RECEN
     import bisect
 
     i = max(0, min(bisect.bisect_left(steps, lo), n - 5))  # a sparse key (validation): its last 5 points
-    xs, ys = finite_pairs(steps[i:], values[i:])
-    m = len(xs)
-    if m < 4:
-        return 0
+    m = n - i
+    xs: Sequence[float] = []
+    ys: Sequence[float] = []
+    if m > 2 * TREND_POINTS:
+        # a long window: the means of TREND_POINTS equal blocks (C-speed slices and sums), each at
+        # the middle of its steps; a block with NaN or inf sends it to the finite points instead
+        xs, ys = [], []
+        for j in range(TREND_POINTS):
+            a, b = i + j * m // TREND_POINTS, i + (j + 1) * m // TREND_POINTS
+            xs.append((steps[a] + steps[b - 1]) / 2)
+            ys.append(sum(values[a:b]) / (b - a))
+        if not math.isfinite(sum(ys)):
+            xs = []
+    if xs:
+        m = TREND_POINTS
+    else:
+        xs, ys = finite_pairs(steps[i:], values[i:])
+        m = len(xs)
+        if m < 4:
+            return 0
     mx = math.fsum(xs) / m
     my = math.fsum(ys) / m
     sxx = math.fsum((x - mx) ** 2 for x in xs)
@@ -205,10 +223,11 @@ MIN_RATE_ROWS = 10  # ...and over fewer rows
 
 
 def wall_rate(steps: Sequence[int], times: Sequence[float], window: float = 600.0, min_span: float = MIN_RATE_SPAN,
-              min_rows: int = MIN_RATE_ROWS) -> tuple[float | None, float, int]:
+              min_rows: int = MIN_RATE_ROWS, first_step: int | None = None) -> tuple[float | None, float, int]:
     """(steps per second or None, seconds measured, rows measured) over the last ``window``
     seconds of a clock (at least ``min_rows`` rows), within the last stretch where both the clock
-    and the step go up (a resume or a clock jump ends it). None when the rows found span less
+    and the step go up (a resume or a clock jump ends it; so does ``first_step``, the first step
+    of the last segment of a resumed run: the pause between segments is no speed). None when the rows found span less
     than ``min_span`` seconds or are fewer than ``min_rows``: the speed cannot be told from them."""
     n = len(times)
     if n < 2:
@@ -217,7 +236,8 @@ def wall_rate(steps: Sequence[int], times: Sequence[float], window: float = 600.
     i = end
     while i > 0:
         a, b = times[i - 1], times[i]
-        if not (math.isfinite(a) and a <= b and steps[i - 1] < steps[i]):
+        if not (math.isfinite(a) and a <= b and steps[i - 1] < steps[i]) or \
+                (first_step is not None and steps[i - 1] < first_step):
             break  # a restart, a clock jump or a repeated step: the stretch ends here
         if times[end] - a > window and end - i + 1 >= min_rows:
             break

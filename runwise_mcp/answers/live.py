@@ -168,7 +168,8 @@ def _speed(r: Run, view: ConsoleView) -> str:
         col, name = cols.get("_runtime"), clock or "_runtime"
     unknown = ""
     if col is not None and len(col) >= 2:
-        rate, dt, rows = wall_rate(col.steps, col.values)
+        seg0 = r.segments[-1].first_step if len(r.segments) > 1 else None  # a resume: its last segment
+        rate, dt, rows = wall_rate(col.steps, col.values, first_step=seg0)
         if rate is not None:
             how = f"over the last {t.duration(dt)} ({t.plural(rows, 'row')}) of {t.clean(name)}"
         else:
