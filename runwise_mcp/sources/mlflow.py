@@ -235,10 +235,6 @@ class MlflowRunPart(RunPart):
     def in_memory(self) -> bool:
         return self._full
 
-    @property
-    def sample_note(self) -> str:
-        return "" if self._full else "an MLflow run list holds each metric's latest value only"
-
     def notes(self) -> list[str]:
         out = []
         for k, n in sorted(self._replaced.items()):

@@ -35,7 +35,7 @@ SKIP = frozenset({".trash", "models", "tags", "datasets", "traces", "outputs", "
 MAX_META = 1 << 20  # a meta.yaml larger than this is not parsed
 MAX_VALUE = 1 << 20  # a param / tag file larger than this is cut
 MAX_DEPTH = 16  # nested key levels walked
-TAIL = 4096  # bytes read from a metric file's end for its latest point
+TAIL = 65536  # bytes read from a metric file's end for its latest point
 
 
 def _roots() -> confine.Roots:
@@ -178,16 +178,26 @@ def _read_value(path: str) -> str:
 
 
 def _last_point(path: str) -> MlflowMetricPoint | None:
+    """The latest point as MLflow defines it (the greatest (step, timestamp, value)), from the
+    lines in the file's last ``TAIL`` bytes (all of a small file)."""
     with confine.open_read(path) as f:
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - TAIL))
         data = f.read(TAIL)
-    for line in reversed(data.split(b"\n")):
-        if line.strip():
-            p = parse_line(line)
-            if p is not None:
-                return p
-    return None
+    lines = data.split(b"\n")
+    if size > TAIL:
+        lines = lines[1:]  # the first may be cut
+    best = None
+    for line in lines:
+        p = parse_line(line) if line.strip() else None
+        if p is not None and (best is None or _order(p) > _order(best)):
+            best = p
+    return best
+
+
+def _order(p: MlflowMetricPoint) -> tuple:
+    v = p.value
+    return (p.step, p.timestamp_ms, v if v == v else float("-inf"))
 
 
 class FileStore:

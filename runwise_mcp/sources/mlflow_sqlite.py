@@ -63,11 +63,21 @@ def is_sqlite(head: bytes) -> bool:
     return head.startswith(HEADER)
 
 
-def _fds() -> set[str]:
+def _fds() -> dict[str, tuple[int, int]]:
+    """This process's open descriptors: number -> (device, inode) of what each has open."""
+    out: dict[str, tuple[int, int]] = {}
     try:
-        return set(os.listdir(_PROC_FD))
+        names = os.listdir(_PROC_FD)
     except OSError:
-        return set()
+        return out
+    for n in names:
+        try:
+            st = os.stat(f"{_PROC_FD}/{n}")
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            out[n] = (st.st_dev, st.st_ino)
+    return out
 
 
 class SqliteStore:
@@ -153,23 +163,18 @@ class SqliteStore:
             os.close(fd)
 
     @staticmethod
-    def _holds(before: set[str], st: os.stat_result, real: str) -> bool:
-        """Whether a descriptor the connection opened is the confined file (same device and inode)."""
-        after = _fds()
-        if after:
-            for n in sorted(after - before, key=lambda x: int(x) if x.isdigit() else 0):
-                try:
-                    o = os.stat(f"{_PROC_FD}/{n}")
-                except OSError:
-                    continue
-                if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino) and stat.S_ISREG(o.st_mode):
-                    return True
-            return False
+    def _holds(before: dict[str, tuple[int, int]], st: os.stat_result, real: str) -> bool:
+        """Whether a descriptor the connection opened is the confined file (same device and
+        inode): one that holds it now and did not before (a number may be reused)."""
+        want = (st.st_dev, st.st_ino)
+        if os.path.isdir(_PROC_FD):
+            after = _fds()
+            return any(v == want and before.get(n) != want for n, v in after.items())
         try:
             now = os.stat(real)
         except OSError:
             return False
-        return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+        return (now.st_dev, now.st_ino) == want
 
     def _query(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run ``work`` on a fresh read-only connection; an immutable read is redone the ``mode=ro``
