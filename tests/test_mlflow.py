@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -27,11 +26,11 @@ from runwise_mcp import answers, confine
 from runwise_mcp.answers.common import UserError
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
+from runwise_mcp.server import build_server
 from runwise_mcp.sources.mlflow import MlflowParts, mlflow_parts, typed
 from runwise_mcp.sources.mlflow_filestore import FileStore
 from runwise_mcp.sources.mlflow_records import MlflowStoreError
 from runwise_mcp.sources.mlflow_sqlite import CLAMPED, SqliteStore
-from runwise_mcp.server import build_server
 
 ML = REPO / "tests" / "fixtures" / "mlflow_runs"
 TB = REPO / "tests" / "fixtures" / "tensorboard_runs"
@@ -561,4 +560,3 @@ def test_fixture_holds_no_machine_path():
             data = p.read_bytes()
             for bad in (b"/tmp/", b"/work/", b"/root/", b"/home/"):
                 assert bad not in data, (p, bad)
-    assert textwrap.dedent("x") == "x"

@@ -318,14 +318,23 @@ class MlflowParts(PartStore):
         self._parts: dict[str, MlflowRunPart] = {}
         self._mark: Any = None
         self._order: list[MlflowRunPart] = []
+        self._failed = ""  # why the last listing failed (its runs are the previous listing's)
 
     def parts(self) -> list[RunPart]:
         mark_of = getattr(self.store, "fingerprint", None)
         mark = mark_of() if mark_of is not None else None
         if mark is not None and mark == self._mark:
             return list(self._order)
-        exps: dict[str, MlflowExperiment] = {e.experiment_id: e for e in self.store.experiments()}
-        records = self.store.runs()
+        try:
+            exps: dict[str, MlflowExperiment] = {e.experiment_id: e for e in self.store.experiments()}
+            records = self.store.runs()
+        except MlflowStoreError as e:
+            if not self._order:
+                raise
+            # a passing failure (a writer's lock held past the timeout): the runs of the last read
+            self._failed = f"listed from its last read: {e}"
+            return list(self._order)
+        self._failed = ""
         fresh: dict[str, MlflowRunPart] = {}
         for rec in records:
             if rec.lifecycle_stage == "deleted" or rec.experiment_id not in exps:
@@ -345,7 +354,8 @@ class MlflowParts(PartStore):
     def problems(self) -> list[str]:
         """What the store could not read outside any one run (a damaged experiment meta.yaml, ...)."""
         probe = getattr(self.store, "problems", None)
-        return [f"{self.label}: {p}" for p in probe()] if probe is not None else []
+        out = [f"{self.label}: {p}" for p in probe()] if probe is not None else []
+        return out + ([f"{self.label}: {self._failed}"] if self._failed else [])
 
 
 def mlflow_parts(store: MlflowStore, path: str | None = None, label: str | None = None) -> MlflowParts:

@@ -237,7 +237,8 @@ class FileStore:
         self._problems.pop(where, None)
         return meta
 
-    def experiments(self) -> list[MlflowExperiment]:
+    def _experiments(self) -> list[tuple[MlflowExperiment, str]]:
+        """Active experiments with their directories."""
         out = []
         for name, d in self._experiment_dirs():
             meta = self._meta(name, os.path.join(d, "meta.yaml"))
@@ -246,18 +247,18 @@ class FileStore:
             exp = MlflowExperiment(_str(meta.get("experiment_id") or name), _str(meta.get("name")) or name,
                                    _str(meta.get("lifecycle_stage")) or "active")
             if exp.lifecycle_stage != "deleted":
-                out.append(exp)
+                out.append((exp, d))
         return out
+
+    def experiments(self) -> list[MlflowExperiment]:
+        return [e for e, _ in self._experiments()]
 
     def runs(self) -> list[MlflowRunRecord]:
         out: list[MlflowRunRecord] = []
         run_dirs: dict[str, str] = {}
-        self._deleted = 0
+        deleted = 0
         seen: set[str] = set()
-        for exp in self.experiments():
-            d = os.path.join(self.path, exp.experiment_id)
-            if not os.path.isdir(d):
-                d = next((p for n, p in self._experiment_dirs() if n == exp.experiment_id), d)
+        for exp, d in self._experiments():
             try:
                 subdirs, _ = list_dir(d)
             except OSError:
@@ -266,18 +267,20 @@ class FileStore:
                 if sub in SKIP or sub.startswith("."):
                     continue
                 rd = os.path.join(d, sub)
-                rec = self._run(rd, f"{exp.experiment_id}/{sub}", exp.experiment_id)
+                rec = self._run(rd, f"{os.path.basename(d)}/{sub}", exp.experiment_id)
                 if rec is None:
                     continue
                 seen.add(rd)
                 if rec.lifecycle_stage == "deleted":
-                    self._deleted += 1
+                    deleted += 1
                     continue
+                rec.experiment_id = exp.experiment_id  # the experiment it is filed under
                 run_dirs[rec.run_id] = rd
                 out.append(rec)
         for gone in set(self._records) - seen:
             self._records.pop(gone, None)
         self._run_dirs = run_dirs
+        self._deleted = deleted
         return out
 
     def _run(self, rd: str, where: str, exp_id: str) -> MlflowRunRecord | None:
