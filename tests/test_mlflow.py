@@ -418,6 +418,7 @@ def test_symlinked_mlflow_db_pointing_outside_the_roots_is_refused(tmp_path):
     (root / "mlflow.db").symlink_to(outside)
     ix = index(root)
     assert ix.runs() == []  # nothing from outside the roots
+    assert any("mlflow.db is not read: it leads outside the roots" in p for p in ix.problems()), ix.problems()
     with confine.using(confine.Roots([str(root)])):
         with pytest.raises(MlflowStoreError) as e:
             SqliteStore(str(root / "mlflow.db"), "mlflow.db").runs()
@@ -560,3 +561,24 @@ def test_fixture_holds_no_machine_path():
             data = p.read_bytes()
             for bad in (b"/tmp/", b"/work/", b"/root/", b"/home/"):
                 assert bad not in data, (p, bad)
+
+
+def test_a_database_swapped_between_the_check_and_sqlites_open_is_refused(tmp_path):
+    """The post-open check: the connection must hold the very inode that was opened confined. A
+    connection that opened another file (what a path swapped for a symlink after the check would
+    give SQLite) fails it; one holding the checked file passes."""
+    from runwise_mcp.sources.mlflow_sqlite import _fds
+
+    checked = copy_store("mlflow.db", tmp_path / "root")
+    other = copy_store("mlflow.db", tmp_path / "elsewhere")
+    st = os.stat(checked)
+    before = _fds()
+    con = sqlite3.connect(f"file:{other}?mode=ro", uri=True)
+    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    assert not SqliteStore._holds(before, st, str(checked))
+    con.close()
+    before = _fds()
+    con = sqlite3.connect(f"file:{checked}?mode=ro", uri=True)
+    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    assert SqliteStore._holds(before, st, str(checked))
+    con.close()

@@ -393,7 +393,9 @@ class MlflowSource(Source):
         if known is not None and known[0] == key:
             return known[1]
         verdict = False
-        if key is not None and is_sqlite(head_bytes(path, 16)):
+        if key is None and os.path.basename(path).lower() == "mlflow.db" and os.path.islink(path):
+            verdict = True  # a refused link named like MLflow's database: listed, so the refusal is said
+        elif key is not None and is_sqlite(head_bytes(path, 16)):
             try:
                 verdict = NEEDED <= SqliteStore(path, os.path.basename(path)).tables()
             except MlflowStoreError:  # damaged: listed (so its error is said) when named like MLflow's
