@@ -54,7 +54,7 @@ _INT = re.compile(r"^[-+]?\d+$")
 _FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
 ENV_TAGS = {"mlflow.user": "user", "mlflow.source.name": "program", "mlflow.source.git.commit": "git_commit",
             "mlflow.source.type": "source_type"}
-NO_STATUS = "a crashed MLflow run never gets its status set, so it stays RUNNING"
+NO_STATUS = "a crashed MLflow run never gets its status set"
 
 
 def typed(v: str) -> Any:
@@ -295,8 +295,7 @@ class MlflowRunPart(RunPart):
         what = "MLflow status SCHEDULED" if status == "SCHEDULED" else "MLflow status RUNNING"
         if last is not None and now - last <= stale_after:
             return RunState(RUNNING, what, None, last, certain=False, clock="metric")
-        return RunState(KILLED, f"{what} but no metric since; {NO_STATUS}", None, last, certain=False,
-                        clock="metric")
+        return RunState(KILLED, f"{what} ({NO_STATUS})", None, last, certain=False, clock="metric")
 
     def problems(self) -> list[str]:
         out = [self._error] if self._error else []
