@@ -84,37 +84,46 @@ def _column(h: History, name: str, steps: array, values: array) -> None:
     h.columns[name] = col
 
 
-def build_history(points: dict[str, list[MlflowMetricPoint]], start_ms: int | None,
+def as_arrays(points: dict[str, list[MlflowMetricPoint]]) -> dict[str, tuple[array, array, array]]:
+    """Points (a store's ``history``) as (steps, timestamps, values) arrays per key."""
+    return {k: (array("q", (p.step for p in pts)), array("q", (p.timestamp_ms for p in pts)),
+                array("d", (p.value for p in pts))) for k, pts in points.items()}
+
+
+def build_history(cols: dict[str, tuple[array, array, array]], start_ms: int | None,
                   ) -> tuple[History, dict[str, int], dict[str, int]]:
-    """The History of an MLflow run's points (each key in log order: step, then timestamp):
-    returns it with the count of values replaced at a repeated step and of clamped infs, per key."""
+    """The History of an MLflow run: per key (steps, timestamps, values) in log order (step, then
+    timestamp). Returns it with the count of values replaced at a repeated step (the last logged
+    is kept) and of clamped infs (read as ±inf), per key."""
     h = History()
     replaced: dict[str, int] = {}
     clamped: dict[str, int] = {}
     stamp: dict[int, int] = {}  # step -> latest timestamp (ms)
-    for key in sorted(points):
-        pts = points[key]
-        steps, values = array("q"), array("d")
-        dup = inf = 0
-        for p in pts:
-            v = p.value
-            if v == CLAMPED or v == -CLAMPED:
-                inf += 1
-                v = unclamp(v)
-            if steps and steps[-1] == p.step:
-                values[-1] = v
-                dup += 1
-            else:
-                steps.append(p.step)
-                values.append(v)
-            if stamp.get(p.step, -1) < p.timestamp_ms:
-                stamp[p.step] = p.timestamp_ms
-        if dup:
-            replaced[key] = dup
+    for key in sorted(cols):
+        steps, stamps, values = cols[key]
+        if not len(values):
+            continue
+        inf = values.count(CLAMPED) + values.count(-CLAMPED)
         if inf:
+            values = array("d", (unclamp(v) for v in values))
             clamped[key] = inf
-        if len(values):
-            _column(h, key, steps, values)
+        if not all(a < b for a, b in zip(steps, steps[1:])):  # a step logged more than once: keep the last
+            keep = [i for i in range(len(steps) - 1) if steps[i] != steps[i + 1]] + [len(steps) - 1]
+            replaced[key] = len(steps) - len(keep)
+            steps = array("q", (steps[i] for i in keep))
+            top = {}
+            for s, t in zip(cols[key][0], stamps):
+                if top.get(s, -1) < t:
+                    top[s] = t
+            stamps = array("q", (top[s] for s in steps))
+            values = array("d", (values[i] for i in keep))
+        if not stamp:
+            stamp = dict(zip(steps, stamps))
+        else:
+            for s, t in zip(steps, stamps):
+                if stamp.get(s, -1) < t:
+                    stamp[s] = t
+        _column(h, key, array("q", steps), values if values is not cols[key][2] else array("d", values))
     all_steps = sorted(stamp)
     h.steps = array("q", all_steps)
     if all_steps:
@@ -250,15 +259,17 @@ class MlflowRunPart(RunPart):
     def refresh(self, full: bool = False, skim_above: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> bool:
         if full and (not self._full or self._stale):
+            store = self.owner.store
+            fast = getattr(store, "history_arrays", None)
             try:
-                pts = self.owner.store.history(self.record.run_id)
+                cols = fast(self.record.run_id) if fast is not None else as_arrays(store.history(self.record.run_id))
                 self._error = ""
             except MlflowStoreError as e:
                 self._error = str(e)
-                pts = None
-            if pts is not None:
-                self._history, self._replaced, self._clamped = build_history(pts, self.record.start_time_ms)
-                self._points = sum(len(v) for v in pts.values())
+                cols = None
+            if cols is not None:
+                self._history, self._replaced, self._clamped = build_history(cols, self.record.start_time_ms)
+                self._points = sum(len(c[2]) for c in cols.values())
                 self._full, self._stale = True, False
                 self.version += 1
                 return True
@@ -268,7 +279,7 @@ class MlflowRunPart(RunPart):
         return False
 
     def _skim(self) -> None:
-        latest = {k: [p] for k, p in self.record.latest.items()}
+        latest = as_arrays({k: [p] for k, p in self.record.latest.items()})
         self._history, _, self._clamped = build_history(latest, self.record.start_time_ms)
         self._replaced = {}
         self._full, self._stale, self._points = False, False, 0
