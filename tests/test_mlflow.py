@@ -582,3 +582,15 @@ def test_a_database_swapped_between_the_check_and_sqlites_open_is_refused(tmp_pa
     con.execute("SELECT count(*) FROM sqlite_master").fetchone()
     assert SqliteStore._holds(before, st, str(checked))
     con.close()
+
+
+def test_old_two_field_metric_lines_are_step_zero(tmp_path):
+    """Very old file stores wrote "timestamp value" (no step): read at step 0, the last kept."""
+    store = copy_store("mlruns", tmp_path / "root")
+    rid = live_runs("mlruns")["resnet-killed"]["run_id"]
+    metrics = next(store.glob(f"*/{rid}/metrics"))
+    (metrics / "old").write_text("1767225600000 0.5\n1767225601000 0.25\n")
+    ix = index(tmp_path / "root")
+    r = ix.resolve("resnet-killed", full=True)
+    assert list(r.history.series("old")[0]) == [0] and r.history.series("old")[1][0] == 0.25
+    assert ix.problems() == []

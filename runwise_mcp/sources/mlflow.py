@@ -152,6 +152,7 @@ class MlflowRunPart(RunPart):
         self._clamped: dict[str, int] = {}
         self._error = ""
         self._points = 0
+        self._config: tuple[MlflowRunRecord, dict[str, Any]] | None = None
 
     def update(self, record: MlflowRunRecord, experiment: str) -> None:
         if record != self.record or experiment != self.experiment:
@@ -205,7 +206,9 @@ class MlflowRunPart(RunPart):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {k: typed(v) for k, v in sorted(self.record.params.items())}
+        if self._config is None or self._config[0] is not self.record:
+            self._config = (self.record, {k: typed(v) for k, v in sorted(self.record.params.items())})
+        return dict(self._config[1])
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -279,8 +282,27 @@ class MlflowRunPart(RunPart):
         return False
 
     def _skim(self) -> None:
-        latest = as_arrays({k: [p] for k, p in self.record.latest.items()})
-        self._history, _, self._clamped = build_history(latest, self.record.start_time_ms)
+        """The run list's view: each metric's latest point (a row per distinct step)."""
+        h = History()
+        stamp: dict[int, int] = {}
+        self._clamped = {}
+        for key in sorted(self.record.latest):
+            p = self.record.latest[key]
+            v = p.value
+            if v == CLAMPED or v == -CLAMPED:
+                self._clamped[key] = 1
+                v = unclamp(v)
+            _column(h, key, array("q", (p.step,)), array("d", (v,)))
+            if stamp.get(p.step, -1) < p.timestamp_ms:
+                stamp[p.step] = p.timestamp_ms
+        steps = sorted(stamp)
+        h.steps = array("q", steps)
+        if steps:
+            ts = array("d", (stamp[s] / 1000.0 for s in steps))
+            _column(h, "_timestamp", array("q", steps), ts)
+            t0 = self.record.start_time_ms / 1000.0 if self.record.start_time_ms else ts[0]
+            _column(h, "_runtime", array("q", steps), array("d", (x - t0 for x in ts)))
+        self._history = h
         self._replaced = {}
         self._full, self._stale, self._points = False, False, 0
         self.version += 1

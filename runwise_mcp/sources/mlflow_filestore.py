@@ -23,6 +23,7 @@ followed by (size, mtime) and a grown file is read only from where the last read
 from __future__ import annotations
 
 import os
+import re
 import stat
 from array import array
 from typing import Any
@@ -35,6 +36,7 @@ STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
 SKIP = frozenset({".trash", "models", "tags", "datasets", "traces", "outputs", "artifacts"})
 MAX_META = 1 << 20  # a meta.yaml larger than this is not parsed
 MAX_VALUE = 1 << 20  # a param / tag file larger than this is cut
+_LINES = re.compile(rb"(?:\S+ \S+ \S+\n)*")  # whole lines as MLflow writes them: "ts value step"
 MAX_DEPTH = 16  # nested key levels walked
 TAIL = 65536  # bytes read from a metric file's end for its latest point
 
@@ -167,14 +169,14 @@ class _MetricFile:
     def _fast(self, chunk: bytes) -> bool:
         """The common case at C speed: every line is ``timestamp value step`` (False: parse line
         by line instead, nothing added)."""
-        rows = [line.split(b" ") for line in chunk.split(b"\n") if line]
-        if any(len(r) != 3 for r in rows):
+        if _LINES.fullmatch(chunk) is None:
             return False
-        n = len(rows)
+        tokens = chunk.split()  # three a line, exactly (the match above)
+        n = len(tokens) // 3
         try:
-            stamps = array("q", map(int, (r[0] for r in rows)))
-            values = array("d", map(float, (r[1] for r in rows)))
-            steps = array("q", map(int, (r[2] for r in rows)))
+            stamps = array("q", map(int, tokens[0::3]))
+            values = array("d", map(float, tokens[1::3]))
+            steps = array("q", map(int, tokens[2::3]))
         except (ValueError, OverflowError):
             return False
         self.stamps.extend(stamps)
