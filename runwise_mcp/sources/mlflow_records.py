@@ -66,7 +66,10 @@ class MlflowStore(Protocol):
     * ``problems(run_id: str | None = None) -> list[str]``: what could not be read, one sentence
       each; with a run id, only that run's (e.g. skipped metric lines), without, the store's own
       (e.g. an experiment's damaged ``meta.yaml``);
-    * ``kind: str``: how answers name the kind of store ("file store", "SQLite store", ...).
+    * ``kind: str``: how answers name the kind of store ("file store", "SQLite store", ...);
+    * ``history_arrays(run_id, keys=None) -> {key: (steps, timestamps_ms, values)}`` as
+      ``array("q")``, ``array("q")``, ``array("d")`` in (step, timestamp) order: ``history``
+      without one object per point (the local stores have it; the mapping uses it when present).
     """
 
     label: str  # how answers name the store: a path relative to its root, or the server URL (no credentials)
