@@ -168,17 +168,22 @@ async def test_summary_says_when_the_console_is_ahead():
     t = RUN_MANIFEST["K01-console-ahead"]["truth"]
     out = await call("run_summary", RUNS, run="K01")
     line = next(ln for ln in out.splitlines() if ln.startswith("console ahead"))
-    assert line.startswith("console ahead: history to 900; console to 990: ")
-    assert f"loss {t['990']['loss']:.4g}" in line and f"token_acc {t['990']['token_acc'] * 100:.1f}%" in line
+    assert line.startswith("console ahead: history to 900; console to 990")
+    # the console's loss and token_acc are the logged train/loss and train/token_accuracy: their lines
+    # run on to the console's last step, under the logged names, and are not repeated
+    assert f"train/loss {t['990']['loss']:.4g} " in out and f"train/token_accuracy {t['990']['token_acc'] * 100:.1f}% " in out
+    assert "token_acc " not in line and "loss " not in line
     assert out.splitlines()[0].split(" | ")[1] == "step 990"
     assert "files/output.log (console to 990" in out.splitlines()[-1]
+    assert "console loss = train/loss, token_acc = train/token_accuracy" in out.splitlines()[-1]
 
 
 async def test_history_sources_auto_history_console():
     t = RUN_MANIFEST["K01-console-ahead"]["truth"]
+    # the console's own names reach the series; it is named by the logged name it mirrors
     console = csv_rows(await call("get_history", RUNS, run="K01", keys="loss,token_acc", samples=500,
                                   source="console"))
-    assert console[0] == ["step", "loss", "token_acc"]
+    assert console[0] == ["step", "train/loss", "train/token_accuracy"]
     assert {r[0] for r in console[1:]} == {s for s, kv in t.items() if "loss" in kv}
     for r in console[1:]:
         assert float(r[1]) == t[r[0]]["loss"] and float(r[2]) == t[r[0]]["token_acc"]
@@ -186,8 +191,11 @@ async def test_history_sources_auto_history_console():
     assert hist[-1][0] == "900"
     auto = await call("get_history", RUNS, run="K01", keys="train/loss,loss", samples=500)
     rows = csv_rows(auto)
-    assert rows[-1][0] == "990" and rows[-1][1] == "" and float(rows[-1][2]) == t["990"]["loss"]
-    assert ["900", "0.1875", ""] in rows  # history wins up to its last step
+    assert rows[0] == ["step", "train/loss"]  # one series under one name
+    assert rows[-1][0] == "990" and float(rows[-1][1]) == t["990"]["loss"]
+    assert ["900", "0.1875"] in rows  # history wins up to its last step
+    hist_rows = {r[0]: r[1] for r in hist[1:]}
+    assert all(hist_rows[r[0]] == r[1] for r in rows[1:] if int(r[0]) <= 900)
 
 
 async def test_console_only_run_in_every_tool():
