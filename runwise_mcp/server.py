@@ -23,6 +23,7 @@ from .config import Settings, load_settings
 from .index import READ_PROGRESS, RunIndex
 from .liveness import CANCEL, Cancelled
 from .render import text as rt
+from .render.answers import LIST_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         ctx: Context,
         query: str = "",
         state: Literal["any", "running", "finished", "crashed", "killed"] = "any",
-        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+        limit: Annotated[int, Field(ge=1, le=200)] = LIST_LIMIT,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> str:
         """Find runs: state and why, start, step, runtime, main metric trend, tags."""

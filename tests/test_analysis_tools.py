@@ -389,11 +389,12 @@ async def test_list_keys_and_config_answers_within_budgets():
     roots = [str(REPO / "tests" / "fixtures" / d) for d in ("wandb_runs", "analysis_runs", "console_runs")] + [
         str(REPO / "examples")]  # the W&B fixtures (the TensorBoard ones have their own tests)
     async with Client(build_server(load_settings(roots, env={"RUNWISE_CACHE_DIR": "off"})), raise_exceptions=True) as c:
-        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {"limit": 30})).content)
+        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {})).content)  # default page
         # the roots are the user's own paths: counted as a typical one
         counted = listing.replace(", ".join(roots), "/home/user/projects/protein-lm")
         lines = listing.splitlines()
-        assert lines[0].startswith("31 runs under ") and "showing 1–30" in lines[0]
+        assert lines[0].startswith("31 runs under ") and "showing 1–30 of 31" in lines[0]
+        assert lines[-1] == 'next page: list_runs(offset=30)'
         assert len([ln for ln in lines if " | step " in ln or "no history yet" in ln]) == 30
         assert tokens(counted) <= 1200, tokens(counted)
         refs = [ln.split(" ", 1)[0] for ln in lines[1:] if " | " in ln]

