@@ -287,16 +287,17 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         ctx: Context,
         runs: list[str] | str | None = None,
         action: Literal["status", "export", "upload"] = "status",
-        dest: str | None = None,
+        dest: Annotated[str | None, Field(description="export: a directory outside the roots (default: cache)")] = None,
         in_place: bool = False,
+        format: Literal["wandb", "csv"] = "wandb",
     ) -> str:
-        """Sync state and damaged logs; export jsonl/json/yaml from the log (to dest or cache); upload runs wandb sync."""
+        """Sync state and damaged logs; export rebuilds wandb's files (or csv: one wide history.csv for pandas); upload runs wandb sync."""
         check_args(runs=runs, dest=dest)
         if action == "status":
-            return _answer(answers.sync_runs, index, runs, action, dest, in_place)
+            return _answer(answers.sync_runs, index, runs, action, dest, in_place, None, None, format)
         progress = _progress(ctx)
         return await _in_thread(
-            lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress))
+            lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress, None, format))
 
     _compact_schemas(mcp)
     return mcp
