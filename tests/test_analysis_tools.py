@@ -406,3 +406,48 @@ async def test_list_keys_and_config_answers_within_budgets():
             config = "\n".join(x.text for x in (await c.call_tool("get_config", {"run": ref})).content)
             assert tokens(keys) <= 400, (ref, tokens(keys))
             assert tokens(config) <= 350, (ref, tokens(config))
+
+
+# ---- compare_runs: one run at a step or stage, compressed config differences (issue 16 item 13) ----
+
+
+async def test_compare_one_run_at_a_stage_or_step():
+    c1 = truth("C01-curriculum")
+    one = await call("compare_runs", runs="C01-curriculum@stage:1", keys=["loss"])
+    two = await call("compare_runs", runs=["C01-curriculum@stage:1", "C02-curriculum@stage:1"], keys=["loss"])
+    assert f"curriculum/stage reaches 1 at step {c1['stage_start']['1']}" in one.splitlines()[0]
+    value = line_with(one, "loss ").split()[1]
+    assert value == line_with(two, "loss ").split()[1]  # the same lookup as in a comparison
+    i = c1["stage_start"]["1"]
+    assert value == f"{eval(c1['formulas']['loss'], {'math': math, 'i': i}):.4g}"  # noqa: S307 (our own fixture)
+    assert "config" not in one and "Δ" not in one
+    at = await call("compare_runs", runs=["S00-seed0@499"], keys=["val/acc"])
+    assert line_with(at, "val/acc").split()[1] == f"{truth('S00-seed0')['val_acc_499'] * 100:.1f}%"
+    err = await call_error("compare_runs", runs=["S00-seed0"])
+    assert "one run at a step or stage (S00-seed0@50k" in err
+
+
+async def test_compare_config_diff_is_compressed_when_keys_are_given():
+    from helpers import FIXTURES
+
+    out = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"], keys=["train/loss"])
+    cfg = out.split("config: ", 1)[1].splitlines()
+    assert cfg[0] == "10 keys differ"
+    assert "8 keys only in R001-finished" in cfg and "1 key only in R005-resumed" in cfg
+    assert sum(" -  " in ln or ln.endswith(" -") for ln in cfg) == 0  # no row of dashes per missing key
+    assert any(ln.split() == ["lr", "0.002", "0.001"] for ln in cfg)
+    assert tokens(out) <= 200
+    full = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"])
+    assert "8 keys only in R001-finished: batch_size, data.name" in full  # without keys: the names too
+
+
+async def test_compare_states_the_resume_boundary():
+    from helpers import FIXTURES
+
+    seg1 = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"], keys=["train/loss"])
+    note = line_with(seg1, "R005-resumed@50:")
+    assert "segment 1 of 2" in note and "resume at step 80" in note and "80–99" in note
+    seg2 = await call("compare_runs", FIXTURES, runs=["R005-resumed@90"], keys=["train/loss"])
+    assert "values from segment 2 of 2, resumed at step 80" in seg2
+    after = await call("compare_runs", FIXTURES, runs=["R005-resumed@150"], keys=["train/loss"])
+    assert "segment" not in after  # past the overlap: nothing was replaced there
