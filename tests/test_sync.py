@@ -273,7 +273,7 @@ async def test_export_csv_is_one_wide_table_matching_wandbs_own_history_file(tmp
     out = await call(FIXTURES, runs=["ukrq8mrk"], action="export", format="csv", dest=str(dest))
     assert snapshot(FIXTURES) == before
     target = dest / "ukrq8mrk" / "history.csv"
-    assert out.startswith(f"exported ") and f"{dest / 'ukrq8mrk'}: history.csv (" in out
+    assert out.startswith("exported ") and f"{dest / 'ukrq8mrk'}: history.csv (" in out
     head, table = read_wide_csv(target)
     theirs = [json.loads(ln) for ln in (src / "wandb-history.jsonl").read_text().splitlines()]
     assert head[0] == "_step" and f"({len(theirs)} rows × {len(head)} columns" in out
