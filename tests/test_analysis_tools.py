@@ -451,3 +451,21 @@ async def test_compare_states_the_resume_boundary():
     assert "values from segment 2 of 2, resumed at step 80" in seg2
     after = await call("compare_runs", FIXTURES, runs=["R005-resumed@150"], keys=["train/loss"])
     assert "segment" not in after  # past the overlap: nothing was replaced there
+
+
+async def test_best_run_over_a_nine_run_project_within_budget():
+    """Issue 16 item 12: the 9 W&B fixture runs ranked, all shown, in <= 250 tokens; each line
+    starts with a name that is a valid `run` argument, and a value equal to history_stats' min."""
+    from helpers import FIXTURES
+
+    out = await call("best_run", FIXTURES, metric="train/loss", top=9)
+    lines = out.splitlines()
+    assert "8 of 9 runs logged it" in lines[0]
+    ranked = [ln for ln in lines if ln[:1].isdigit()]
+    assert len(ranked) == 8
+    for ln in ranked[:3]:
+        name = ln.split(" ", 2)[1]
+        stats = await call("history_stats", FIXTURES, run=name, keys="train/loss")
+        assert f"min {ln.split(' ', 3)[2]} @" in stats, (ln, stats)
+    assert any(ln.endswith("| killed?") for ln in ranked) and any(ln.endswith("| crashed") for ln in ranked)
+    assert tokens(out) <= 250, tokens(out)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,35 @@ async def test_a_percentage_key_reads_as_one_at_every_value(tmp_path):
     assert gain.rstrip().endswith("last -0.5%")  # not -0.005 next to 0.6%
     summary = await call("run_summary", tmp_path, run="K01", keys="val_proteometools/gain")
     assert "val_proteometools/gain -0.5% @1,000" in summary
+
+
+async def test_summary_of_a_killed_run_whose_console_is_ahead_within_budget(tmp_path):
+    """The real killed run R004 with the console a trainer prints: its loss and throughput at the
+    logged steps (the same values, printed rounded), then 40 steps past the log's torn end, with a
+    validation line. run_summary answers in the logged names within 300 tokens (issue 16 item 12)."""
+    src = run_dir("killed")
+    dst = tmp_path / "wandb" / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    hist = csv_rows(await call("get_history", FIXTURES, run="R004-killed", keys="train/loss,train/tokens_per_s",
+                               samples=2000, source="history"))
+    assert hist[0] == ["step", "train/loss", "train/tokens_per_s"]
+    lines = [f"step {int(s)} | Loss: {float(lo):.4f} | tok/s: {float(tp):.1f}" for s, lo, tp in hist[1:]
+             if int(s) % 10 == 0]
+    last = int(hist[-1][0])
+    lines += [f"step {s} | Loss: {1.3 - (s - last) / 1000:.4f} | tok/s: 1250.0" for s in range(last + 1, last + 41)]
+    lines.append("Val (ProteomeTools) | Token: 14.0% | Gain: +0.6%")
+    (dst / "files" / "output.log").write_text("\n".join(lines) + "\n")
+    old = time.time() - 86_400
+    for p in dst.rglob("*"):  # last written a day ago: a killed run, not a running one
+        os.utime(p, (old, old), follow_symlinks=False)
+    out = await call("run_summary", tmp_path, run="R004")
+    head = out.splitlines()[0]
+    assert "killed?" in head and f"step {last + 40}" in head
+    loss = next(ln for ln in out.splitlines() if ln.startswith("train/loss "))
+    assert loss.startswith(f"train/loss {1.3 - 40 / 1000:.4g} ")  # the logged series, continued by the console
+    # "tok/s" and "train/tokens_per_s" share no name: the values at the logged steps decide
+    assert out.splitlines()[-1].endswith("console loss = train/loss, tok/s = train/tokens_per_s")
+    assert "val_proteometools/token 14.0%" in out
+    assert tokens(out) <= 300, tokens(out)
+    keys = await call("list_keys", tmp_path, run="R004")
+    assert "loss = train/loss" in keys and tokens(keys) <= 400

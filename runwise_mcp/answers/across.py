@@ -78,7 +78,17 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
     ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
     held = {id(r) for r in have}
     missing = [r for r in runs if id(r) not in held]
-    return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock())
+    return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock(),
+                          unique_names(index.runs()))
+
+
+def unique_names(runs: list[Run]) -> dict[str, str]:
+    """Run id -> its name, for runs whose name names them alone (a valid `run` argument, as in list_runs)."""
+    seen: dict[str, int] = {}
+    for r in runs:
+        for ref in {r.name.lower(), r.id.lower()} - {""}:
+            seen[ref] = seen.get(ref, 0) + 1
+    return {r.id: t.clean(r.name) for r in runs if r.name and r.name != r.id and seen.get(r.name.lower()) == 1}
 
 
 # ---- compare_runs --------------------------------------------------------------------------------

@@ -298,23 +298,42 @@ def stats_answer(run: Run, rows: list[tuple[str, SeriesStats, float | None]]) ->
 # ---- best_run ---------------------------------------------------------------------------------
 
 
+def short_state(st) -> str:
+    """A run's state in a word ("killed?" when judged from silence, not from an exit record)."""
+    return t.state(st, 0.0).split(" ", 1)[0]
+
+
 def best_answer(metric: str, goal: str, goal_basis: str, by: str, ranked: list[Ranked], missing: list[Run],
-                top: int, query: str, total: int, now: float) -> str:
+                top: int, query: str, total: int, now: float, labels: dict[str, str] | None = None) -> str:
+    """The ranking: a line per run (its name alone when that names one run), the other value only
+    where it differs, the state in a word, said once when every shown run shares it."""
+    labels = labels or {}
     scope = f"{t.plural(total, 'run')}" + (f" matching {query!r}" if query else "")
     how = "best value over history" if by == "best" else "last logged value"
-    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how}: "
-            f"{len(ranked):,} of {scope} logged it")
+    other = "last" if by == "best" else "best"
+    shown = ranked[:top]
+    states = {short_state(r.run.state) for r in shown}
+    shared = next(iter(states)) if len(states) == 1 else ""
+    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how} ({other} shown where it "
+            f"differs): {len(ranked):,} of {scope} logged it" + (f"; all shown {shared}" if shared else ""))
     out = [head]
-    for i, r in enumerate(ranked[:top], 1):
-        main = (f"{t.num(r.best, metric)} @{t.step(r.best_step)} (last {t.num(r.last, metric)} @{t.step(r.last_step)})"
-                if by == "best" else
-                f"last {t.num(r.last, metric)} @{t.step(r.last_step)} (best {t.num(r.best, metric)} @{t.step(r.best_step)})")
+    for i, r in enumerate(shown, 1):
+        label = labels.get(r.run.id) or run_label(r.run)
+        if by == "best":
+            main = f"{t.num(r.best, metric)} @{t.step(r.best_step)}"
+            differs = (r.last, r.last_step) != (r.best, r.best_step)
+            main += f" (last {t.num(r.last, metric)} @{t.step(r.last_step)})" if differs else ""
+        else:
+            main = f"last {t.num(r.last, metric)} @{t.step(r.last_step)}"
+            differs = (r.last, r.last_step) != (r.best, r.best_step)
+            main += f" (best {t.num(r.best, metric)} @{t.step(r.best_step)})" if differs else ""
         bad = f", {r.nonfinite:,} NaN/inf" if r.nonfinite else ""
-        out.append(f"{i}. {run_label(r.run)} {main}{bad} | {t.state(r.run.state, now)}")
+        state = "" if shared else f" | {short_state(r.run.state)}"
+        out.append(f"{i}. {label} {main}{bad}{state}")
     if len(ranked) > top:
         out.append(f"… {len(ranked) - top} more: {t.call('best_run', metric=metric, top=len(ranked))}")
     if missing:
-        names = ", ".join(run_label(r) for r in missing[:8])
+        names = ", ".join(labels.get(r.id) or run_label(r) for r in missing[:8])
         more = f" +{len(missing) - 8}" if len(missing) > 8 else ""
         out.append(f"without {t.clean(metric)}: {names}{more}")
     return "\n".join(out)
