@@ -228,7 +228,15 @@ def console_logged_names(r: Run, view: ConsoleView) -> tuple[History, frozenset[
     """The console's history with the keys that mirror logged keys under the logged names (the
     values agree at shared steps: ``analysis.aliases``), the keys printed as percentages under
     the same names, and the mapping."""
-    aliases = console_aliases(r.history, view.history, view.percent) if view.history.rows and numeric_keys(r) else {}
+    aliases: dict[str, Alias] = {}
+    if view.history.rows and numeric_keys(r):
+        h = r.history
+        memo_key = (r.id, id(h), h.rows, h.last_step, len(h.columns), view.history.rows)
+        aliases = view.aliases.get(memo_key)
+        if aliases is None:
+            aliases = console_aliases(h, view.history, view.percent)
+            view.aliases.clear()  # one history at a time: a newer read replaces it
+            view.aliases[memo_key] = aliases
     pct = frozenset(aliases[k].logged_key if k in aliases else k for k in view.percent)
     return renamed(view.history, aliases), pct, aliases
 
