@@ -108,7 +108,10 @@ def _console_keys(r: Run, view: ConsoleView, pattern: str, aliases: dict[str, Al
     body = []
     if mirrored:
         pairs = ", ".join(f"{t.clean(k)} = {t.clean(aliases[k].logged_key)}" for k in mirrored)
-        body.append(f"  same values as logged keys (answers use the logged names): {pairs}"
+        logged_to = max((r.history.columns[aliases[k].logged_key].last_step or 0 for k in mirrored), default=0)
+        console_to = max((ch.columns[k].last_step or 0 for k in mirrored), default=0)
+        on = f" (the console goes on to step {t.step(console_to)})" if console_to > logged_to else ""
+        body.append(f"  same values as logged keys (answers use the logged names): {pairs}{on}"
                     + ("; only in the console:" if own else "; no other key"))
     if own:
         proxy = _with_history(r, ch)
