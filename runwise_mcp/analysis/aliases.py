@@ -65,8 +65,13 @@ def printed_tolerance(v: float) -> float:
 def _agree(c: float, h: float, percent: bool) -> bool:
     if not (math.isfinite(c) and math.isfinite(h)):
         return (c != c and h != h) or c == h
-    tol = max(REL_TOL * max(abs(c), abs(h)), printed_tolerance(c) * 1.001) + (PCT_TOL if percent else 0.0)
-    return abs(c - h) <= tol
+    d = abs(c - h)
+    rel = REL_TOL * max(abs(c), abs(h)) + (PCT_TOL if percent else 0.0)
+    if d <= rel:
+        return True
+    if c == 0 or d > 0.5 * abs(c) + rel:  # beyond any rounding of c's digits (printed 0 says no digits)
+        return False
+    return d <= max(REL_TOL * max(abs(c), abs(h)), printed_tolerance(c) * 1.001) + (PCT_TOL if percent else 0.0)
 
 
 PROBES = 64  # console points probed per pair, spread over the console's whole range
