@@ -68,6 +68,7 @@ class ConsoleView:
     rate: float | None = None  # it/s printed by a progress bar
     tail: list[str] = field(default_factory=list)  # the last raw lines (\r collapsed)
     cursor_file: Any = None  # the ConsoleFile of the newest segment (for tail_run cursors)
+    aliases: dict = field(default_factory=dict)  # memo of the console keys mirroring logged keys, by history
 
 
 # Set by the server around a tool call: progress(done, total, message) while a log is read in full.

@@ -74,6 +74,15 @@ class Column:
             return array("q")
         return self._history.steps[self._start_row : self._last_row + 1]
 
+    def step_view(self) -> tuple[array, int, int]:
+        """(array, lo, hi): the steps of the points are ``array[lo:hi]``, without copying a dense
+        column's share of the history's steps (``steps`` copies it)."""
+        if self._steps is not None:
+            return self._steps, 0, len(self._steps)
+        if self._start_row < 0 or not self.values:
+            return array("q"), 0, 0
+        return self._history.steps, self._start_row, self._last_row + 1
+
     def __len__(self) -> int:
         return len(self.values)
 

@@ -23,6 +23,7 @@ from .config import Settings, load_settings
 from .index import READ_PROGRESS, RunIndex
 from .liveness import CANCEL, Cancelled
 from .render import text as rt
+from .render.answers import LIST_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ SYNC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_
 
 RunArg = str
 PatternArg = Annotated[str, Field(description="Substring or glob filter on keys")]
+QueryArg = Annotated[str, Field(description="words in name/id/tags/group/notes, or tag:x group:x name:x")]
+RunFilter = Annotated[str, Field(description="as list_runs' query")]
 KeysArg = list[str] | str | None
 
 
@@ -175,9 +178,9 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def list_runs(
         ctx: Context,
-        query: str = "",
+        query: QueryArg = "",
         state: Literal["any", "running", "finished", "crashed", "killed"] = "any",
-        limit: Annotated[int, Field(ge=1, le=200)] = 20,
+        limit: Annotated[int, Field(ge=1, le=200)] = LIST_LIMIT,
         offset: Annotated[int, Field(ge=0)] = 0,
     ) -> str:
         """Find runs: state and why, start, step, runtime, main metric trend, tags."""
@@ -231,7 +234,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         metric: str,
         goal: Literal["auto", "min", "max"] = "auto",
         top: Annotated[int, Field(ge=1, le=100)] = 5,
-        query: str = "",
+        query: RunFilter = "",
         by: Literal["best", "last"] = "best",
     ) -> str:
         """Rank runs by a metric's best (or last) value; goal auto: define_metric's, else by name."""
@@ -241,7 +244,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def compare_runs(
         ctx: Context,
-        runs: Annotated[list[str] | str, Field(description="2-10 runs, each optionally @STEP (50k), @stage:K, @KEY=VALUE")],
+        runs: Annotated[list[str] | str, Field(description="1-10 runs, each optionally @STEP (50k), @KEY=VALUE, @stage:K (where a stage/phase key first reaches K)")],
         keys: KeysArg = None,
         prefix: str | None = None,
         min_change_pct: Annotated[float, Field(ge=0)] = 0,
@@ -256,7 +259,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     async def aggregate_runs(
         ctx: Context,
         runs: list[str] | str | None = None,
-        query: str = "",
+        query: RunFilter = "",
         keys: KeysArg = None,
         at: int | str | None = None,
     ) -> str:
@@ -286,16 +289,17 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         ctx: Context,
         runs: list[str] | str | None = None,
         action: Literal["status", "export", "upload"] = "status",
-        dest: str | None = None,
+        dest: Annotated[str | None, Field(description="export: a directory outside the roots (default: cache)")] = None,
         in_place: bool = False,
+        format: Literal["wandb", "csv"] = "wandb",
     ) -> str:
-        """Sync state and damaged logs; export jsonl/json/yaml from the log (to dest or cache); upload runs wandb sync."""
+        """Sync state and damaged logs; export wandb's files or csv (one wide table, for pandas); upload via wandb sync."""
         check_args(runs=runs, dest=dest)
         if action == "status":
-            return _answer(answers.sync_runs, index, runs, action, dest, in_place)
+            return _answer(answers.sync_runs, index, runs, action, dest, in_place, None, None, format)
         progress = _progress(ctx)
         return await _in_thread(
-            lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress))
+            lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress, None, format))
 
     _compact_schemas(mcp)
     return mcp
@@ -319,8 +323,9 @@ def _compact_schemas(mcp: MCPServer) -> None:
 
 def _compact_prop(prop: dict) -> None:
     prop.pop("title", None)
-    if "default" in prop and prop["default"] is None:
-        del prop["default"]
+    d = prop.get("default", 1)
+    if d is None or d is False or d == "":
+        del prop["default"]  # none, empty text, false: what omitting the argument says anyway
     branches = prop.get("anyOf")
     if not isinstance(branches, list):
         return

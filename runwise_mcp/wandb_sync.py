@@ -9,7 +9,9 @@ and never overwrites a file that exists (files are created with ``confine.create
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -122,13 +124,13 @@ REMEDIES = {
 # ---- export -------------------------------------------------------------------------------------
 
 
-def history_rows(run: Run) -> Iterator[dict[str, Any]]:
+def history_rows(run: Run, numeric_only: bool = False) -> Iterator[dict[str, Any]]:
     """The run's history as wandb-history.jsonl rows (step order), from the columns: a k-way walk,
     one row at a time, never the whole table in memory."""
     h = run.history
     cols = [(name, c.steps, c.values) for name, c in h.columns.items()]
     pos = [0] * len(cols)
-    last_other = {name: o for name, o in h.other.items()}
+    last_other = {} if numeric_only else {name: o for name, o in h.other.items()}
     prev = None
     for step in h.steps:
         if step == prev:
@@ -235,6 +237,59 @@ def write_export(run: Run, dir_fd: int, target: str,
         size = create_new(dir_fd, name, write)
         out.append(Written(path, 0, "exists, kept") if size is None else Written(path, size))
     return out
+
+
+CSV_FILE = "history.csv"
+
+
+def csv_columns(run: Run) -> list[str]:
+    """The numeric keys of the wide CSV: _step first, then _runtime and _timestamp, then the metrics
+    sorted by name."""
+    cols = run.history.columns
+    reserved = [k for k in ("_runtime", "_timestamp") if k in cols and len(cols[k])]
+    return ["_step", *reserved, *sorted(k for k in cols if k not in RESERVED_NAMES and len(cols[k]))]
+
+
+RESERVED_NAMES = ("_step", "_runtime", "_timestamp")
+
+
+def _csv_value(v: Any) -> str:
+    """Full precision (``repr``), integers without ``.0``, ``nan``/``inf``/``-inf`` as pandas and
+    numpy read them; a blank cell is a key not logged at that step."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if v in (math.inf, -math.inf):
+            return "inf" if v > 0 else "-inf"
+        if v.is_integer() and abs(v) < 2**53:
+            return str(int(v))
+        return repr(v)
+    return str(v)
+
+
+def write_csv(run: Run, dir_fd: int, target: str,
+              progress: Callable[[int, int], None] | None = None) -> tuple[Written, int, int]:
+    """One wide ``history.csv`` (a row per step, a column per numeric key) in the directory open as
+    ``dir_fd``, created atomically and never over an existing file. Returns what was written, its
+    rows and its columns."""
+    columns = csv_columns(run)
+    rows_total = run.history.rows
+    count = [0]
+
+    def write(f) -> None:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(columns)
+        for i, row in enumerate(history_rows(run, numeric_only=True), 1):
+            w.writerow([_csv_value(row.get(k)) for k in columns])
+            count[0] = i
+            if progress is not None and i % 20_000 == 0:
+                progress(i, rows_total)
+
+    size = create_new(dir_fd, CSV_FILE, write)
+    path = os.path.join(target, CSV_FILE)
+    return (Written(path, 0, "exists, kept") if size is None else Written(path, size)), count[0], len(columns)
 
 
 # ---- upload -------------------------------------------------------------------------------------

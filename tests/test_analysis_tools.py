@@ -399,12 +399,14 @@ async def test_list_keys_and_config_answers_within_budgets():
     roots = [str(REPO / "tests" / "fixtures" / d) for d in ("wandb_runs", "analysis_runs", "console_runs")] + [
         str(REPO / "examples")]  # the W&B fixtures (the TensorBoard ones have their own tests)
     async with Client(build_server(load_settings(roots, env={"RUNWISE_CACHE_DIR": "off"})), raise_exceptions=True) as c:
-        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {"limit": 30})).content)
+        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {})).content)  # default page
         # the roots are the user's own paths: counted as a typical one
         counted = listing.replace(", ".join(roots), "/home/user/projects/protein-lm")
         lines = listing.splitlines()
         # 31 runs, and each analysis run added since (A07-field)
-        assert lines[0].startswith(f"{31 + len(MANIFEST) - 16} runs under ") and "showing 1–30" in lines[0]
+        total = 31 + len(MANIFEST) - 16
+        assert lines[0].startswith(f"{total} runs under ") and f"showing 1–30 of {total}" in lines[0]
+        assert lines[-1] == 'next page: list_runs(offset=30)'
         assert len([ln for ln in lines if " | step " in ln or "no history yet" in ln]) == 30
         assert tokens(counted) <= 1200, tokens(counted)
         refs = [ln.split(" ", 1)[0] for ln in lines[1:] if " | " in ln]
@@ -416,3 +418,66 @@ async def test_list_keys_and_config_answers_within_budgets():
             config = "\n".join(x.text for x in (await c.call_tool("get_config", {"run": ref})).content)
             assert tokens(keys) <= 400, (ref, tokens(keys))
             assert tokens(config) <= 350, (ref, tokens(config))
+
+
+# ---- compare_runs: one run at a step or stage, compressed config differences (issue 16 item 13) ----
+
+
+async def test_compare_one_run_at_a_stage_or_step():
+    c1 = truth("C01-curriculum")
+    one = await call("compare_runs", runs="C01-curriculum@stage:1", keys=["loss"])
+    two = await call("compare_runs", runs=["C01-curriculum@stage:1", "C02-curriculum@stage:1"], keys=["loss"])
+    assert f"curriculum/stage reaches 1 at step {c1['stage_start']['1']}" in one.splitlines()[0]
+    value = line_with(one, "loss ").split()[1]
+    assert value == line_with(two, "loss ").split()[1]  # the same lookup as in a comparison
+    i = c1["stage_start"]["1"]
+    assert value == f"{eval(c1['formulas']['loss'], {'math': math, 'i': i}):.4g}"  # noqa: S307 (our own fixture)
+    assert "config" not in one and "Δ" not in one
+    at = await call("compare_runs", runs=["S00-seed0@499"], keys=["val/acc"])
+    assert line_with(at, "val/acc").split()[1] == f"{truth('S00-seed0')['val_acc_499'] * 100:.1f}%"
+    err = await call_error("compare_runs", runs=["S00-seed0"])
+    assert "one run at a step or stage (S00-seed0@50k" in err
+
+
+async def test_compare_config_diff_is_compressed_when_keys_are_given():
+    from helpers import FIXTURES
+
+    out = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"], keys=["train/loss"])
+    cfg = out.split("config: ", 1)[1].splitlines()
+    assert cfg[0] == "10 keys differ"
+    assert "8 keys only in R001-finished" in cfg and "1 key only in R005-resumed" in cfg
+    assert sum(" -  " in ln or ln.endswith(" -") for ln in cfg) == 0  # no row of dashes per missing key
+    assert any(ln.split() == ["lr", "0.002", "0.001"] for ln in cfg)
+    assert tokens(out) <= 200
+    full = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"])
+    assert "8 keys only in R001-finished: batch_size, data.name" in full  # without keys: the names too
+
+
+async def test_compare_states_the_resume_boundary():
+    from helpers import FIXTURES
+
+    seg1 = await call("compare_runs", FIXTURES, runs=["R005-resumed@50", "R001-finished@50"], keys=["train/loss"])
+    note = line_with(seg1, "R005-resumed@50:")
+    assert "segment 1 of 2" in note and "resume at step 80" in note and "80–99" in note
+    seg2 = await call("compare_runs", FIXTURES, runs=["R005-resumed@90"], keys=["train/loss"])
+    assert "values from segment 2 of 2, resumed at step 80" in seg2
+    after = await call("compare_runs", FIXTURES, runs=["R005-resumed@150"], keys=["train/loss"])
+    assert "segment" not in after  # past the overlap: nothing was replaced there
+
+
+async def test_best_run_over_a_nine_run_project_within_budget():
+    """Issue 16 item 12: the 9 W&B fixture runs ranked, all shown, in <= 250 tokens; each line
+    starts with a name that is a valid `run` argument, and a value equal to history_stats' min."""
+    from helpers import FIXTURES
+
+    out = await call("best_run", FIXTURES, metric="train/loss", top=9)
+    lines = out.splitlines()
+    assert "8 of 9 runs logged it" in lines[0]
+    ranked = [ln for ln in lines if ln[:1].isdigit()]
+    assert len(ranked) == 8
+    for ln in ranked[:3]:
+        name = ln.split(" ", 2)[1]
+        stats = await call("history_stats", FIXTURES, run=name, keys="train/loss")
+        assert f"min {ln.split(' ', 3)[2]} @" in stats, (ln, stats)
+    assert any(ln.endswith("| killed?") for ln in ranked) and any(ln.endswith("| crashed") for ln in ranked)
+    assert tokens(out) <= 250, tokens(out)

@@ -173,7 +173,12 @@ async def test_attack_wandb_console_record_of_256k_answers_promptly(tmp_path, ho
         assert took < LIVE
         out = text(res)
         assert "console records" in out and "1 line over 8 KiB parsed up to 8 KiB" in out
-        assert "loss      21 pts  0–20" in out  # every normal print, including the one after the long line
+        # every normal print, including the one after the long line: the console's loss is the
+        # logged train/loss (steps 0-19), printed once more at step 20
+        assert "loss = train/loss (the console goes on to step 20)" in out
+        res, took = await timed_call(c, "get_history", {"run": "hostile-run", "keys": "loss", "source": "console"})
+        assert not res.is_error and took < LIVE
+        assert [ln.split(",")[0] for ln in text(res).splitlines() if ln[:1].isdigit()] == [str(i) for i in range(21)]
         res, took = await timed_call(c, "tail_run", {"run": "hostile-run"})
         assert not res.is_error and took < LIVE
 

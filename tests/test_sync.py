@@ -231,3 +231,87 @@ async def test_killed_before_any_row_and_header_only_are_explained(tmp_path):
     assert "no files/output.log" in err
     out = await call(tmp_path / "a", "run_summary", run="73m516s3")
     assert "no metrics:" in out and "Call again in a minute" in out
+
+
+# ---- export as one wide CSV (issue 16 item 15) ---------------------------------------------------
+
+
+def read_wide_csv(path: Path) -> tuple[list[str], dict[int, dict[str, float]]]:
+    """The CSV as pandas would read it, with the csv module: header, and per step the non-blank cells."""
+    import csv
+    import math
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    head, body = rows[0], rows[1:]
+    assert all(len(r) == len(head) for r in body)
+    out: dict[int, dict[str, float]] = {}
+    for r in body:
+        step = int(r[0])
+        assert step not in out  # one row per step
+        out[step] = {k: float(v) for k, v in zip(head[1:], r[1:]) if v != ""}
+        assert all(isinstance(v, float) and (math.isfinite(v) or v != v or abs(v) == math.inf) for v in out[step].values())
+    return head, out
+
+
+def flat_numbers(d: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_numbers(v, name + "."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[name] = v
+    return out
+
+
+async def test_export_csv_is_one_wide_table_matching_wandbs_own_history_file(tmp_path):
+    """wandb 0.9.7 wrote its history as wandb-history.jsonl: the CSV export holds the same numbers."""
+    src = run_dir("legacy097-dryrun")
+    dest = tmp_path / "out"
+    before = snapshot(FIXTURES)
+    out = await call(FIXTURES, runs=["ukrq8mrk"], action="export", format="csv", dest=str(dest))
+    assert snapshot(FIXTURES) == before
+    target = dest / "ukrq8mrk" / "history.csv"
+    assert out.startswith("exported ") and f"{dest / 'ukrq8mrk'}: history.csv (" in out
+    head, table = read_wide_csv(target)
+    theirs = [json.loads(ln) for ln in (src / "wandb-history.jsonl").read_text().splitlines()]
+    assert head[0] == "_step" and f"({len(theirs)} rows × {len(head)} columns" in out
+    assert sorted(table) == sorted(r["_step"] for r in theirs)
+    for row in theirs:
+        nums = {k: v for k, v in flat_numbers(row).items() if k != "_step"}
+        assert set(table[row["_step"]]) == set(nums), row["_step"]
+        for k, v in nums.items():
+            assert same_value(table[row["_step"]][k], v), (row["_step"], k)
+    again = await call(FIXTURES, runs=["ukrq8mrk"], action="export", format="csv", dest=str(dest))
+    assert "history.csv (exists, kept)" in again
+
+
+async def test_export_csv_agrees_with_the_jsonl_export_nan_inf_and_resumes(tmp_path):
+    analysis = FIXTURES.parent / "analysis_runs"
+    for root, run in ((analysis, "A02-nan"), (FIXTURES, "R005-resumed")):
+        jdir, cdir = tmp_path / "j", tmp_path / "c"
+        await call(root, runs=[run], action="export", dest=str(jdir))
+        out = await call(root, runs=[run], action="export", format="csv", dest=str(cdir))
+        (jt,) = list(jdir.iterdir())
+        rows = [json.loads(ln) for ln in (jt / "wandb-history.jsonl").read_text().splitlines()]
+        _head, table = read_wide_csv(cdir / jt.name / "history.csv")
+        assert sorted(table) == [r["_step"] for r in rows]
+        for r in rows:
+            nums = {k: v for k, v in r.items() if k != "_step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            assert set(table[r["_step"]]) == set(nums)
+            assert all(same_value(table[r["_step"]][k], v) for k, v in nums.items())
+        if run == "R005-resumed":
+            assert "2 resumed segments are one table" in out
+        else:  # NaN and inf cells as pandas reads them
+            cells = (cdir / jt.name / "history.csv").read_text().replace("\n", ",").split(",")
+            assert "nan" in cells and "inf" in cells
+        shutil.rmtree(jdir)
+        shutil.rmtree(cdir)
+
+
+async def test_export_csv_bad_input(tmp_path):
+    err = await call_error(FIXTURES, runs="R001", action="status", format="csv")
+    assert 'format applies to action="export" only' in err
+    err = await call_error(FIXTURES, runs="R001", action="export", format="csv", dest=str(FIXTURES / "x"))
+    assert "inside a root" in err

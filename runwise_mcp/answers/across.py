@@ -78,7 +78,17 @@ def best_run(index: RunIndex, metric: str, goal: str = "auto", top: int = 5, que
     ranked = rank([b for b in (best_of(r, metric, g) for r in have) if b is not None], g, by)
     held = {id(r) for r in have}
     missing = [r for r in runs if id(r) not in held]
-    return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock())
+    return rs.best_answer(metric, g, basis, by, ranked, missing, top, query, len(runs), index.clock(),
+                          unique_names(index.runs()))
+
+
+def unique_names(runs: list[Run]) -> dict[str, str]:
+    """Run id -> its name, for runs whose name names them alone (a valid `run` argument, as in list_runs)."""
+    seen: dict[str, int] = {}
+    for r in runs:
+        for ref in {r.name.lower(), r.id.lower()} - {""}:
+            seen[ref] = seen.get(ref, 0) + 1
+    return {r.id: t.clean(r.name) for r in runs if r.name and r.name != r.id and seen.get(r.name.lower()) == 1}
 
 
 # ---- compare_runs --------------------------------------------------------------------------------
@@ -88,8 +98,11 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
                  prefix: str | None = None, min_change_pct: float = 0, config_diff: bool = True,
                  format: str = "text") -> str:
     entries = parse_keys(runs)
-    if not 2 <= len(entries) <= 10:
-        raise UserError(f"compare_runs takes 2 to 10 runs; got {len(entries)}. Example: "
+    if not 1 <= len(entries) <= 10 or (len(entries) == 1 and "@" not in entries[0]):
+        one = f"{entries[0]}@50k" if len(entries) == 1 else "R001@50k"
+        raise UserError(f"compare_runs takes 2 to 10 runs, or one run at a step or stage ({one}, "
+                        f"{one.split('@')[0]}@stage:2); got {len(entries)}"
+                        + (" without a step" if len(entries) == 1 else "") + ". Example: "
                         f"{t.call('compare_runs', runs=['R001', 'R002@50k'])}")
     if format not in ("text", "md", "csv", "json"):
         raise UserError(f"format must be text, md, csv or json; got {format!r}")
@@ -143,7 +156,7 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
     chosen = chosen[:MAX_COMPARE_KEYS]
     diffs = []
     ccut = 0
-    if config_diff:
+    if config_diff and len(cols) > 1:
         flat = [{k: v for k, v in flatten_config(r.config) if not k.startswith("_wandb")} for r in runs_]
         diffs = compare_config(flat)
         ccut = max(0, len(diffs) - MAX_CONFIG_DIFF)
@@ -160,11 +173,36 @@ def compare_runs(index: RunIndex, runs: list[str] | str, keys: list[str] | str |
                     notes.append(f"-: {t.clean(c.run.display_name)} {t.clean(k)} is {how}: none at or before "
                                  f"step {t.step(c.step)}")
     notes = list(dict.fromkeys(notes))[:6]
+    notes.extend(_resume_notes(cols, cells, chosen))
     extra = len(available) - len(chosen) - hidden
     if not want and not prefix and extra > 0 and format in ("text", "md"):
         notes.append(f"{t.plural(extra, 'other key')}: pass keys=[...] or prefix=")
-    return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut, config_diff, ccut, notes,
-                             next_call)
+    return rs.compare_answer(cols, chosen, cells, diffs, format, hidden, min_change_pct, cut,
+                             config_diff and len(cols) > 1, ccut, notes, next_call, keys_given=bool(want))
+
+
+def _resume_notes(cols: list[rs.Column], cells, chosen: list[str]) -> list[str]:
+    """For a resumed run read at a step or stage: where a value comes from a segment that a later
+    one overrides from its first step on, say where that resume boundary is."""
+    out = []
+    for i, c in enumerate(cols):
+        segs = [s for s in c.run.segments if s.first_step is not None and s.last_step is not None]
+        if c.step is None or len(segs) < 2:
+            continue
+        steps = [x[i].step for x in (cells[k] for k in chosen) if x[i].step is not None]
+        for n, (seg, nxt) in enumerate(zip(segs, segs[1:]), 1):
+            boundary = nxt.first_step
+            if seg.last_step >= boundary and any(seg.first_step <= s < boundary for s in steps):
+                out.append(f"{t.clean(c.run.display_name)}@{t.step(c.step)}: values from segment {n} of "
+                           f"{len(segs)}; the resume at step {t.step(boundary)} replaced its steps "
+                           f"{t.steps_range(boundary, seg.last_step)} (later values: segment {n + 1})")
+                break
+            if seg.last_step >= boundary and any(boundary <= s <= seg.last_step for s in steps):
+                out.append(f"{t.clean(c.run.display_name)}@{t.step(c.step)}: values from segment {n + 1} of "
+                           f"{len(segs)}, resumed at step {t.step(boundary)}: it replaced segment {n}'s steps "
+                           f"{t.steps_range(boundary, seg.last_step)}")
+                break
+    return out
 
 
 def _keys_across(runs: list[Run], keys: list[str] | str | None) -> tuple[list[str], list[str]]:

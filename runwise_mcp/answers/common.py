@@ -6,6 +6,7 @@ import dataclasses
 import os
 from typing import Any
 
+from ..analysis.aliases import Alias, console_aliases, renamed
 from ..analysis.anomalies import Thresholds
 from ..analysis.select import KeyRole, is_glob, main_keys, metric_goal, metric_keys, pick_keys
 from ..analysis.stats import cadence as stats_cadence
@@ -268,38 +269,81 @@ def console_missing(index: RunIndex, r: Run, view: ConsoleView) -> str:
             f"named groups under [console] patterns in runwise.toml for your format")
 
 
+def console_logged_names(r: Run, view: ConsoleView) -> tuple[History, frozenset[str], dict[str, Alias]]:
+    """The console's history with the keys that mirror logged keys under the logged names (the
+    values agree at shared steps: ``analysis.aliases``), the keys printed as percentages under
+    the same names, and the mapping."""
+    aliases: dict[str, Alias] = {}
+    if view.history.rows and numeric_keys(r):
+        h = r.history
+        memo_key = (r.id, id(h), h.rows, h.last_step, len(h.columns), view.history.rows)
+        aliases = view.aliases.get(memo_key)
+        if aliases is None:
+            aliases = console_aliases(h, view.history, view.percent)
+            view.aliases.clear()  # one history at a time: a newer read replaces it
+            view.aliases[memo_key] = aliases
+    pct = frozenset(aliases[k].logged_key if k in aliases else k for k in view.percent)
+    return renamed(view.history, aliases), pct, aliases
+
+
+def aliases_note(aliases: dict[str, Alias], limit: int = 4) -> str:
+    """'console loss = train/loss, token_acc = train/token_accuracy' ("" when none)."""
+    if not aliases:
+        return ""
+    pairs = [f"{t.clean(a.console_key)} = {t.clean(a.logged_key)}" for a in aliases.values()]
+    more = f" +{len(pairs) - limit}" if len(pairs) > limit else ""
+    return "console " + ", ".join(pairs[:limit]) + more
+
+
+def in_logged_names(index: RunIndex, r: Run, keys: list[str] | str | None) -> list[str] | str | None:
+    """``keys`` with console names that mirror logged keys given as the logged names (``loss`` ->
+    ``train/loss``), so that either name reaches the one series."""
+    want = parse_keys(keys)
+    if not want or not r.history.rows:
+        return keys
+    view = index.console(r)
+    if not view.history.rows:
+        return keys
+    aliases = console_logged_names(r, view)[2]
+    return list(dict.fromkeys(aliases[k].logged_key if k in aliases and k not in r.history.columns else k
+                              for k in want))
+
+
 def metric_run(index: RunIndex, r: Run, source: str = "auto") -> tuple[Run, str, frozenset[str]]:
     """The run with the history a tool should read for ``source``, a description of where its
     numbers come from, and the keys printed as percentages. ``auto``: the history, with console
-    rows beyond its last step appended; the console alone when there is no history."""
+    rows beyond its last step appended; the console alone when there is no history. Console
+    keys that mirror logged keys go by the logged names (``console_logged_names``)."""
     if source not in SOURCES:
         raise UserError(f"source must be auto, history or console; got {source!r}")
     if source == "history":
         return r, history_source(r), frozenset()
     view = index.console(r)
-    ch = view.history
+    ch, pct, aliases = console_logged_names(r, view)
     label = ra.run_label(r)
     desc = ""
+    named = f"; {aliases_note(aliases)}" if aliases else ""
     if ch.rows:
         desc = (f"{' + '.join(map(t.clean, view.files))} (console{', last lines only' if view.partial else ''}, "
-                f"steps {t.steps_range(ch.first_step, ch.last_step)}{console_notes(view)})")
+                f"steps {t.steps_range(ch.first_step, ch.last_step)}{console_notes(view)}){named}")
     if source == "console":
         if not ch.rows:
             raise UserError(f"{label}: no metrics in its console: {console_missing(index, r, view)}. "
                             f"{t.call('get_history', run=r.id, source='history')} reads the logged history")
-        return _with_history(r, ch), desc, frozenset(view.percent)
+        return _with_history(r, ch), desc, pct
     h = r.history
     if not numeric_keys(r):
         if ch.rows:
-            return _with_history(r, ch), desc + "; the run has no logged history", frozenset(view.percent)
+            return _with_history(r, ch), desc + "; the run has no logged history", pct
         return r, history_source(r), frozenset()
     if ch.rows and h.last_step is not None and (ch.last_step or 0) > h.last_step:
         part = history_after(ch, h.last_step)
         merged, _ = merge_histories([h, part])
         return (_with_history(r, merged),
                 f"{history_source(r)} + {' + '.join(map(t.clean, view.files))} (console to {t.step(part.last_step)}, "
-                f"used beyond the history{console_notes(view)})", frozenset(view.percent))
-    return r, history_source(r), frozenset()
+                f"used beyond the history{console_notes(view)}){named}", pct)
+    # the logged history alone; a logged key the console printed as a percentage reads as one
+    return r, history_source(r), frozenset(a.logged_key for k, a in aliases.items() if k in view.percent)
 
 
 def flatten_config(cfg: dict[str, Any], prefix: str = "", out: list[tuple[str, Any]] | None = None,

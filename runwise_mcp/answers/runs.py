@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..analysis.aliases import Alias
 from ..analysis.anomalies import Thresholds
 from ..analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
 from ..analysis.stats import series_stats
@@ -21,6 +22,7 @@ from .common import (
     MAX_KEYS,
     UserError,
     _with_history,
+    console_logged_names,
     console_missing,
     console_notes,
     empty_log_note,
@@ -33,7 +35,7 @@ from .common import (
 # ---- list_runs ---------------------------------------------------------------------------------
 
 
-def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = 20, offset: int = 0,
+def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int = ra.LIST_LIMIT, offset: int = 0,
               progress: Callable[[int, int], None] | None = None) -> str:
     if state != "any" and state not in STATES:
         raise UserError(f"state must be one of any, {', '.join(STATES)}; got {state!r}")
@@ -78,10 +80,13 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     if h.rows == 0 and not r.system.rows and not view.history.rows:
         raise UserError(f"{ra.run_label(r)} has no metrics yet: {empty_log_note(r)}; console: "
                         f"{console_missing(index, r, view)}")
-    out = _list_keys(index, r, pattern, view) if h.rows or r.system.rows else \
-        f"{ra.run_label(r)}: no logged history ({empty_log_note(r)})"
+    _ch, _pct, aliases = console_logged_names(r, view)
+    # a logged key that the console prints as a percentage reads as one here too
+    with t.percent_keys({a.logged_key for k, a in aliases.items() if k in view.percent}):
+        out = _list_keys(index, r, pattern, view) if h.rows or r.system.rows else \
+            f"{ra.run_label(r)}: no logged history ({empty_log_note(r)})"
     if view.history.rows and not pattern.lower().startswith("system"):
-        out += "\n" + _console_keys(r, view, pattern)
+        out += "\n" + _console_keys(r, view, pattern, aliases)
     console_problems = [p for p in index.settings.config_problems if "console pattern" in p]
     if console_problems:
         out += ("\nconfig: " + "; ".join(map(t.clean, console_problems))
@@ -89,23 +94,36 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
     return out
 
 
-def _console_keys(r: Run, view: ConsoleView, pattern: str) -> str:
-    """The keys parsed from the console, marked as such."""
+def _console_keys(r: Run, view: ConsoleView, pattern: str, aliases: dict[str, Alias]) -> str:
+    """The keys parsed from the console: those that mirror a logged key (the same values at the
+    steps both have) on one line, then only the keys the console adds."""
     ch = view.history
-    names = sorted(k for k in ch.columns if key_matches(k, pattern))
+    names = sorted(k for k in ch.columns if key_matches(k, pattern)
+                   or (k in aliases and key_matches(aliases[k].logged_key, pattern)))
     head = (f"console keys (parsed from {' + '.join(map(t.clean, view.files))}, {t.plural(view.lines, 'line')}"
             f"{', last lines only' if view.partial else ''}{console_notes(view)}; steps {t.steps_range(ch.first_step, ch.last_step)}; "
             f"read with get_history(source=\"console\")):")
     if not names:
         return head + f" none match {pattern!r}"
-    proxy = _with_history(r, ch)
-    lines = [_key_line(proxy, k, {}) for k in names[:MAX_KEYS]]
-    labels = [t.clean(k.name) for k in lines]
-    width = max(len(x) for x in labels)
-    with t.percent_keys(view.percent):
-        body = [ra.key_line(k, x, width) for k, x in zip(lines, labels)]
-    if len(names) > MAX_KEYS:
-        body.append(f"… {len(names) - MAX_KEYS} more console keys")
+    mirrored = [k for k in names if k in aliases]
+    own = [k for k in names if k not in aliases]
+    body = []
+    if mirrored:
+        pairs = ", ".join(f"{t.clean(k)} = {t.clean(aliases[k].logged_key)}" for k in mirrored)
+        logged_to = max((r.history.columns[aliases[k].logged_key].last_step or 0 for k in mirrored), default=0)
+        console_to = max((ch.columns[k].last_step or 0 for k in mirrored), default=0)
+        on = f" (the console goes on to step {t.step(console_to)})" if console_to > logged_to else ""
+        body.append(f"  same values as logged keys (answers use the logged names): {pairs}{on}"
+                    + ("; only in the console:" if own else "; no other key"))
+    if own:
+        proxy = _with_history(r, ch)
+        lines = [_key_line(proxy, k, {}) for k in own[:MAX_KEYS]]
+        labels = [t.clean(k.name) for k in lines]
+        width = max(len(x) for x in labels)
+        with t.percent_keys(view.percent):
+            body.extend(ra.key_line(k, x, width) for k, x in zip(lines, labels))
+        if len(own) > MAX_KEYS:
+            body.append(f"… {len(own) - MAX_KEYS} more console keys")
     return "\n".join([head] + body)
 
 

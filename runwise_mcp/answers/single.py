@@ -21,12 +21,14 @@ from .common import (
     UserError,
     cadence,
     choose_keys,
+    console_logged_names,
     console_missing,
     empty_log_note,
     eval_line,
     get_run,
     goals_for,
     history_source,
+    in_logged_names,
     latest_eval,
     metric_run,
     numeric_keys,
@@ -51,7 +53,7 @@ def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     r0 = get_run(index, run)
     r, src, pct = metric_run(index, r0, "auto")
     with t.percent_keys(pct):
-        return _run_summary(index, r0, r, src, keys)
+        return _run_summary(index, r0, r, src, in_logged_names(index, r0, keys))
 
 
 def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | str | None) -> str:
@@ -87,7 +89,7 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
     grouped = {m.key for _, ms in groups for m in ms}
     lines = [m for m in lines if m.key not in grouped]
     extra = len(numeric_keys(r)) - len(chosen)
-    ahead = _console_ahead(index, r0)
+    ahead = _console_ahead(index, r0, {m.key for m in metric_lines})
     if ahead:
         anomalies = ahead + "\n" + anomalies
     out = rs.summary_answer(r, now, lines, groups, compact, anomalies,
@@ -108,9 +110,10 @@ def _eval_head(index: RunIndex, r0: Run, r: Run, grouped: bool) -> str:
     printed a later eval than the history holds."""
     ev = latest_eval(r.history.columns)
     view = index.console(r0)
-    cev = latest_eval(view.history.columns) if view.history.rows else None
+    ch, pct, _aliases = console_logged_names(r0, view)  # the console's keys under the logged names
+    cev = latest_eval(ch.columns) if ch.rows else None
     if cev and cev[2] >= 2 and (ev is None or cev[0] > ev[0]):
-        with t.percent_keys(view.percent):
+        with t.percent_keys(pct):
             return eval_line(cev, "latest eval printed")
     return eval_line(ev) if ev and ev[2] >= 2 and not grouped else ""
 
@@ -179,18 +182,21 @@ def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) ->
                              len(numeric_keys(r)) - len(chosen), bool(parse_keys(keys)))
 
 
-def _console_ahead(index: RunIndex, r0: Run) -> str:
-    """'console ahead: history to 900; console to 990: loss 0.1714 | token_acc 69.5%'."""
+def _console_ahead(index: RunIndex, r0: Run, shown: set[str] = frozenset()) -> str:
+    """'console ahead: history to 900; console to 990: val/x 20.2%' (logged names for the console
+    keys that mirror logged keys; values already shown above are not repeated)."""
     if not numeric_keys(r0):
         return ""
     view = index.console(r0)
-    ch = view.history
+    ch, pct, _aliases = console_logged_names(r0, view)
     if not ch.rows or ch.last_step is None or r0.last_step is None or ch.last_step <= r0.last_step:
         return ""
     last = ch.last_step
-    with t.percent_keys(view.percent):
-        vals = [f"{t.clean(k)} {t.num(c.values[-1], k)}" for k, c in ch.columns.items() if c.last_step == last][:5]
-    return (f"console ahead: history to {t.step(r0.last_step)}; console to {t.step(last)}: " + " | ".join(vals))
+    with t.percent_keys(pct):
+        vals = [f"{t.clean(k)} {t.num(c.values[-1], k)}" for k, c in ch.columns.items()
+                if c.last_step == last and k not in shown][:5]
+    head = f"console ahead: history to {t.step(r0.last_step)}; console to {t.step(last)}"
+    return head + (": " + " | ".join(vals) if vals else " (values after the history are from the console)")
 
 
 def _group_val_sets(lines: list[rs.MetricLine]) -> list[tuple[str, list[rs.MetricLine]]]:
@@ -237,6 +243,8 @@ def get_history(index: RunIndex, run: str = "latest", keys: list[str] | str | No
         raise UserError(f"step_min ({step_min:,}) is after step_max ({step_max:,})")
     r0 = read_for_keys(index, get_run(index, run, full=False), keys)
     r, src, pct = metric_run(index, r0, source)
+    if source != "history":
+        keys = in_logged_names(index, r0, keys)
     if not numeric_keys(r):
         raise UserError(f"{ra.run_label(r)} has no history yet: {empty_log_note(r)}; and no console metrics: "
                         f"{console_missing(index, r0, index.console(r0))}")

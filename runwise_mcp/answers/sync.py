@@ -20,15 +20,20 @@ MAX_STATUS_RUNS = 30
 
 def sync_runs(index: RunIndex, runs: list[str] | str | None = None, action: str = "status", dest: str | None = None,
               in_place: bool = False, progress: Callable[[float, float, str], None] | None = None,
-              env: dict[str, str] | None = None) -> str:
+              env: dict[str, str] | None = None, format: str = "wandb") -> str:
     with confine.using(index.roots):  # the status reads files of the run directories: under the roots only
-        return _sync_runs(index, runs, action, dest, in_place, progress, env)
+        return _sync_runs(index, runs, action, dest, in_place, progress, env, format)
 
 
 def _sync_runs(index: RunIndex, runs: list[str] | str | None, action: str, dest: str | None, in_place: bool,
-               progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None) -> str:
+               progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None,
+               format: str = "wandb") -> str:
     if action not in ("status", "export", "upload"):
         raise UserError(f"action must be status, export or upload; got {action!r}")
+    if format not in ("wandb", "csv"):
+        raise UserError(f"format must be wandb (wandb's own files) or csv (one wide history.csv); got {format!r}")
+    if format != "wandb" and action != "export":
+        raise UserError("format applies to action=\"export\" only")
     refs = parse_keys(runs)
     if action != "status" and not refs:
         unsynced = [r for r in index.runs() if r.source == "wandb" and any(sy.segment_status(s).synced == "not synced"
@@ -53,7 +58,7 @@ def _sync_runs(index: RunIndex, runs: list[str] | str | None, action: str, dest:
     if action == "status":
         return _sync_status(index, chosen or [r for r in index.runs() if r.source == "wandb"], bool(refs))
     if action == "export":
-        return _sync_export(index, chosen, dest, in_place, progress, env)
+        return _sync_export(index, chosen, dest, in_place, progress, env, format)
     return _sync_upload(index, chosen, progress, env)
 
 
@@ -106,7 +111,8 @@ def _sync_status(index: RunIndex, runs: list[Run], explicit: bool) -> str:
 
 
 def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: bool,
-                 progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None) -> str:
+                 progress: Callable[[float, float, str], None] | None, env: dict[str, str] | None,
+                 format: str = "wandb") -> str:
     if in_place and dest:
         raise UserError("pass either dest or in_place=true, not both")
     if dest and "\0" in dest:
@@ -163,12 +169,31 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
         if progress is not None:
             progress(n - 1, len(runs), f"exporting {t.clean(full.display_name)}")
         try:
-            written = sy.write_export(full, dir_fd, target, progress=rows_progress)
+            if format == "csv":
+                written_csv, n_rows, n_cols = sy.write_csv(full, dir_fd, target, progress=rows_progress)
+            else:
+                written = sy.write_export(full, dir_fd, target, progress=rows_progress)
         except confine.Refused as e:
             raise UserError(f"{ra.run_label(full)}: {os.path.basename(e.filename or '')} {e.why}; the export "
                             f"stopped there") from None
         finally:
             os.close(dir_fd)
+        where = t.clean(f"its own {os.path.relpath(target, os.path.dirname(segs[-1].path))}/" if in_place else target)
+        if format == "csv":
+            w = written_csv
+            what = (f"{sy.CSV_FILE} ({t.clean(w.skipped)})" if w.skipped else
+                    f"{sy.CSV_FILE} ({t.plural(n_rows, 'row')} × {t.plural(n_cols, 'column')}, {w.bytes:,} bytes; "
+                    f"one row per step, blank = not logged then)")
+            out.append(f"exported {ra.run_label(full)} to {where}: {what}")
+            others = sorted(full.history.other)
+            if others:
+                names = ", ".join(map(t.clean, others[:4]))
+                out.append(f"  note: non-numeric keys ({names}{'…' if len(others) > 4 else ''}) are not in the CSV; "
+                           f"format=\"wandb\" keeps them")
+            if len(segs) > 1:
+                out.append(f"  note: the {len(segs)} resumed segments are one table (later segments win on steps "
+                           f"logged twice)")
+            continue
         parts = []
         for w in written:
             name = os.path.basename(w.path)
@@ -178,7 +203,6 @@ def _sync_export(index: RunIndex, runs: list[Run], dest: str | None, in_place: b
                 parts.append(f"{name} ({t.plural(len(set(full.history.steps)), 'row')}, {w.bytes:,} bytes)")
             else:
                 parts.append(f"{t.clean(name)} ({w.bytes:,} bytes)")
-        where = t.clean(f"its own {os.path.relpath(target, os.path.dirname(segs[-1].path))}/" if in_place else target)
         out.append(f"exported {ra.run_label(full)} to {where}: " + ", ".join(parts))
         for s in segs:
             st = sy.segment_status(s)

@@ -24,6 +24,9 @@ def run_label(run: Run, among: list[Run] | None = None) -> str:
 # ---- list_runs ---------------------------------------------------------------------------------
 
 
+LIST_LIMIT = 30  # list_runs' default page: a typical project (~24 runs) in one answer of <= 1,200 tokens
+
+
 @dataclass
 class RunLine:
     run: Run
@@ -91,7 +94,7 @@ def run_list(lines: list[RunLine], *, total: int, matched: int, offset: int, lim
         head += f" matching {' and '.join(filt)} (of {total:,})"
     head += f" under {where}; newest first, times UTC, date shown when it changes"
     if offset or len(lines) < matched:
-        head += f"; showing {offset + 1}–{offset + len(lines)}"
+        head += f"; showing {offset + 1}–{offset + len(lines)} of {matched:,}"
     # what every line shares is said once
     metric = _common([x.metric or "" for x in lines])
     group = _common([x.run.group if x.run.group and not x.run.name.startswith(x.run.group) else "" for x in lines])
@@ -134,7 +137,7 @@ def _args(query: str, state: str, offset: int, limit: int) -> dict[str, Any]:
         a["state"] = state
     if offset:
         a["offset"] = offset
-    if limit != 20:
+    if limit != LIST_LIMIT:
         a["limit"] = limit
     return a
 

@@ -317,23 +317,42 @@ def stats_answer(run: Run, rows: list[tuple[str, SeriesStats, float | None]]) ->
 # ---- best_run ---------------------------------------------------------------------------------
 
 
+def short_state(st) -> str:
+    """A run's state in a word ("killed?" when judged from silence, not from an exit record)."""
+    return t.state(st, 0.0).split(" ", 1)[0]
+
+
 def best_answer(metric: str, goal: str, goal_basis: str, by: str, ranked: list[Ranked], missing: list[Run],
-                top: int, query: str, total: int, now: float) -> str:
+                top: int, query: str, total: int, now: float, labels: dict[str, str] | None = None) -> str:
+    """The ranking: a line per run (its name alone when that names one run), the other value only
+    where it differs, the state in a word, said once when every shown run shares it."""
+    labels = labels or {}
     scope = f"{t.plural(total, 'run')}" + (f" matching {query!r}" if query else "")
     how = "best value over history" if by == "best" else "last logged value"
-    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how}: "
-            f"{len(ranked):,} of {scope} logged it")
+    other = "last" if by == "best" else "best"
+    shown = ranked[:top]
+    states = {short_state(r.run.state) for r in shown}
+    shared = next(iter(states)) if len(states) == 1 else ""
+    head = (f"best {t.clean(metric)} ({goal}, from {t.clean(goal_basis)}) by {how} ({other} shown where it "
+            f"differs): {len(ranked):,} of {scope} logged it" + (f"; all shown {shared}" if shared else ""))
     out = [head]
-    for i, r in enumerate(ranked[:top], 1):
-        main = (f"{t.num(r.best, metric)} @{t.step(r.best_step)} (last {t.num(r.last, metric)} @{t.step(r.last_step)})"
-                if by == "best" else
-                f"last {t.num(r.last, metric)} @{t.step(r.last_step)} (best {t.num(r.best, metric)} @{t.step(r.best_step)})")
+    for i, r in enumerate(shown, 1):
+        label = labels.get(r.run.id) or run_label(r.run)
+        if by == "best":
+            main = f"{t.num(r.best, metric)} @{t.step(r.best_step)}"
+            differs = (r.last, r.last_step) != (r.best, r.best_step)
+            main += f" (last {t.num(r.last, metric)} @{t.step(r.last_step)})" if differs else ""
+        else:
+            main = f"last {t.num(r.last, metric)} @{t.step(r.last_step)}"
+            differs = (r.last, r.last_step) != (r.best, r.best_step)
+            main += f" (best {t.num(r.best, metric)} @{t.step(r.best_step)})" if differs else ""
         bad = f", {r.nonfinite:,} NaN/inf" if r.nonfinite else ""
-        out.append(f"{i}. {run_label(r.run)} {main}{bad} | {t.state(r.run.state, now)}")
+        state = "" if shared else f" | {short_state(r.run.state)}"
+        out.append(f"{i}. {label} {main}{bad}{state}")
     if len(ranked) > top:
         out.append(f"… {len(ranked) - top} more: {t.call('best_run', metric=metric, top=len(ranked))}")
     if missing:
-        names = ", ".join(run_label(r) for r in missing[:8])
+        names = ", ".join(labels.get(r.id) or run_label(r) for r in missing[:8])
         more = f" +{len(missing) - 8}" if len(missing) > 8 else ""
         out.append(f"without {t.clean(metric)}: {names}{more}")
     return "\n".join(out)
@@ -373,7 +392,7 @@ def _delta(base: Cell, c: Cell, key: str) -> str:
 
 def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Cell]], diffs: list[tuple[str, list[Any]]],
                    fmt: str, hidden: int, min_change: float, cut: int, config_diff: bool, config_cut: int,
-                   notes: list[str], next_call: str = "") -> str:
+                   notes: list[str], next_call: str = "", keys_given: bool = False) -> str:
     if fmt == "json":
         return json.dumps({
             "runs": [{"entry": c.label, "id": c.run.id, "name": c.run.name, "step": c.step, "read": c.how} for c in cols],
@@ -396,14 +415,18 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     use_letters = len(set(names)) < len(names) or max(len(n) for n in names) > 24
     heads = [chr(65 + i) if use_letters else n for i, n in enumerate(names)]
     out = []
-    where = "final values" if all(c.step is None for c in cols) else \
-        "values at or before each step (@ marks an earlier step)"
-    out.append(f"compare {len(cols)} runs, {where}; Δ vs {heads[0]} (pp for accuracies)")
-    for h, c in zip(heads, cols):
-        out.append(f"{h} = {run_label(c.run)}: {c.how}" if use_letters else f"{run_label(c.run)}: {c.how}")
+    if len(cols) == 1:
+        out.append(f"{run_label(cols[0].run)}: {cols[0].how}; values at or before that step (@ marks an earlier step)")
+        use_letters = False
+    else:
+        where = "final values" if all(c.step is None for c in cols) else \
+            "values at or before each step (@ marks an earlier step)"
+        out.append(f"compare {len(cols)} runs, {where}; Δ vs {heads[0]} (pp for accuracies)")
+        for h, c in zip(heads, cols):
+            out.append(f"{h} = {run_label(c.run)}: {c.how}" if use_letters else f"{run_label(c.run)}: {c.how}")
     rows = [[t.clean(k)] + [_cell(cells[k][0], k, cols[0])] +
             [_cell(x, k, c) + _delta(cells[k][0], x, k) for x, c in zip(cells[k][1:], cols[1:])] for k in keys]
-    table_head = ["key", *heads]
+    table_head = ["key", *heads] if len(cols) > 1 else ["key", "value"]
     if fmt == "md":
         out.extend(_md([table_head] + rows))
     else:
@@ -415,19 +438,41 @@ def compare_answer(cols: list[Column], keys: list[str], cells: dict[str, list[Ce
     if cut:
         out.append(f"… {t.plural(cut, 'more key')}; next: {next_call}")
     if config_diff:
-        if diffs:
-            out.append(f"config: {t.plural(len(diffs) + config_cut, 'key')} differ")
-            crow = [[t.clean(k), *("-" if v is MISSING else t.short(v, 40) for v in vals)] for k, vals in diffs]
-            if fmt == "md":
-                out.extend(_md([["config", *heads]] + crow))
-            else:
-                out.extend(_aligned(crow))
-            if config_cut:
-                out.append(f"… {config_cut} more config keys differ: get_config(run=..., pattern=...)")
-        else:
-            out.append("config: identical")
+        out.extend(_config_lines(cols, heads, diffs, config_cut, fmt, keys_given))
     out.extend(t.clean(x) for x in notes)
     return "\n".join(x for x in out if x)
+
+
+def _config_lines(cols: list[Column], heads: list[str], diffs: list[tuple[str, list[Any]]], config_cut: int,
+                  fmt: str, keys_given: bool) -> list[str]:
+    """The config differences: keys set in only one run as one line per run ("8 keys only in B:
+    batch_size, data.name, …"), then a row per key whose values differ. With ``keys`` given (the
+    question is about metrics), only the first few value rows."""
+    if not diffs:
+        return ["config: identical"]
+    only: dict[int, list[str]] = {}
+    rows = []
+    for k, vals in diffs:
+        present = [i for i, v in enumerate(vals) if v is not MISSING]
+        if len(present) == 1 and len(vals) > 1:
+            only.setdefault(present[0], []).append(k)
+        else:
+            rows.append((k, vals))
+    total = len(diffs) + config_cut
+    out = [f"config: {t.plural(total, 'key')} differ" + (" (first shown)" if config_cut else "")]
+    for i, ks in sorted(only.items()):
+        names = ", ".join(t.clean(k) for k in ks[:4]) + (", …" if len(ks) > 4 else "")
+        out.append(f"{t.plural(len(ks), 'key')} only in {heads[i]}" + ("" if keys_given else f": {names}"))
+    limit = 6 if keys_given else len(rows)
+    crow = [[t.clean(k), *("-" if v is MISSING else t.short(v, 40) for v in vals)] for k, vals in rows[:limit]]
+    if crow:
+        if fmt == "md":
+            out.extend(_md([["config", *heads]] + crow))
+        else:
+            out.extend(_aligned(crow))
+    if len(rows) > limit or config_cut:
+        out.append(f"… {len(rows) - limit + config_cut} more config values differ: get_config(run=..., pattern=...)")
+    return out
 
 
 def _md(rows: list[list[str]]) -> list[str]:

@@ -133,8 +133,10 @@ def num(v: Any, key: str = "") -> str:
             return "NaN"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
-    if key and is_fraction_key(key) and 0.0 <= v <= 1.0 and not isinstance(v, int):
-        return f"{v * 100:.1f}%"
+    if key and not isinstance(v, int):
+        # a key printed as a percentage ("Gain: -0.5%") reads as one at every value, not only in [0, 1]
+        if key in PERCENT_KEYS.get() or (is_fraction_key(key) and 0.0 <= v <= 1.0):
+            return f"{v * 100:.1f}%"
     if float(v).is_integer() and abs(v) < 1e15:
         return f"{int(v):,}"
     a = abs(v)
