@@ -30,12 +30,14 @@ from ..confine import stat_file
 from .base import Claim, ReadContext, SegmentInfo, Source
 from .filebase import STEP_KEYS, FilePart, RowBuilder, as_step, coerce, head_bytes, read_bytes, strip_suffix
 from .jsonl import JsonlReader
+from .jsonl_shapes import ShapeDecoder
 from .lightning_csv import csv_rows
 
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
 CSV_EXT = (".csv",)
 KERAS_EXT = (".csv", ".log", ".txt", ".tsv")
 SAMPLE = 8
+READ_BLOCK = 4 << 20  # JSON lines are decoded this many bytes at a time (shape templates: jsonl_shapes.py)
 SKIP_NAMES = frozenset({"requirements.txt", "package.json", "package-lock.json", "tsconfig.json",
                         "manifest.json", "config.json", "trainer_state.json"})
 
@@ -117,6 +119,7 @@ def detect(path: str) -> tuple[str, str, bool] | None:
 
 class MetricLogRun(FilePart):
     source = "metric_log"
+    shapes = True  # JSON lines through shape templates (False: json.loads every line; the tests compare)
 
     def __init__(self, path: str, root: str) -> None:
         super().__init__(path, root)
@@ -126,6 +129,7 @@ class MetricLogRun(FilePart):
                                                            False)
         self.no_exit = f"{'JSONL' if self.kind == 'jsonl' else 'CSV'} logs record no exit status"
         self._reader: JsonlReader | None = None
+        self._shapes: ShapeDecoder | None = None
         self._rb = RowBuilder()
         self._last_step: int | None = None
 
@@ -144,12 +148,25 @@ class MetricLogRun(FilePart):
         self._last_step = step
         self._rb.add(step, [(k, coerce(v) if v.__class__ is str else v) for k, v in obj.items() if k != sk])
 
+    def _set_last_step(self, step: int) -> None:
+        self._last_step = step
+
+    def _slow(self, lines: list[bytes]) -> None:
+        """Lines no shape template matches: json.loads, the row path, and a template learnt."""
+        assert self._reader is not None and self._shapes is not None
+        self._reader.decode_lines(lines, self._emit, self._shapes.learn)
+
     def parse(self) -> None:
         if self.kind == "jsonl":
             size = self.keys.get(self.path, (0, 0))[0]
             if self._reader is None or size < self._reader.offset:
                 self._reader, self._rb, self._last_step = JsonlReader(self.path), RowBuilder(), None
-            self._reader.read(self._emit)
+                self._shapes = ShapeDecoder(self._rb, self.step_key, self._slow, lambda: self._last_step,
+                                            self._set_last_step)
+            if self.shapes:
+                self._reader.read_blocks(self._shapes.feed, READ_BLOCK)
+            else:
+                self._reader.read(self._emit)
             if self._reader.bad_lines:
                 self._notes.append(f"{self._reader.bad_lines:,} line(s) that are not JSON objects skipped")
         else:
