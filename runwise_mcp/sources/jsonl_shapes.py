@@ -34,6 +34,12 @@ from typing import Any
 
 from .filebase import RowBuilder, as_step, coerce
 
+LOOSE_NUM = rb"(-?[0-9][0-9.eE+-]*|NaN|-?Infinity)"  # checked by BAD and float()/int() (see _convert)
+# number texts the loose pattern takes that json.loads reads differently or rejects (looked for in
+# a column's texts joined by commas, with a comma before and after): a leading zero (01), -0 (the
+# integer 0), an integer part of 19 or more digits; and a dot without a digit after it (1., 1.e5)
+BAD = re.compile(rb",(?:-?0[0-9]|-0,|-?[0-9]{19})")
+BAD_DOT = (b".,", b".e", b".E")
 NUM = rb"(-?[1-9][0-9]{0,17}(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|-?0(?:\.[0-9]+)?[eE][-+]?[0-9]+|-?0\.[0-9]+|0" \
       rb"|NaN|-?Infinity)"
 STR = rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
@@ -47,10 +53,12 @@ NUMK, STRK, CONSTK = 0, 1, 2
 
 
 class Template:
-    __slots__ = ("fields", "hits", "keys", "rx", "step_group")
+    __slots__ = ("fields", "hits", "keys", "loose", "rx", "step_group")
 
-    def __init__(self, rx: re.Pattern, fields: list[tuple[str, int, Any]], step_group: int) -> None:
-        self.rx = rx
+    def __init__(self, rx: re.Pattern, loose: re.Pattern, fields: list[tuple[str, int, Any]],
+                 step_group: int) -> None:
+        self.rx = rx  # numbers by the JSON grammar
+        self.loose = loose  # any number-like text (taken for a block only when _convert(loose=True) passes)
         self.fields = fields  # (key, kind, group index or constant), step key excluded
         self.step_group = step_group
         self.keys = {k for k, _, _ in fields}
@@ -86,7 +94,7 @@ def make_template(line: bytes, obj: dict[str, Any], step_key: str) -> Template |
                     parts.append(STR)
                     kind = STRK
                 elif v.__class__ in (int, float):
-                    parts.append(NUM)
+                    parts.append(None)  # type: ignore[arg-type]
                     kind = NUMK
                 else:
                     return None  # nested: no template
@@ -99,13 +107,14 @@ def make_template(line: bytes, obj: dict[str, Any], step_key: str) -> Template |
                 group += 1
             parts.append(rb"\}\r?$")
             try:
-                rx = re.compile(b"".join(parts), re.M)
+                rx = re.compile(b"".join(NUM if x is None else x for x in parts), re.M)
+                loose = re.compile(b"".join(LOOSE_NUM if x is None else x for x in parts), re.M)
             except (re.error, OverflowError, RecursionError):
                 return None
             m = rx.match(line)
             if m is None or m.end() != len(line.rstrip(b"\n")):
                 continue
-            tpl = Template(rx, fields, step_group)
+            tpl = Template(rx, loose, fields, step_group)
             if not fields or not _same(_decoded(tpl, m.groups(), step_key), obj):
                 return None
             return tpl
@@ -147,6 +156,7 @@ class ShapeDecoder:
         self.current: Template | None = None
         self.tries = 0
         self.fast_rows = 0
+        self.whole = False  # the last block matched the current template on every line
 
     # ---- learning ------------------------------------------------------------------------------
     def learn(self, line: bytes, obj: dict[str, Any]) -> None:
@@ -181,6 +191,16 @@ class ShapeDecoder:
                 return
             self.feed(block[cut + 1:])
             return
+        if self.whole and tpl.loose.groups > 1:
+            # the last block was all this shape: one findall pass with the loose number pattern,
+            # taken only when every line matched (a match never spans lines) and every number
+            # text is one json.loads reads as float()/int() do
+            rows = tpl.loose.findall(block)
+            if len(rows) == block.count(b"\n"):
+                conv = self._convert(tpl, rows, loose=True)
+                if conv is not None:
+                    self._flush(tpl, rows, conv)
+                    return
         expect = 0
         hits = 0
         batch: list[tuple[bytes, ...]] = []
@@ -201,6 +221,7 @@ class ShapeDecoder:
         if expect < len(block):
             self._gap(block[expect:].split(b"\n")[:-1])
         tpl.hits += hits
+        self.whole = expect == len(block) and hits == block.count(b"\n")
         self._choose()
 
     def _choose(self) -> None:
@@ -242,14 +263,32 @@ class ShapeDecoder:
         if pending:
             self.slow_lines(pending)
 
-    def _flush(self, tpl: Template, batch: list[tuple[bytes, ...]]) -> None:
-        """Rows of one template into the History, in bulk where the steps allow it."""
+    def _convert(self, tpl: Template, batch: list[tuple[bytes, ...]],
+                 loose: bool = False) -> tuple[array, dict[int, array]] | None:
+        """The steps (int) and number columns (float) of ``batch``; None when one does not convert
+        (or, ``loose``: when a number text is not one that json.loads reads as int()/float() do)."""
         cols = list(zip(*batch))
+        if loose:
+            for g in [tpl.step_group] + [g for _, kind, g in tpl.fields if kind == NUMK]:
+                joined = b"," + b",".join(cols[g]) + b","
+                if BAD.search(joined) is not None or any(d in joined for d in BAD_DOT):
+                    return None
         try:
             steps = array("q", map(int, cols[tpl.step_group]))
-        except ValueError:  # a step written as 12.0, 1e3, NaN: row by row
-            self._rows(tpl, batch)
-            return
+            nums = {g: array("d", map(float, cols[g])) for _, kind, g in tpl.fields if kind == NUMK}
+        except (ValueError, OverflowError):
+            return None
+        return steps, nums
+
+    def _flush(self, tpl: Template, batch: list[tuple[bytes, ...]],
+               conv: tuple[array, dict[int, array]] | None = None) -> None:
+        """Rows of one template into the History, in bulk where the steps allow it."""
+        if conv is None:
+            conv = self._convert(tpl, batch)
+            if conv is None:  # a step written as 12.0, 1e3, NaN: row by row
+                self._rows(tpl, batch)
+                return
+        steps, nums = conv
         rb = self.rb
         h = rb.h
         i = 0  # leading rows that merge into the previous row or are dropped: by the row path
@@ -261,17 +300,18 @@ class ShapeDecoder:
             if i == len(steps):
                 return
             batch, steps = batch[i:], steps[i:]
-            cols = list(zip(*batch))
+            nums = {g: a[i:] for g, a in nums.items()}
         if len(steps) > 1 and list(steps) != sorted(steps):  # a step going back inside: row by row
             self._rows(tpl, batch)
             return
         n = len(steps)
+        cols = list(zip(*batch)) if any(kind == STRK for _, kind, _ in tpl.fields) else []
         row0 = len(h.steps)
         h.steps.extend(steps)
         for k, kind, g in tpl.fields:
             if kind == NUMK:
                 if k in h.columns or h.admit(k):
-                    h.column(k).extend(row0, steps, array("d", map(float, cols[g])))
+                    h.column(k).extend(row0, steps, nums[g])
             elif kind == STRK:
                 col = cols[g]
                 values = {u: coerce(u.decode("ascii")) for u in set(col)}
