@@ -320,3 +320,38 @@ def test_no_machine_paths_in_fixtures():
                 data = fh.read()
             for bad in (b"/tmp/", b"/home/", b"/work/", b"/root/", b"/Users/"):
                 assert bad not in data, (f, bad)
+
+
+def test_sources_include_makes_any_file_a_metric_log_candidate_and_exclude_skips(tmp_path):
+    """[sources] include globs reach the metric-log reader (any file name; JSON lines or CSV),
+    exclude works for every source (a JSONL log, a Lightning version, an HF output dir)."""
+    src = FR / "jsonl" / "metrics.jsonl"
+    (tmp_path / "exp" / "a").mkdir(parents=True)
+    shutil.copy(src, tmp_path / "exp" / "a" / "metrics.txt")  # JSON lines under a name no default takes
+    rows = MAN["jsonl/metrics.jsonl"]["rows"]
+    keys = ["step", "loss", "lr"]
+    (tmp_path / "exp" / "b").mkdir()
+    (tmp_path / "exp" / "b" / "log.dat").write_text(
+        ",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in rows if "loss" in r))
+    (tmp_path / "exp" / "c").mkdir()
+    shutil.copy(src, tmp_path / "exp" / "c" / "notes.txt")  # included by no glob: not a run
+    shutil.copytree(FR / "lightning", tmp_path / "lightning")
+    shutil.copytree(FR / "hf", tmp_path / "hf")
+    (tmp_path / "scratch").mkdir()
+    shutil.copy(src, tmp_path / "scratch" / "old.jsonl")
+    before = sorted(r.id for r in index(tmp_path).runs())
+    assert "scratch/old" in before and "lightning/demo/version_1" in before and "exp/a/metrics" not in before
+    (tmp_path / "runwise.toml").write_text('[sources]\ninclude = ["exp/a/metrics.txt", "exp/**/*.dat", '
+                                           '"lightning/**/metrics.csv"]\n'
+                                           'exclude = ["scratch/**", "lightning/demo/version_1", "hf"]\n')
+    s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    assert s.config_problems == []
+    ix = RunIndex(s)
+    got = sorted((r.source, r.id) for r in ix.runs())
+    assert got == [("lightning", "lightning/demo/version_0"), ("metric_log", "exp/a/metrics"),
+                   ("metric_log", "exp/b/log")]
+    run = ix.resolve("exp/a/metrics", full=True)
+    assert series(run, "loss") == ([r["step"] for r in rows if "loss" in r], [r["loss"] for r in rows if "loss" in r])
+    run = ix.resolve("exp/b/log", full=True)
+    assert series(run, "lr") == ([r["step"] for r in rows if "loss" in r], [r["lr"] for r in rows if "loss" in r])
+    assert "x axis = step" in answers.run_summary(ix, "exp/b/log")

@@ -27,11 +27,11 @@ import os
 from typing import Any
 
 from ..confine import stat_file
-from .base import Claim, ReadContext, SegmentInfo, Source
+from .base import Claim, ReadContext, SegmentInfo, Source, WalkRules
 from .filebase import STEP_KEYS, FilePart, RowBuilder, as_step, coerce, head_bytes, read_bytes, strip_suffix
 from .jsonl import JsonlReader
 from .jsonl_shapes import ShapeDecoder
-from .lightning_csv import csv_rows
+from .lightning_csv import METRICS, LightningSource, csv_rows
 
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
 CSV_EXT = (".csv",)
@@ -103,11 +103,24 @@ def detect_csv(data: bytes, ext: str) -> tuple[str, bool] | None:
     return key, keras
 
 
-def detect(path: str) -> tuple[str, str, bool] | None:
-    """("jsonl" | "csv", step key, keras) for a metric log file, else None."""
+def detect(path: str, included: bool = False) -> tuple[str, str, bool] | None:
+    """("jsonl" | "csv", step key, keras) for a metric log file, else None. ``included`` (a
+    ``[sources] include`` glob matched the file): any name, read as JSON lines or else as CSV."""
     name = os.path.basename(path)
     ext = os.path.splitext(name)[1].lower()
-    if name.lower() in SKIP_NAMES or ext not in JSONL_EXT + KERAS_EXT:
+    if name.lower() in SKIP_NAMES:
+        return None
+    if included:
+        found = detect(path)
+        if found is not None:
+            return found
+        data = head_bytes(path, 16384)
+        k = detect_jsonl(data, ".jsonl")
+        if k:
+            return "jsonl", k, False
+        d = detect_csv(data, ".csv")
+        return ("csv", d[0], d[1]) if d else None
+    if ext not in JSONL_EXT + KERAS_EXT:
         return None
     data = head_bytes(path, 16384)
     if ext in JSONL_EXT:
@@ -124,7 +137,7 @@ class MetricLogRun(FilePart):
     def __init__(self, path: str, root: str) -> None:
         super().__init__(path, root)
         self.name = strip_suffix(path, self.name)
-        d = detect(path)
+        d = detect(path) or detect(path, included=True)
         self.kind, self.step_key, self.keras = d if d else ("jsonl" if path.endswith(JSONL_EXT) else "csv", "step",
                                                            False)
         self.no_exit = f"{'JSONL' if self.kind == 'jsonl' else 'CSV'} logs record no exit status"
@@ -203,30 +216,43 @@ class MetricLogSource(Source):
     describe = "metric log files (*.jsonl / *.csv with a step or epoch column, Keras CSVLogger)"
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[tuple[int, int], bool]] = {}  # path -> ((size, mtime), is a log)
+        self._seen: dict[str, tuple[tuple[int, int, bool], bool]] = {}  # path -> ((size, mtime), is a log)
 
-    def _detect(self, path: str) -> bool:
+    def _detect(self, path: str, included: bool = False) -> bool:
         """``detect`` once per (size, mtime) of a file (a scan runs on every call)."""
         ext = os.path.splitext(path)[1].lower()
-        if ext not in JSONL_EXT + KERAS_EXT:
+        if ext not in JSONL_EXT + KERAS_EXT and not included:
             return False
         try:
             st = stat_file(path)
         except OSError:
             return False
-        key = (st.st_size, st.st_mtime_ns)
+        key = (st.st_size, st.st_mtime_ns, included)
         hit = self._seen.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
         if len(self._seen) > 100_000:
             self._seen.clear()
-        ok = detect(path) is not None
+        ok = detect(path, included) is not None
         self._seen[path] = (key, ok)
         return ok
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
         found = tuple(n for n in files if self._detect(os.path.join(path, n)))
         return Claim(run=False, descend=True, files=found) if found else None
+
+    def claim_files(self, path: str, files: tuple[str, ...], rules: WalkRules) -> list[str]:
+        """Files a ``[sources] include`` glob names (whatever their name) that read as metric logs."""
+        if not rules.include:
+            return []
+        out = []
+        for name in files:
+            full = os.path.join(path, name)
+            if name == METRICS and LightningSource().claim(path, files, (), None) is not None:
+                continue  # a Lightning run's own metrics.csv
+            if rules.included(full) and not rules.excluded(full) and self._detect(full, included=True):
+                out.append(name)
+        return out
 
     def open(self, path: str, ctx: ReadContext) -> MetricLogRun:
         return MetricLogRun(path, ctx.root)
