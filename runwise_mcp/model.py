@@ -390,6 +390,8 @@ class Segment:
     source: str = "wandb"  # the format in a word: "wandb", "tensorboard", ...
     label: str = ""  # how the source line names it ("" = the log file's name)
     hints: dict[str, str] = field(default_factory=dict)  # format-specific wording (see sources.base.SegmentInfo)
+    progress: tuple[int, int, str] | None = None  # (done, planned total, basis) where the format records it
+    rate: tuple[float, str] | None = None  # (steps/s, basis) where the format gives a clock (HF checkpoint saves)
 
 
 @dataclass

@@ -355,3 +355,46 @@ def test_sources_include_makes_any_file_a_metric_log_candidate_and_exclude_skips
     run = ix.resolve("exp/b/log", full=True)
     assert series(run, "lr") == ([r["step"] for r in rows if "loss" in r], [r["lr"] for r in rows if "loss" in r])
     assert "x axis = step" in answers.run_summary(ix, "exp/b/log")
+
+
+def _hf_in_progress(tmp_path, checkpoints, ages):
+    """An HF output directory as it is while training: the real checkpoint state files only
+    (no final trainer_state.json), each saved ``age`` seconds ago."""
+    out = tmp_path / "hf_live"
+    now = time.time()
+    for c, age in zip(checkpoints, ages):
+        shutil.copytree(FR / "hf" / "out" / c, out / c)
+        os.utime(out / c / "trainer_state.json", (now - age, now - age))
+    return out, now
+
+
+def test_hf_progress_without_rate_in_tail_run(tmp_path):
+    out, now = _hf_in_progress(tmp_path, ["checkpoint-4"], [5])
+    st = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    ix = index(tmp_path, clock=lambda: now)
+    tail = answers.tail_run(ix, "hf_live")
+    gs, ms = st["global_step"], st["max_steps"]
+    assert gs < ms
+    assert f"progress: step {gs:,} of {ms:,} ({100 * gs / ms:.0f}%, max_steps in checkpoint-4/trainer_state.json)" in tail
+    assert "no rate to give an ETA" in tail
+
+
+def test_hf_rate_from_checkpoint_saves_and_eta_in_tail_run(tmp_path):
+    out, now = _hf_in_progress(tmp_path, ["checkpoint-4", "checkpoint-12"], [45, 5])
+    ix = index(tmp_path, clock=lambda: now)
+    tail = answers.tail_run(ix, "hf_live")
+    st = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    rate = (12 - 4) / 40
+    assert f"speed: {rate:.3g} steps/s over checkpoint saves checkpoint-4 to checkpoint-12 (file times)" in tail
+    assert st["global_step"] == st["max_steps"]
+    assert f"total {st['max_steps']:,} (max_steps in checkpoint-12/trainer_state.json) reached" in tail
+    # the ETA: the newest save at step 4 of 12. The fixture has no save before step 4, so the real
+    # checkpoint-4 state is copied in as checkpoint-2 to stand for one (only its name and file time
+    # are used for the rate: 2 steps in 20 s)
+    (out / "checkpoint-12").rename(tmp_path / "gone")
+    shutil.copytree(FR / "hf" / "out" / "checkpoint-4", out / "checkpoint-2")
+    os.utime(out / "checkpoint-2" / "trainer_state.json", (now - 25, now - 25))
+    os.utime(out / "checkpoint-4" / "trainer_state.json", (now - 5, now - 5))
+    tail = answers.tail_run(index(tmp_path, clock=lambda: now), "hf_live")
+    assert "speed: 0.1 steps/s over checkpoint saves checkpoint-2 to checkpoint-4" in tail
+    assert "ETA 80s to step 12 (max_steps in checkpoint-4/trainer_state.json)" in tail
