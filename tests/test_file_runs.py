@@ -398,3 +398,64 @@ def test_hf_rate_from_checkpoint_saves_and_eta_in_tail_run(tmp_path):
     tail = answers.tail_run(index(tmp_path, clock=lambda: now), "hf_live")
     assert "speed: 0.1 steps/s over checkpoint saves checkpoint-2 to checkpoint-4" in tail
     assert "ETA 80s to step 12 (max_steps in checkpoint-4/trainer_state.json)" in tail
+
+
+def _history_of(run):
+    h = run.history
+    return list(h.steps), {k: (list(c.steps), list(c.values)) for k, c in h.columns.items()}
+
+
+@pytest.mark.parametrize("rel", ["lightning/demo/version_0/metrics.csv", "keras/training.log"])
+def test_growing_csv_is_read_incrementally(tmp_path, rel):
+    """A CSV log growing (cut at any byte, mid-line included) is parsed only in its new bytes,
+    and each state equals a fresh read of the same bytes."""
+    from runwise_mcp.sources.lightning_csv import LightningRun
+    from runwise_mcp.sources.metric_logs import MetricLogRun
+
+    blob = (FR / rel).read_bytes()
+    lightning = rel.startswith("lightning")
+    d = tmp_path / ("version_0" if lightning else "k")
+    d.mkdir()
+    target = d / os.path.basename(rel)
+    make = (lambda: LightningRun(str(d), str(tmp_path))) if lightning else \
+        (lambda: MetricLogRun(str(target), str(tmp_path)))
+    target.write_bytes(blob[: blob.index(b"\n") + 1])
+    grow = make()
+    grow.refresh()
+    cut = blob.index(b"\n") + 1
+    step = max(1, len(blob) // 9)
+    while cut < len(blob):
+        cut = min(len(blob), cut + step)
+        target.write_bytes(blob[:cut])
+        grow.keys = {}  # changed (mtime may not tick between writes)
+        grow.refresh()
+        fresh = make()
+        fresh.refresh()
+        assert _history_of(grow) == _history_of(fresh)
+        assert grow._csv.offset == blob[:cut].rfind(b"\n") + 1
+    assert grow._csv.resets == 0 and grow._csv.reads >= 2
+    full = make()
+    full.refresh()
+    assert _history_of(grow) == _history_of(full) and full.history.rows > 0
+
+
+def test_rewritten_csv_is_read_again(tmp_path):
+    """A rewrite with a new header (Lightning, when a key appears) or other bytes before the read
+    position (a file replaced by one of the same size or longer) is read again from the start."""
+    from runwise_mcp.sources.lightning_csv import LightningRun
+
+    d = tmp_path / "version_0"
+    d.mkdir()
+    src = (FR / "lightning/demo/version_0/metrics.csv").read_bytes()
+    head, body = src.split(b"\n", 1)
+    (d / "metrics.csv").write_bytes(src)
+    run = LightningRun(str(d), str(tmp_path))
+    run.refresh()
+    before = _history_of(run)
+    other = (FR / "lightning/demo/version_1/metrics.csv").read_bytes()
+    (d / "metrics.csv").write_bytes(other)
+    run.keys = {}
+    run.refresh()
+    fresh = LightningRun(str(d), str(tmp_path))
+    fresh.refresh()
+    assert _history_of(run) == _history_of(fresh) != before and run._csv.resets == 1

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..confine import stat_file
 from .base import Claim, ReadContext, SegmentInfo, Source, WalkRules
-from .filebase import STEP_KEYS, FilePart, RowBuilder, as_step, coerce, head_bytes, read_bytes, strip_suffix
+from .filebase import STEP_KEYS, CsvTail, FilePart, RowBuilder, as_step, coerce, head_bytes, strip_suffix
 from .jsonl import JsonlReader
 from .jsonl_shapes import ShapeDecoder
 from .lightning_csv import METRICS, LightningSource, csv_rows
@@ -143,6 +143,7 @@ class MetricLogRun(FilePart):
         self.no_exit = f"{'JSONL' if self.kind == 'jsonl' else 'CSV'} logs record no exit status"
         self._reader: JsonlReader | None = None
         self._shapes: ShapeDecoder | None = None
+        self._csv: CsvTail | None = None
         self._rb = RowBuilder()
         self._last_step: int | None = None
 
@@ -182,10 +183,13 @@ class MetricLogRun(FilePart):
                 self._reader.read(self._emit)
             if self._reader.bad_lines:
                 self._notes.append(f"{self._reader.bad_lines:,} line(s) that are not JSON objects skipped")
-        else:
-            self._rb, self._last_step = RowBuilder(), None
-            header, rows = csv_rows(read_bytes(self.path))
-            header = [h.strip() for h in header]
+        else:  # only the lines appended since the last read (the whole file again when rewritten)
+            if self._csv is None:
+                self._csv = CsvTail(self.path)
+            rows, reset = self._csv.read()
+            if reset:
+                self._rb, self._last_step = RowBuilder(), None
+            header = [h.strip() for h in self._csv.header]
             for row in rows:
                 self._emit({k: v for k, v in zip(header, row) if v.strip() != ""})
         self._history = self._rb.h
