@@ -30,16 +30,17 @@ import json
 import re
 from array import array
 from collections.abc import Callable
+from itertools import chain, islice
+from operator import le
 from typing import Any
 
 from .filebase import RowBuilder, as_step, coerce
 
-LOOSE_NUM = rb"(-?[0-9][0-9.eE+-]*|NaN|-?Infinity)"  # checked by BAD and float()/int() (see _convert)
-# number texts the loose pattern takes that json.loads reads differently or rejects (looked for in
-# a column's texts joined by commas, with a comma before and after): a leading zero (01), -0 (the
-# integer 0), an integer part of 19 or more digits; and a dot without a digit after it (1., 1.e5)
-BAD = re.compile(rb",(?:-?0[0-9]|-0,|-?[0-9]{19})")
-BAD_DOT = (b".,", b".e", b".E")
+# the JSON number grammar with an integer part of at most 18 digits (exact as a float, inside 64
+# bits); it also takes -0, the integer zero that float() would read as -0.0: a block holding
+# NEG_ZERO text is matched with the slower NUM, which leaves -0 out
+FAST_NUM = rb"(-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|NaN|-?Infinity)"
+NEG_ZERO = re.compile(rb"-0[,} \t\r]")
 NUM = rb"(-?[1-9][0-9]{0,17}(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|-?0(?:\.[0-9]+)?[eE][-+]?[0-9]+|-?0\.[0-9]+|0" \
       rb"|NaN|-?Infinity)"
 STR = rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
@@ -53,12 +54,12 @@ NUMK, STRK, CONSTK = 0, 1, 2
 
 
 class Template:
-    __slots__ = ("fields", "hits", "keys", "loose", "rx", "step_group")
+    __slots__ = ("fast", "fields", "hits", "keys", "rx", "step_group")
 
-    def __init__(self, rx: re.Pattern, loose: re.Pattern, fields: list[tuple[str, int, Any]],
+    def __init__(self, rx: re.Pattern, fast: re.Pattern, fields: list[tuple[str, int, Any]],
                  step_group: int) -> None:
-        self.rx = rx  # numbers by the JSON grammar
-        self.loose = loose  # any number-like text (taken for a block only when _convert(loose=True) passes)
+        self.rx = rx  # numbers by NUM
+        self.fast = fast  # numbers by FAST_NUM (for blocks without NEG_ZERO text)
         self.fields = fields  # (key, kind, group index or constant), step key excluded
         self.step_group = step_group
         self.keys = {k for k, _, _ in fields}
@@ -108,13 +109,13 @@ def make_template(line: bytes, obj: dict[str, Any], step_key: str) -> Template |
             parts.append(rb"\}\r?$")
             try:
                 rx = re.compile(b"".join(NUM if x is None else x for x in parts), re.M)
-                loose = re.compile(b"".join(LOOSE_NUM if x is None else x for x in parts), re.M)
+                fast = re.compile(b"".join(FAST_NUM if x is None else x for x in parts), re.M)
             except (re.error, OverflowError, RecursionError):
                 return None
             m = rx.match(line)
             if m is None or m.end() != len(line.rstrip(b"\n")):
                 continue
-            tpl = Template(rx, loose, fields, step_group)
+            tpl = Template(rx, fast, fields, step_group)
             if not fields or not _same(_decoded(tpl, m.groups(), step_key), obj):
                 return None
             return tpl
@@ -157,6 +158,7 @@ class ShapeDecoder:
         self.tries = 0
         self.fast_rows = 0
         self.whole = False  # the last block matched the current template on every line
+        self.strict = True  # the block has NEG_ZERO text: templates match numbers by NUM
 
     # ---- learning ------------------------------------------------------------------------------
     def learn(self, line: bytes, obj: dict[str, Any]) -> None:
@@ -170,6 +172,7 @@ class ShapeDecoder:
         self.templates.append(tpl)
         if self.current is None:
             self.current = tpl
+            self.whole = True  # try the whole-block pass on the next block
 
     # ---- decoding ------------------------------------------------------------------------------
     def feed(self, block: bytes) -> None:
@@ -191,21 +194,20 @@ class ShapeDecoder:
                 return
             self.feed(block[cut + 1:])
             return
-        if self.whole and tpl.loose.groups > 1:
-            # the last block was all this shape: one findall pass with the loose number pattern,
-            # taken only when every line matched (a match never spans lines) and every number
-            # text is one json.loads reads as float()/int() do
-            rows = tpl.loose.findall(block)
+        self.strict = NEG_ZERO.search(block) is not None
+        rx = tpl.rx if self.strict else tpl.fast
+        if self.whole and rx.groups > 1:
+            # the last block was all this shape: one findall pass, taken when every line matched
+            # (a match never spans lines)
+            rows = rx.findall(block)
             if len(rows) == block.count(b"\n"):
-                conv = self._convert(tpl, rows, loose=True)
-                if conv is not None:
-                    self._flush(tpl, rows, conv)
-                    return
+                self._flush(tpl, rows)
+                return
         expect = 0
         hits = 0
         batch: list[tuple[bytes, ...]] = []
         append = batch.append
-        for m in tpl.rx.finditer(block):
+        for m in rx.finditer(block):
             start = m.start()
             if start != expect:
                 if batch:
@@ -241,7 +243,7 @@ class ShapeDecoder:
         run: list[tuple[bytes, ...]] = []
         for line in lines:
             for t in others:
-                m = t.rx.match(line)
+                m = (t.rx if self.strict else t.fast).match(line)
                 if m is not None:
                     if pending:
                         self.slow_lines(pending)
@@ -263,31 +265,24 @@ class ShapeDecoder:
         if pending:
             self.slow_lines(pending)
 
-    def _convert(self, tpl: Template, batch: list[tuple[bytes, ...]],
-                 loose: bool = False) -> tuple[array, dict[int, array]] | None:
-        """The steps (int) and number columns (float) of ``batch``; None when one does not convert
-        (or, ``loose``: when a number text is not one that json.loads reads as int()/float() do)."""
-        cols = list(zip(*batch))
-        if loose:
-            for g in [tpl.step_group] + [g for _, kind, g in tpl.fields if kind == NUMK]:
-                joined = b"," + b",".join(cols[g]) + b","
-                if BAD.search(joined) is not None or any(d in joined for d in BAD_DOT):
-                    return None
+    def _convert(self, tpl: Template, batch: list[tuple[bytes, ...]]) -> tuple[array, dict[int, Any]] | None:
+        """The steps (int), the number columns (float) and the text columns of ``batch``; None
+        when a step is not an integer."""
+        k = len(batch[0])
+        flat = list(chain.from_iterable(batch))
         try:
-            steps = array("q", map(int, cols[tpl.step_group]))
-            nums = {g: array("d", map(float, cols[g])) for _, kind, g in tpl.fields if kind == NUMK}
-        except (ValueError, OverflowError):
+            steps = array("q", map(int, flat[tpl.step_group::k]))
+        except ValueError:
             return None
-        return steps, nums
+        return steps, {g: array("d", map(float, flat[g::k])) if kind == NUMK else flat[g::k]
+                       for _, kind, g in tpl.fields if kind != CONSTK}
 
-    def _flush(self, tpl: Template, batch: list[tuple[bytes, ...]],
-               conv: tuple[array, dict[int, array]] | None = None) -> None:
+    def _flush(self, tpl: Template, batch: list[tuple[bytes, ...]]) -> None:
         """Rows of one template into the History, in bulk where the steps allow it."""
-        if conv is None:
-            conv = self._convert(tpl, batch)
-            if conv is None:  # a step written as 12.0, 1e3, NaN: row by row
-                self._rows(tpl, batch)
-                return
+        conv = self._convert(tpl, batch)
+        if conv is None:  # a step written as 12.0, 1e3, NaN: row by row
+            self._rows(tpl, batch)
+            return
         steps, nums = conv
         rb = self.rb
         h = rb.h
@@ -301,11 +296,10 @@ class ShapeDecoder:
                 return
             batch, steps = batch[i:], steps[i:]
             nums = {g: a[i:] for g, a in nums.items()}
-        if len(steps) > 1 and list(steps) != sorted(steps):  # a step going back inside: row by row
+        if len(steps) > 1 and not all(map(le, steps, islice(steps, 1, None))):  # a step going back: row by row
             self._rows(tpl, batch)
             return
         n = len(steps)
-        cols = list(zip(*batch)) if any(kind == STRK for _, kind, _ in tpl.fields) else []
         row0 = len(h.steps)
         h.steps.extend(steps)
         for k, kind, g in tpl.fields:
@@ -313,7 +307,7 @@ class ShapeDecoder:
                 if k in h.columns or h.admit(k):
                     h.column(k).extend(row0, steps, nums[g])
             elif kind == STRK:
-                col = cols[g]
+                col = nums[g]
                 values = {u: coerce(u.decode("ascii")) for u in set(col)}
                 if all(v.__class__ is str for v in values.values()):
                     h.extend_other(k, steps, values[col[-1]], row0)
