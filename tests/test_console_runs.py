@@ -18,12 +18,13 @@ import pytest
 from helpers import REPO
 from mcp import Client
 
+from runwise_mcp import answers
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
 from runwise_mcp.server import build_server
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-from make_console_runs import write_crashed_log  # noqa: E402
+from make_console_runs import write_crashed_log, write_glued_log  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -102,6 +103,22 @@ def test_crashed_job_state_and_values(crashed):
     assert r.state.state == "crashed"
     assert r.state.basis == "traceback: " + truth["crash"]
     assert check_truth(r, truth) == 2 * len(truth["steps"])
+
+
+def test_log_lines_glued_to_tqdm_bars(tmp_path):
+    """Real output of a loop that logs to the stream its tqdm bar draws on: every log line is glued
+    to the bar's last redraw. Every logged value is found, at its logged step."""
+    truth = json.loads(write_glued_log(tmp_path / "glued.log").read_text())
+    raw = (tmp_path / "glued.log").read_text()
+    assert re.search(r"it/s\]\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ - train - INFO - step=5 ", raw)  # glued
+    ix = index_for(tmp_path)
+    (r,) = ix.runs()
+    assert r.id == "glued" and r.source == "console"
+    full = ix.resolve("glued", full=True)
+    assert check_truth(full, truth) == 2 * len(truth["steps"])
+    assert full.last_step == max(int(k) for k in truth["steps"])
+    tail = answers.tail_run(ix, "glued")
+    assert "latest printed @60" in tail or "step 60" in tail
 
 
 def test_state_basis_timestamp_or_mtime(logs_tree):
