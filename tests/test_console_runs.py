@@ -295,3 +295,37 @@ async def test_mixed_listing_and_ranking(tmp_path, crashed):
         assert "pip" not in out and "requirements" not in out and "config_dump" not in out
         out = text(await c.call_tool("best_run", {"metric": "loss", "goal": "min"}))
         assert "loss" in out
+
+
+async def test_every_format_in_one_decoy_tree_lists_and_ranks_together(tmp_path):
+    """W&B, TensorBoard, HF Trainer, Lightning, Keras, JSONL and console runs under one root with
+    the decoys: exactly the real runs are listed, and best_run ranks across the formats by the
+    values each run logged."""
+    make_decoy_tree(tmp_path)
+    fr = REPO / "tests" / "fixtures" / "file_runs"
+    shutil.copytree(fr, tmp_path / "files", ignore=shutil.ignore_patterns("manifest.json"))
+    write_glued_log(tmp_path / "jobs" / "glued.log")
+    (tmp_path / "jobs" / "glued.truth.json").unlink()
+    ix = index_for(tmp_path)
+    got = sorted((r.source, r.id) for r in ix.runs())
+    files = [("hf_trainer", "files/hf/out"), ("lightning", "files/lightning/demo/version_0"),
+             ("lightning", "files/lightning/demo/version_1"), ("metric_log", "files/jsonl/metrics"),
+             ("metric_log", "files/keras/training")]
+    want = sorted([("console", "jobs/slurm-77"), ("console", "nohup"), ("console", "jobs/glued")] + files
+                  + [("tensorboard", i) for i in TB_IDS] + [("wandb", i) for i in WANDB_IDS])
+    assert got == want
+    async with client_for(tmp_path) as c:
+        out = text(await c.call_tool("best_run", {"metric": "loss", "goal": "min", "top": 50}))
+    ranked = [re.match(r"\s*\d+\. (\S+)(?: \(([^)]+)\))? (\S+) @(\d+)", ln) for ln in out.splitlines()
+              if re.match(r"\s*\d+\. ", ln)]
+    assert len(ranked) == 7 and all(ranked), out
+    values = [float(m.group(3)) for m in ranked]
+    assert values == sorted(values)
+    by_id = dict((n, s) for s, n in want)
+    sources = {by_id[m.group(2) or m.group(1)] for m in ranked}
+    assert {"hf_trainer", "metric_log", "console", "wandb"} <= sources, out
+    for m in ranked:  # each shown best is the minimum of the loss the run logged, at its step
+        run = ix.resolve(m.group(2) or m.group(1), full=True)
+        steps, vals = run.history.series("loss")
+        i = min(range(len(vals)), key=lambda j: vals[j])
+        assert math.isclose(float(m.group(3)), vals[i], rel_tol=1e-3) and int(m.group(4)) == steps[i]
