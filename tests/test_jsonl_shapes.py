@@ -113,3 +113,24 @@ def test_growing_file_with_partial_lines_same_as_json_loads(tmp_path):
             r.refresh()
         assert snapshot(fast) == snapshot(slow)
     assert fast.history.rows == 600 and math.isnan(fast.history.columns["val_loss"].values[0])
+
+
+@pytest.mark.parametrize("with_neg_zero", [False, True])
+def test_one_shape_with_every_number_spelling(tmp_path, with_neg_zero):
+    """One shape throughout (the whole-block pass), numbers in every spelling JSON allows,
+    and the ones float() reads differently from json.loads (-0, 19+ digit integers)."""
+    toks = ["-0.0", "0", "1e5", "-1E-5", "2.5e+300", "1e400", "NaN", "Infinity", "-Infinity", "123456789012345678",
+            "1234567890123456789", "-98765432109876543210", "0.5", "-7"] + (["-0"] if with_neg_zero else [])
+    p = tmp_path / "m.jsonl"
+    with open(p, "w") as f:
+        for i in range(20000):
+            f.write(f'{{"step": {i}, "loss": {toks[i % len(toks)]}, "lr": {toks[(i * 7) % len(toks)]}}}\n')
+    fast, slow = read_both(p, tmp_path)
+    assert snapshot(fast) == snapshot(slow)
+    assert fast._shapes.fast_rows > 10000
+    h = fast.history
+    assert math.copysign(1, h.columns["loss"].values[0]) == -1  # -0.0 stays negative zero
+    if with_neg_zero:
+        i = toks.index("-0")
+        assert h.columns["loss"].steps[i] == i and math.copysign(1, h.columns["loss"].values[i]) == 1  # int 0
+    assert "loss" in h.other  # the integers past 64 bits are kept as text-like values, as json.loads gives them

@@ -4,17 +4,20 @@ A training loop writes the same object again and again: the same keys in the sam
 only the numbers changing (``{"step": 12, "loss": 2.31, "lr": 0.0003, "split": "train"}``). The
 first line of a shape is decoded with ``json.loads``; from it a *template* is made: one regex for
 the whole line, with the key texts and separators literal and a group for every number and
-string value. Then a block of lines is matched with that regex in one ``finditer`` pass, the
-groups are turned into columns with ``float``/``int`` over whole columns at once, and the values
-go into the History in bulk (no dict, no item list per row).
+string value. A block of lines (4 MiB) that is all of the current shape is matched with one
+``findall`` (the count of matches equal to the count of lines proves it; a match never spans a
+line); a mixed block with ``finditer``, lines between matches going to the other shapes and to
+``json.loads``. Number groups become columns with ``float``/``int`` over a whole column at once,
+and the values go into the History in bulk (no dict, no item list per row).
 
 Correctness first: the template only matches a line that ``json.loads`` decodes to the same keys,
 in the same order, with the same values:
 
 * numbers are matched by the JSON grammar (``-?(0|[1-9]d*)(.d+)?([eE][-+]?d+)?``, ``NaN``,
-  ``Infinity``, ``-Infinity``). An integer of more than 18 digits (past float's exact range, or
-  past 64 bits, which the History keeps as text) and ``-0`` (an integer zero, not the float -0.0)
-  do not match; nor does anything JSON rejects (``01``, ``1.``);
+  ``Infinity``, ``-Infinity``), so anything JSON rejects (``01``, ``1.``, ``.5``) does not match.
+  An integer of more than 18 digits (past float's exact range, or past 64 bits, which the History
+  keeps as text) does not match; nor does ``-0`` (the integer zero, which float() would read as
+  -0.0): a block with ``-0`` text in it is matched by a slower pattern that leaves it out;
 * strings are matched only when plain printable ASCII (no backslash escape, no control
   character, no non-ASCII byte);
 * ``true``/``false``/``null`` are literal in the template (a line with another one is another shape);
