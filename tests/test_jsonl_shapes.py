@@ -132,5 +132,6 @@ def test_one_shape_with_every_number_spelling(tmp_path, with_neg_zero):
     assert math.copysign(1, h.columns["loss"].values[0]) == -1  # -0.0 stays negative zero
     if with_neg_zero:
         i = toks.index("-0")
-        assert h.columns["loss"].steps[i] == i and math.copysign(1, h.columns["loss"].values[i]) == 1  # int 0
+        loss = dict(zip(h.columns["loss"].steps, h.columns["loss"].values))
+        assert loss[i] == 0 and math.copysign(1, loss[i]) == 1  # the integer 0, not -0.0
     assert "loss" in h.other  # the integers past 64 bits are kept as text-like values, as json.loads gives them
