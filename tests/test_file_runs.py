@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 
@@ -459,3 +460,16 @@ def test_rewritten_csv_is_read_again(tmp_path):
     fresh = LightningRun(str(d), str(tmp_path))
     fresh.refresh()
     assert _history_of(run) == _history_of(fresh) != before and run._csv.resets == 1
+
+
+def test_jsonl_state_from_the_last_timestamp_it_records(tmp_path):
+    """A log whose rows carry epoch seconds is judged by its last one, not by the file's mtime."""
+    t0 = time.time() - 3 * 3600 - 20 * 60
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"step": i, "loss": 1 / (i + 1), "timestamp": t0 + i})
+                                              + "\n" for i in range(10)))
+    ix = index(tmp_path)
+    r = ix.resolve("m", full=True)
+    assert r.state.state == "killed" and r.state.stopped and r.state.clock == "timestamp"
+    assert r.state.basis == "JSONL logs record no exit status; judged from the last timestamp in the log"
+    assert r.state.last_write == t0 + 9
+    assert re.search(r"stopped \(last timestamp 3h\d+m ago; JSONL logs", answers.run_summary(ix, "m"))

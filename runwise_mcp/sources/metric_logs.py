@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 from ..confine import stat_file
+from ..model import KILLED, RUNNING, RunState, sane_time
 from .base import Claim, ReadContext, SegmentInfo, Source, WalkRules
 from .filebase import STEP_KEYS, CsvTail, FilePart, RowBuilder, as_step, coerce, head_bytes, strip_suffix
 from .jsonl import JsonlReader
@@ -37,6 +38,7 @@ JSONL_EXT = (".jsonl", ".ndjson", ".json")
 CSV_EXT = (".csv",)
 KERAS_EXT = (".csv", ".log", ".txt", ".tsv")
 SAMPLE = 8
+TIME_KEYS = ("timestamp", "_timestamp", "time", "wall_time", "walltime", "wallclock")  # epoch seconds
 READ_BLOCK = 4 << 20  # JSON lines are decoded this many bytes at a time (shape templates: jsonl_shapes.py)
 SKIP_NAMES = frozenset({"requirements.txt", "package.json", "package-lock.json", "tsconfig.json",
                         "manifest.json", "config.json", "trainer_state.json"})
@@ -193,6 +195,25 @@ class MetricLogRun(FilePart):
             for row in rows:
                 self._emit({k: v for k, v in zip(header, row) if v.strip() != ""})
         self._history = self._rb.h
+
+    def last_timestamp(self) -> tuple[str, float] | None:
+        """(key, epoch seconds) of the newest time the log itself records (``timestamp``,
+        ``time``, ``wall_time``... holding epoch seconds), or None."""
+        h = self._history
+        for k in TIME_KEYS:
+            col = h.columns.get(k)
+            if col is not None and len(col) and sane_time(col.values[-1]) and col.values[-1] > 1e9:
+                return k, col.values[-1]
+        return None
+
+    def state(self, now: float, stale_after: float) -> RunState:
+        ts = self.last_timestamp()
+        if ts is None:
+            return super().state(now, stale_after)
+        key, t = ts
+        return RunState(RUNNING if now - t <= stale_after else KILLED,
+                        f"{self.no_exit}; judged from the last {key} in the log", None, t, certain=False,
+                        clock="timestamp", stopped=True)
 
     @property
     def info(self) -> SegmentInfo:
