@@ -49,6 +49,8 @@ NUM = rb"(-?[1-9][0-9]{0,17}(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|-?0(?:\.[0-9]+)?[e
 STR = rb'"([\x20\x21\x23-\x5b\x5d-\x7e]*)"'
 MAX_TEMPLATES = 32
 MAX_KEYS = 256
+OTHERS = 4  # templates tried on a line the current one does not match (the most used in the last block)
+SKIP_BLOCKS = 4  # a block less than half matched: this many json.loads-only blocks (doubling, up to 64)
 MAX_TRIES = 256  # lines a template was tried for and could not be made (then: json.loads only)
 _SEPARATORS = ((b", ", b": "), (b",", b":"), (rb"[ \t]*,[ \t]*", rb"[ \t]*:[ \t]*"))
 _LITERAL = {True: b"true", False: b"false", None: b"null"}
@@ -161,6 +163,10 @@ class ShapeDecoder:
         self.tries = 0
         self.fast_rows = 0
         self.whole = False  # the last block matched the current template on every line
+        self.others: list[Template] = []  # the templates tried on lines the current one does not match
+        self.gap_hits = 0
+        self.skip = 0  # blocks to decode with json.loads only (after blocks the shapes did not cover)
+        self.misses = 0
         self.strict = True  # the block has NEG_ZERO text: templates match numbers by NUM
 
     # ---- learning ------------------------------------------------------------------------------
@@ -176,10 +182,16 @@ class ShapeDecoder:
         if self.current is None:
             self.current = tpl
             self.whole = True  # try the whole-block pass on the next block
+        elif len(self.others) < OTHERS:
+            self.others.append(tpl)
 
     # ---- decoding ------------------------------------------------------------------------------
     def feed(self, block: bytes) -> None:
         """Decode ``block`` (complete lines, ending with a newline) in file order."""
+        if self.skip:  # shapes matched too few lines lately: json.loads for a while
+            self.skip -= 1
+            self.slow_lines(block.split(b"\n")[:-1])
+            return
         tpl = self.current
         if tpl is None:  # no shape known yet: a few lines through json.loads, then templates
             cut = -1
@@ -208,6 +220,7 @@ class ShapeDecoder:
                 return
         expect = 0
         hits = 0
+        self.gap_hits = 0
         batch: list[tuple[bytes, ...]] = []
         append = batch.append
         for m in rx.finditer(block):
@@ -226,21 +239,28 @@ class ShapeDecoder:
         if expect < len(block):
             self._gap(block[expect:].split(b"\n")[:-1])
         tpl.hits += hits
-        self.whole = expect == len(block) and hits == block.count(b"\n")
+        lines = block.count(b"\n")
+        self.whole = expect == len(block) and hits == lines
+        if 2 * (hits + self.gap_hits) < lines:  # mostly lines of no (known) shape: back off
+            self.misses += 1
+            self.skip = min(SKIP_BLOCKS << (self.misses - 1), 64)
+        else:
+            self.misses = 0
         self._choose()
 
     def _choose(self) -> None:
         if self.templates:
-            best = max(self.templates, key=lambda t: t.hits)
-            if best.hits:
-                self.current = best
+            ranked = sorted(self.templates, key=lambda t: -t.hits)
+            if ranked[0].hits:
+                self.current = ranked[0]
+            self.others = [t for t in ranked if t is not self.current][:OTHERS]
             for t in self.templates:
                 t.hits = 0
 
     def _gap(self, lines: list[bytes]) -> None:
         """Lines the current template did not match: the other templates, one line at a time,
         else json.loads (runs of lines of one kind are handled together, in file order)."""
-        others = [t for t in self.templates if t is not self.current]
+        others = self.others
         pending: list[bytes] = []
         run_t: Template | None = None
         run: list[tuple[bytes, ...]] = []
@@ -253,20 +273,29 @@ class ShapeDecoder:
                         pending = []
                     if t is not run_t:
                         if run:
-                            self._flush(run_t, run)  # type: ignore[arg-type]
+                            self._run(run_t, run)  # type: ignore[arg-type]
                         run_t, run = t, []
                     run.append(m.groups())
                     t.hits += 1
+                    self.gap_hits += 1
                     break
             else:
                 if run:
-                    self._flush(run_t, run)  # type: ignore[arg-type]
+                    self._run(run_t, run)  # type: ignore[arg-type]
                     run_t, run = None, []
                 pending.append(line)
         if run:
-            self._flush(run_t, run)  # type: ignore[arg-type]
+            self._run(run_t, run)  # type: ignore[arg-type]
         if pending:
             self.slow_lines(pending)
+
+    def _run(self, tpl: Template, batch: list[tuple[bytes, ...]]) -> None:
+        """A run of lines of one template: in bulk, or one row by the row path (cheaper)."""
+        if len(batch) == 1:
+            self._rows(tpl, batch)
+            self.fast_rows += 1
+        else:
+            self._flush(tpl, batch)
 
     def _convert(self, tpl: Template, batch: list[tuple[bytes, ...]]) -> tuple[array, dict[int, Any]] | None:
         """The steps (int), the number columns (float) and the text columns of ``batch``; None
