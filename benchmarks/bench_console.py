@@ -3,6 +3,7 @@
 
     python benchmarks/bench_console.py            # writes the log once to benchmarks/.data/
     python benchmarks/bench_console.py --lines 100000
+    python benchmarks/bench_console.py --list-only 5   # only the standalone listing, 5 fresh processes
 
 The log mixes what a trainer prints: logging-prefixed step lines with a percentage, a validation
 line every 50 lines, tqdm-style redraws joined by \\r, and noise (warnings, config lines). Each
@@ -94,9 +95,23 @@ def child(path: Path, tail: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--list-only", type=int, default=0, metavar="N",
+                    help="only list the log as a standalone run, N times (each in a fresh process)")
     a = ap.parse_args()
     path = make_log(a.lines)
     size = path.stat().st_size
+    if a.list_only:
+        times = []
+        for _ in range(a.list_only):
+            p = subprocess.run([sys.executable, "-c", CHILD_LIST.format(repo=str(REPO)), str(path)],
+                               capture_output=True, text=True, check=True)
+            listed = json.loads(p.stdout)
+            times.append(listed["time"])
+        times.sort()
+        print(f"{a.lines:,}-line log ({size / 2**20:.0f} MiB) listed as a standalone run "
+              f"({', '.join(listed['runs'])}, last step {listed['last_step']:,}): "
+              f"{', '.join(f'{t * 1000:.0f}' for t in times)} ms (median {times[len(times) // 2] * 1000:.0f} ms)")
+        return
     full = child(path, 0)
     tail = child(path, 4 << 20)
     print(f"\n{a.lines:,}-line output.log, {size / 2**20:.0f} MiB\n")

@@ -704,7 +704,7 @@ def build_run(run_id: str, segs: list[RunPart]) -> Run:
             start_time=seg.start_time, log_bytes=seg.log_bytes,
             producer=seg.producer, rows=h.rows,
             first_step=h.first_step, last_step=h.last_step, source=info.source, label=info.label,
-            hints=info.hints,
+            hints=info.hints, progress=info.progress, rate=info.rate,
         ))
         run.notes_read.extend(seg.notes())
     run.start_time = sane_time(next((s.start_time for s in segs if s.start_time), None))  # 1e300: unknown

@@ -61,6 +61,25 @@ class Column:
             self._last_row = row
         self.values.append(value)
 
+    def extend(self, row0: int, steps: array, values: array) -> None:
+        """``append`` of ``values[i]`` at row ``row0 + i``, step ``steps[i]``, for every i (rows
+        ``row0``... are new rows of the history, added together)."""
+        n = len(values)
+        if not n:
+            return
+        if self._steps is None and (self._start_row < 0 or row0 == self._last_row + 1):
+            if self._start_row < 0:
+                self._start_row = row0
+        elif self._steps is not None:
+            self._steps.extend(steps)
+        else:
+            self.append(row0, steps[0], values[0])  # becomes sparse here
+            if n > 1:
+                self.extend(row0 + 1, steps[1:], values[1:])
+            return
+        self._last_row = row0 + n - 1
+        self.values.extend(values)
+
     @property
     def last_row(self) -> int:
         """Index of the history row that holds the last point (-1 when empty)."""
@@ -185,6 +204,19 @@ class History:
         o.last = value
         o.kind = value_kind(value)
         o.last_row = row if row >= 0 else len(self.steps) - 1
+
+    def extend_other(self, name: str, steps: array, last: Any, row0: int) -> None:
+        """``add_other`` at rows ``row0``... (steps ``steps``), the last value ``last``."""
+        o = self.other.get(name)
+        if o is None:
+            if not self.admit(name):
+                return
+            o = self.other[name] = OtherKey(first_step=steps[0])
+        o.count += len(steps)
+        o.last_step = steps[-1]
+        o.last = last
+        o.kind = value_kind(last)
+        o.last_row = row0 + len(steps) - 1
 
     def add_row(self, step: int, items: list[tuple[str, Any]]) -> None:
         """Append one row of (name, value) pairs; numbers go to columns, the rest to ``other``."""
@@ -367,6 +399,8 @@ class Segment:
     source: str = "wandb"  # the format in a word: "wandb", "tensorboard", ...
     label: str = ""  # how the source line names it ("" = the log file's name)
     hints: dict[str, str] = field(default_factory=dict)  # format-specific wording (see sources.base.SegmentInfo)
+    progress: tuple[int, int, str] | None = None  # (done, planned total, basis) where the format records it
+    rate: tuple[float, str] | None = None  # (steps/s, basis) where the format gives a clock (HF checkpoint saves)
 
 
 @dataclass

@@ -18,12 +18,13 @@ import pytest
 from helpers import REPO
 from mcp import Client
 
+from runwise_mcp import answers
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
 from runwise_mcp.server import build_server
 
 sys.path.insert(0, str(REPO / "tests" / "fixtures"))
-from make_console_runs import write_crashed_log  # noqa: E402
+from make_console_runs import write_crashed_log, write_glued_log  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -102,6 +103,22 @@ def test_crashed_job_state_and_values(crashed):
     assert r.state.state == "crashed"
     assert r.state.basis == "traceback: " + truth["crash"]
     assert check_truth(r, truth) == 2 * len(truth["steps"])
+
+
+def test_log_lines_glued_to_tqdm_bars(tmp_path):
+    """Real output of a loop that logs to the stream its tqdm bar draws on: every log line is glued
+    to the bar's last redraw. Every logged value is found, at its logged step."""
+    truth = json.loads(write_glued_log(tmp_path / "glued.log").read_text())
+    raw = (tmp_path / "glued.log").read_text()
+    assert re.search(r"it/s\]\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ - train - INFO - step=5 ", raw)  # glued
+    ix = index_for(tmp_path)
+    (r,) = ix.runs()
+    assert r.id == "glued" and r.source == "console"
+    full = ix.resolve("glued", full=True)
+    assert check_truth(full, truth) == 2 * len(truth["steps"])
+    assert full.last_step == max(int(k) for k in truth["steps"])
+    tail = answers.tail_run(ix, "glued")
+    assert "latest printed @60" in tail or "step 60" in tail
 
 
 def test_state_basis_timestamp_or_mtime(logs_tree):
@@ -278,3 +295,37 @@ async def test_mixed_listing_and_ranking(tmp_path, crashed):
         assert "pip" not in out and "requirements" not in out and "config_dump" not in out
         out = text(await c.call_tool("best_run", {"metric": "loss", "goal": "min"}))
         assert "loss" in out
+
+
+async def test_every_format_in_one_decoy_tree_lists_and_ranks_together(tmp_path):
+    """W&B, TensorBoard, HF Trainer, Lightning, Keras, JSONL and console runs under one root with
+    the decoys: exactly the real runs are listed, and best_run ranks across the formats by the
+    values each run logged."""
+    make_decoy_tree(tmp_path)
+    fr = REPO / "tests" / "fixtures" / "file_runs"
+    shutil.copytree(fr, tmp_path / "files", ignore=shutil.ignore_patterns("manifest.json"))
+    write_glued_log(tmp_path / "jobs" / "glued.log")
+    (tmp_path / "jobs" / "glued.truth.json").unlink()
+    ix = index_for(tmp_path)
+    got = sorted((r.source, r.id) for r in ix.runs())
+    files = [("hf_trainer", "files/hf/out"), ("lightning", "files/lightning/demo/version_0"),
+             ("lightning", "files/lightning/demo/version_1"), ("metric_log", "files/jsonl/metrics"),
+             ("metric_log", "files/keras/training")]
+    want = sorted([("console", "jobs/slurm-77"), ("console", "nohup"), ("console", "jobs/glued")] + files
+                  + [("tensorboard", i) for i in TB_IDS] + [("wandb", i) for i in WANDB_IDS])
+    assert got == want
+    async with client_for(tmp_path) as c:
+        out = text(await c.call_tool("best_run", {"metric": "loss", "goal": "min", "top": 50}))
+    ranked = [re.match(r"\s*\d+\. (\S+)(?: \(([^)]+)\))? (\S+) @(\d+)", ln) for ln in out.splitlines()
+              if re.match(r"\s*\d+\. ", ln)]
+    assert len(ranked) == 7 and all(ranked), out
+    values = [float(m.group(3)) for m in ranked]
+    assert values == sorted(values)
+    by_id = dict((n, s) for s, n in want)
+    sources = {by_id[m.group(2) or m.group(1)] for m in ranked}
+    assert {"hf_trainer", "metric_log", "console", "wandb"} <= sources, out
+    for m in ranked:  # each shown best is the minimum of the loss the run logged, at its step
+        run = ix.resolve(m.group(2) or m.group(1), full=True)
+        steps, vals = run.history.series("loss")
+        i = min(range(len(vals)), key=lambda j: vals[j])
+        assert math.isclose(float(m.group(3)), vals[i], rel_tol=1e-3) and int(m.group(4)) == steps[i]

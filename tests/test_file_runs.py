@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 
@@ -320,3 +321,155 @@ def test_no_machine_paths_in_fixtures():
                 data = fh.read()
             for bad in (b"/tmp/", b"/home/", b"/work/", b"/root/", b"/Users/"):
                 assert bad not in data, (f, bad)
+
+
+def test_sources_include_makes_any_file_a_metric_log_candidate_and_exclude_skips(tmp_path):
+    """[sources] include globs reach the metric-log reader (any file name; JSON lines or CSV),
+    exclude works for every source (a JSONL log, a Lightning version, an HF output dir)."""
+    src = FR / "jsonl" / "metrics.jsonl"
+    (tmp_path / "exp" / "a").mkdir(parents=True)
+    shutil.copy(src, tmp_path / "exp" / "a" / "metrics.txt")  # JSON lines under a name no default takes
+    rows = MAN["jsonl/metrics.jsonl"]["rows"]
+    keys = ["step", "loss", "lr"]
+    (tmp_path / "exp" / "b").mkdir()
+    (tmp_path / "exp" / "b" / "log.dat").write_text(
+        ",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n" for r in rows if "loss" in r))
+    (tmp_path / "exp" / "c").mkdir()
+    shutil.copy(src, tmp_path / "exp" / "c" / "notes.txt")  # included by no glob: not a run
+    shutil.copytree(FR / "lightning", tmp_path / "lightning")
+    shutil.copytree(FR / "hf", tmp_path / "hf")
+    (tmp_path / "scratch").mkdir()
+    shutil.copy(src, tmp_path / "scratch" / "old.jsonl")
+    before = sorted(r.id for r in index(tmp_path).runs())
+    assert "scratch/old" in before and "lightning/demo/version_1" in before and "exp/a/metrics" not in before
+    (tmp_path / "runwise.toml").write_text('[sources]\ninclude = ["exp/a/metrics.txt", "exp/**/*.dat", '
+                                           '"lightning/**/metrics.csv"]\n'
+                                           'exclude = ["scratch/**", "lightning/demo/version_1", "hf"]\n')
+    s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    assert s.config_problems == []
+    ix = RunIndex(s)
+    got = sorted((r.source, r.id) for r in ix.runs())
+    assert got == [("lightning", "lightning/demo/version_0"), ("metric_log", "exp/a/metrics"),
+                   ("metric_log", "exp/b/log")]
+    run = ix.resolve("exp/a/metrics", full=True)
+    assert series(run, "loss") == ([r["step"] for r in rows if "loss" in r], [r["loss"] for r in rows if "loss" in r])
+    run = ix.resolve("exp/b/log", full=True)
+    assert series(run, "lr") == ([r["step"] for r in rows if "loss" in r], [r["lr"] for r in rows if "loss" in r])
+    assert "x axis = step" in answers.run_summary(ix, "exp/b/log")
+
+
+def _hf_in_progress(tmp_path, checkpoints, ages):
+    """An HF output directory as it is while training: the real checkpoint state files only
+    (no final trainer_state.json), each saved ``age`` seconds ago."""
+    out = tmp_path / "hf_live"
+    now = time.time()
+    for c, age in zip(checkpoints, ages):
+        shutil.copytree(FR / "hf" / "out" / c, out / c)
+        os.utime(out / c / "trainer_state.json", (now - age, now - age))
+    return out, now
+
+
+def test_hf_progress_without_rate_in_tail_run(tmp_path):
+    out, now = _hf_in_progress(tmp_path, ["checkpoint-4"], [5])
+    st = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    ix = index(tmp_path, clock=lambda: now)
+    tail = answers.tail_run(ix, "hf_live")
+    gs, ms = st["global_step"], st["max_steps"]
+    assert gs < ms
+    assert f"progress: step {gs:,} of {ms:,} ({100 * gs / ms:.0f}%, max_steps in checkpoint-4/trainer_state.json)" in tail
+    assert "no rate to give an ETA" in tail
+
+
+def test_hf_rate_from_checkpoint_saves_and_eta_in_tail_run(tmp_path):
+    out, now = _hf_in_progress(tmp_path, ["checkpoint-4", "checkpoint-12"], [45, 5])
+    ix = index(tmp_path, clock=lambda: now)
+    tail = answers.tail_run(ix, "hf_live")
+    st = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    rate = (12 - 4) / 40
+    assert f"speed: {rate:.3g} steps/s over checkpoint saves checkpoint-4 to checkpoint-12 (file times)" in tail
+    assert st["global_step"] == st["max_steps"]
+    assert f"total {st['max_steps']:,} (max_steps in checkpoint-12/trainer_state.json) reached" in tail
+    # the ETA: the newest save at step 4 of 12. The fixture has no save before step 4, so the real
+    # checkpoint-4 state is copied in as checkpoint-2 to stand for one (only its name and file time
+    # are used for the rate: 2 steps in 20 s)
+    (out / "checkpoint-12").rename(tmp_path / "gone")
+    shutil.copytree(FR / "hf" / "out" / "checkpoint-4", out / "checkpoint-2")
+    os.utime(out / "checkpoint-2" / "trainer_state.json", (now - 25, now - 25))
+    os.utime(out / "checkpoint-4" / "trainer_state.json", (now - 5, now - 5))
+    tail = answers.tail_run(index(tmp_path, clock=lambda: now), "hf_live")
+    assert "speed: 0.1 steps/s over checkpoint saves checkpoint-2 to checkpoint-4" in tail
+    assert "ETA 80s to step 12 (max_steps in checkpoint-4/trainer_state.json)" in tail
+
+
+def _history_of(run):
+    h = run.history
+    return list(h.steps), {k: (list(c.steps), list(c.values)) for k, c in h.columns.items()}
+
+
+@pytest.mark.parametrize("rel", ["lightning/demo/version_0/metrics.csv", "keras/training.log"])
+def test_growing_csv_is_read_incrementally(tmp_path, rel):
+    """A CSV log growing (cut at any byte, mid-line included) is parsed only in its new bytes,
+    and each state equals a fresh read of the same bytes."""
+    from runwise_mcp.sources.lightning_csv import LightningRun
+    from runwise_mcp.sources.metric_logs import MetricLogRun
+
+    blob = (FR / rel).read_bytes()
+    lightning = rel.startswith("lightning")
+    d = tmp_path / ("version_0" if lightning else "k")
+    d.mkdir()
+    target = d / os.path.basename(rel)
+    make = (lambda: LightningRun(str(d), str(tmp_path))) if lightning else \
+        (lambda: MetricLogRun(str(target), str(tmp_path)))
+    target.write_bytes(blob[: blob.index(b"\n") + 1])
+    grow = make()
+    grow.refresh()
+    cut = blob.index(b"\n") + 1
+    step = max(1, len(blob) // 9)
+    while cut < len(blob):
+        cut = min(len(blob), cut + step)
+        target.write_bytes(blob[:cut])
+        grow.keys = {}  # changed (mtime may not tick between writes)
+        grow.refresh()
+        fresh = make()
+        fresh.refresh()
+        assert _history_of(grow) == _history_of(fresh)
+        assert grow._csv.offset == blob[:cut].rfind(b"\n") + 1
+    assert grow._csv.resets == 0 and grow._csv.reads >= 2
+    full = make()
+    full.refresh()
+    assert _history_of(grow) == _history_of(full) and full.history.rows > 0
+
+
+def test_rewritten_csv_is_read_again(tmp_path):
+    """A rewrite with a new header (Lightning, when a key appears) or other bytes before the read
+    position (a file replaced by one of the same size or longer) is read again from the start."""
+    from runwise_mcp.sources.lightning_csv import LightningRun
+
+    d = tmp_path / "version_0"
+    d.mkdir()
+    src = (FR / "lightning/demo/version_0/metrics.csv").read_bytes()
+    head, body = src.split(b"\n", 1)
+    (d / "metrics.csv").write_bytes(src)
+    run = LightningRun(str(d), str(tmp_path))
+    run.refresh()
+    before = _history_of(run)
+    other = (FR / "lightning/demo/version_1/metrics.csv").read_bytes()
+    (d / "metrics.csv").write_bytes(other)
+    run.keys = {}
+    run.refresh()
+    fresh = LightningRun(str(d), str(tmp_path))
+    fresh.refresh()
+    assert _history_of(run) == _history_of(fresh) != before and run._csv.resets == 1
+
+
+def test_jsonl_state_from_the_last_timestamp_it_records(tmp_path):
+    """A log whose rows carry epoch seconds is judged by its last one, not by the file's mtime."""
+    t0 = time.time() - 3 * 3600 - 20 * 60
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"step": i, "loss": 1 / (i + 1), "timestamp": t0 + i})
+                                              + "\n" for i in range(10)))
+    ix = index(tmp_path)
+    r = ix.resolve("m", full=True)
+    assert r.state.state == "killed" and r.state.stopped and r.state.clock == "timestamp"
+    assert r.state.basis == "JSONL logs record no exit status; judged from the last timestamp in the log"
+    assert r.state.last_write == t0 + 9
+    assert re.search(r"stopped \(last timestamp 3h\d+m ago; JSONL logs", answers.run_summary(ix, "m"))

@@ -177,9 +177,18 @@ def _speed(r: Run, view: ConsoleView) -> str:
                        f"{t.duration(dt)} (a rate needs {MIN_RATE_ROWS} rows over {MIN_RATE_SPAN:g}s or more)")
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
-    if rate is None:
-        return unknown
+    seg = r.segments[-1] if r.segments else None
+    if rate is None and seg is not None and seg.rate:
+        rate, how = seg.rate[0], f"over {t.clean(seg.rate[1])}"
     total, basis = view.total, "progress counter"
+    if not total and seg is not None and seg.progress:
+        total, basis = seg.progress[1], t.clean(seg.progress[2])
+    if rate is None:
+        if seg is not None and seg.progress:
+            done, planned, where = seg.progress
+            return (f"progress: step {done:,} of {planned:,} ({100 * done / planned:.0f}%, {t.clean(where)}); "
+                    f"no rate to give an ETA from (the format records no times; it needs two checkpoint saves)")
+        return unknown
     if not total:
         flat = dict(flatten_config(r.config))
         for k in TOTAL_KEYS:
@@ -191,6 +200,8 @@ def _speed(r: Run, view: ConsoleView) -> str:
                 break
     s = f"speed: {t.num(rate)} steps/s {how}"
     last = r.last_step if r.last_step is not None else view.history.last_step
+    if seg is not None and seg.progress and total == seg.progress[1]:
+        last = max(last if last is not None else 0, seg.progress[0])  # HF: global_step (logs come every N)
     if total and last is not None and last < total and r.state.state == "running":
         s += f"; ETA {t.duration((total - last) / rate)} to step {total:,} ({basis})"
     elif total and r.state.state == "running":

@@ -97,6 +97,10 @@ class SegmentInfo:
     #   config_from: where the config came from; clock: what rates are measured over
     #   (a rate is then only given over at least MIN_RATE_SPAN seconds)
     hints: dict[str, str] = field(default_factory=dict)
+    # where the format records them (HF Trainer): (steps done, planned total, where the total is
+    # from) and (steps per second, what the rate is measured over), for progress and ETA
+    progress: tuple[int, int, str] | None = None
+    rate: tuple[float, str] | None = None
 
 
 class RunPart:

@@ -48,6 +48,23 @@ _ASSERTS = {_sre_constants.ASSERT, _sre_constants.ASSERT_NOT}
 _ATOMIC = getattr(_sre_constants, "ATOMIC_GROUP", object())
 _GROUPREF_EXISTS = _sre_constants.GROUPREF_EXISTS
 
+# the end of a tqdm bar: "[elapsed<remaining, rate]" ("[00:01<00:02, 3.21it/s, loss=0.5]"), or
+# "[elapsed, rate]" without a total; text right after it is another writer's line glued to the
+# bar's last redraw (a logging line to the same stream, HF Trainer's {'loss': ...} dict)
+_TQDM_END = re.compile(r"\[(?:\d+:)?\d\d:\d\d(?:<(?:(?:\d+:)?\d\d:\d\d|\?))?, *(?:[\d.?]+ ?[a-zA-Z]*(?:it|B)/s|"
+                       r"[\d.?]+ ?s/(?:it|[a-zA-Z]*B))[^\]\n]{0,200}\]")
+
+
+def split_glued(seg: str) -> list[str]:
+    """A ``\\r`` segment that is a tqdm bar with another line glued after it, as two segments."""
+    m = None
+    for m in _TQDM_END.finditer(seg):
+        pass
+    if m is None or not seg[m.end():].strip():
+        return [seg]
+    return [seg[: m.end()], seg[m.end():]]
+
+
 NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _NUM = re.compile(NUM)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Z0-9]|\x1b[=>]")
@@ -438,6 +455,8 @@ class ConsoleHistory:
         if "\x1b" in raw:
             raw = _ANSI.sub("", raw)
         segs = raw.split("\r") if "\r" in raw else (raw,)
+        if "it]" in raw or "it/s" in raw or "s/it" in raw:  # a log line glued to a tqdm bar's last redraw
+            segs = [part for seg in segs for part in split_glued(seg)]
         capped = False
         for seg in segs:
             if len(seg) > MAX_PARSE:

@@ -211,3 +211,66 @@ class FilePart(RunPart):
         last = self.last_write
         running = last is not None and now - last <= stale_after
         return RunState(RUNNING if running else KILLED, self.no_exit, None, last, certain=False, stopped=True)
+
+
+class CsvTail:
+    """A CSV file read incrementally: each ``read`` parses only the complete lines appended since
+    the last one. A line still being written is left for the next read. A file that shrank, whose
+    header line changed (Lightning rewrites the whole file with a new header when a key appears)
+    or whose bytes before the read position changed is read again from the start (``reset``)."""
+
+    CHECK = 64  # bytes before the read position compared on every read
+
+    def __init__(self, path: str, limit: int = MAX_FILE) -> None:
+        self.path = path
+        self.limit = limit
+        self.offset = 0  # after the last complete line parsed
+        self.head = b""  # the header line, as bytes
+        self.header: list[str] = []
+        self.tail = b""  # the CHECK bytes before offset
+        self.reads = 0  # reads that parsed new bytes (incremental or whole)
+        self.resets = 0
+
+    def read(self) -> tuple[list[list[str]], bool]:
+        """(new rows, whether the file was read from the start: earlier rows are void)."""
+        from .lightning_csv import csv_rows
+
+        with open_read(self.path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > self.limit:
+                raise OSError(f"{size:,} bytes, over the {self.limit:,}-byte limit for this format")
+            reset = not self.offset or size < self.offset
+            if not reset:
+                f.seek(self.offset - len(self.tail))
+                if f.read(len(self.tail)) != self.tail:
+                    reset = True
+                else:
+                    f.seek(0)
+                    if f.read(len(self.head)) != self.head:
+                        reset = True
+            if reset:
+                if self.offset:
+                    self.resets += 1
+                f.seek(0)
+                data = f.read(size)
+                header, rows = csv_rows(data)
+                cut = data.rfind(b"\n") + 1
+                if not header:
+                    self.offset, self.head, self.header, self.tail = 0, b"", [], b""
+                    return [], True
+                self.head = data[: data.find(b"\n") + 1]
+                self.header = header
+                self.offset = cut
+                self.tail = data[max(0, cut - self.CHECK): cut]
+                self.reads += 1
+                return rows, True
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            return [], False
+        _, rows = csv_rows(b"\n" + data[:cut])  # an empty first line stands for the header
+        self.offset += cut
+        self.tail = (self.tail + data[:cut])[-self.CHECK:]
+        self.reads += 1
+        return rows, False

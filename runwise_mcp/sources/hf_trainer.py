@@ -160,8 +160,27 @@ class HFTrainerRun(FilePart):
             "no_config": "no config.json next to trainer_state.json (training_args.bin is a pickle and is not read)",
             "config_from": "HF Trainer config.json (model) and trainer_state.json (trainer settings)",
         }
+        progress = (self.progress[0], self.progress[1], f"max_steps in {self.state_file or STATE}") \
+            if self.progress else None
         return SegmentInfo("hf_trainer", "hf_trainer", main, label=self.state_file or STATE,
-                           files=[os.path.relpath(p, self.path) for p in self.keys], hints=hints)
+                           files=[os.path.relpath(p, self.path) for p in self.keys], hints=hints,
+                           progress=progress, rate=self.save_rate())
+
+    def save_rate(self) -> tuple[float, str] | None:
+        """Steps per second between the newest checkpoint saves (``checkpoint-N`` is saved at
+        global step N; the time is its trainer_state.json's mtime), or None (fewer than two)."""
+        saves = []
+        for c in self._checkpoints():
+            key = self.keys.get(os.path.join(self.path, c, STATE))
+            if key is not None:
+                saves.append((int(_CKPT.match(c).group(1)), key[1] / 1e9, c))
+        saves = saves[-5:]
+        if len(saves) < 2:
+            return None
+        (n0, t0, c0), (n1, t1, c1) = saves[0], saves[-1]
+        if n1 <= n0 or t1 <= t0:
+            return None
+        return (n1 - n0) / (t1 - t0), f"checkpoint saves {c0} to {c1} (file times)"
 
     @property
     def producer(self) -> str:

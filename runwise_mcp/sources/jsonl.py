@@ -33,6 +33,45 @@ class JsonlReader:
     def read(self, emit: Callable[[dict[str, Any]], None]) -> int:
         """Emit every complete new line that holds a JSON object; return how many."""
         n = 0
+
+        def lines(complete: bytes) -> None:
+            nonlocal n
+            n += self.decode_lines(complete.split(b"\n")[:-1], emit)
+
+        self.read_blocks(lines)
+        return n
+
+    def decode_lines(self, lines: list[bytes], emit: Callable[[dict[str, Any]], None],
+                     seen: Callable[[bytes, dict[str, Any]], None] | None = None) -> int:
+        """``json.loads`` each line and emit the objects (counting what is not one); how many.
+        ``seen(line, obj)`` is told of every object emitted."""
+        n = 0
+        for line in lines:
+            self.lines += 1
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):
+                self.bad_lines += 1
+                continue
+            if not isinstance(obj, dict):
+                self.bad_lines += 1
+                continue
+            try:
+                emit(obj)
+            except (ValueError, OverflowError, TypeError) as e:  # e.g. a _step of 1e300: skip the row
+                self.bad_rows += 1
+                log.warning("%s: row skipped (%s: %s)", self.path, type(e).__name__, e)
+                continue
+            n += 1
+            if seen is not None:
+                seen(line, obj)
+        return n
+
+    def read_blocks(self, handle: Callable[[bytes], None], read_size: int = READ_SIZE) -> None:
+        """Hand every run of new complete lines (bytes ending in a newline, ``read_size`` or so
+        at a time) to ``handle``; a line still being written is left for the next read."""
         with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
             if size < self.offset:  # truncated/replaced: start over (the caller resets state)
@@ -41,11 +80,11 @@ class JsonlReader:
             carry = b""
             pos = self.offset
             while pos < size:
-                block = f.read(min(READ_SIZE, size - pos))
+                block = f.read(min(read_size, size - pos))
                 if not block:
                     break
                 pos += len(block)
-                data = carry + block
+                data = carry + block if carry else block
                 cut = data.rfind(b"\n")
                 if cut < 0:
                     carry = data
@@ -55,24 +94,5 @@ class JsonlReader:
                         carry = b""
                     continue
                 complete, carry = data[: cut + 1], data[cut + 1 :]
-                for line in complete.split(b"\n")[:-1]:
-                    self.lines += 1
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except (ValueError, RecursionError):
-                        self.bad_lines += 1
-                        continue
-                    if not isinstance(obj, dict):
-                        self.bad_lines += 1
-                        continue
-                    try:
-                        emit(obj)
-                    except (ValueError, OverflowError, TypeError) as e:  # e.g. a _step of 1e300: skip the row
-                        self.bad_rows += 1
-                        log.warning("%s: row skipped (%s: %s)", self.path, type(e).__name__, e)
-                        continue
-                    n += 1
+                handle(complete)
                 self.offset += len(complete)
-        return n

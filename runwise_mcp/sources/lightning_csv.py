@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .base import Claim, ReadContext, SegmentInfo, Source
-from .filebase import FilePart, RowBuilder, as_step, coerce, read_bytes, rel_name
+from .filebase import CsvTail, FilePart, RowBuilder, as_step, coerce, read_bytes, rel_name
 from .safeyaml import safe_load
 
 METRICS = "metrics.csv"
@@ -44,6 +44,12 @@ class LightningRun(FilePart):
     source = "lightning"
     no_exit = "CSV logs record no exit status"
 
+    def __init__(self, path: str, root: str) -> None:
+        super().__init__(path, root)
+        self._csv: CsvTail | None = None
+        self._rb = RowBuilder()
+        self._bad = 0
+
     def watched(self) -> list[str]:
         return [os.path.join(self.path, METRICS), os.path.join(self.path, HPARAMS)]
 
@@ -54,21 +60,27 @@ class LightningRun(FilePart):
 
     def parse(self) -> None:
         mpath, hpath = self.watched()
-        rb = RowBuilder()
-        if mpath in self.keys:
-            header, rows = csv_rows(read_bytes(mpath))
+        if mpath in self.keys:  # only the rows appended since the last read, unless the file was rewritten
+            if self._csv is None:
+                self._csv = CsvTail(mpath)
+            rows, reset = self._csv.read()
+            if reset:
+                self._rb, self._bad = RowBuilder(), 0
+            header = self._csv.header
+            rb = self._rb
             if "step" in header:
                 si = header.index("step")
-                bad = 0
                 for row in rows:
                     step = as_step(row[si]) if si < len(row) else None
                     if step is None:
-                        bad += 1
+                        self._bad += 1
                         continue
                     rb.add(step, [(k, coerce(v)) for k, v in zip(header, row) if v != "" and k != "step"])
-                if bad:
-                    self._notes.append(f"{bad:,} row(s) of {METRICS} without a step skipped")
-        self._history = rb.h
+            if self._bad:
+                self._notes.append(f"{self._bad:,} row(s) of {METRICS} without a step skipped")
+        else:
+            self._csv, self._rb, self._bad = None, RowBuilder(), 0
+        self._history = self._rb.h
         cfg: dict[str, Any] = {}
         if hpath in self.keys:
             try:

@@ -27,15 +27,19 @@ import os
 from typing import Any
 
 from ..confine import stat_file
-from .base import Claim, ReadContext, SegmentInfo, Source
-from .filebase import STEP_KEYS, FilePart, RowBuilder, as_step, coerce, head_bytes, read_bytes, strip_suffix
+from ..model import KILLED, RUNNING, RunState, sane_time
+from .base import Claim, ReadContext, SegmentInfo, Source, WalkRules
+from .filebase import STEP_KEYS, CsvTail, FilePart, RowBuilder, as_step, coerce, head_bytes, strip_suffix
 from .jsonl import JsonlReader
-from .lightning_csv import csv_rows
+from .jsonl_shapes import ShapeDecoder
+from .lightning_csv import METRICS, LightningSource, csv_rows
 
 JSONL_EXT = (".jsonl", ".ndjson", ".json")
 CSV_EXT = (".csv",)
 KERAS_EXT = (".csv", ".log", ".txt", ".tsv")
 SAMPLE = 8
+TIME_KEYS = ("timestamp", "_timestamp", "time", "wall_time", "walltime", "wallclock")  # epoch seconds
+READ_BLOCK = 4 << 20  # JSON lines are decoded this many bytes at a time (shape templates: jsonl_shapes.py)
 SKIP_NAMES = frozenset({"requirements.txt", "package.json", "package-lock.json", "tsconfig.json",
                         "manifest.json", "config.json", "trainer_state.json"})
 
@@ -101,11 +105,24 @@ def detect_csv(data: bytes, ext: str) -> tuple[str, bool] | None:
     return key, keras
 
 
-def detect(path: str) -> tuple[str, str, bool] | None:
-    """("jsonl" | "csv", step key, keras) for a metric log file, else None."""
+def detect(path: str, included: bool = False) -> tuple[str, str, bool] | None:
+    """("jsonl" | "csv", step key, keras) for a metric log file, else None. ``included`` (a
+    ``[sources] include`` glob matched the file): any name, read as JSON lines or else as CSV."""
     name = os.path.basename(path)
     ext = os.path.splitext(name)[1].lower()
-    if name.lower() in SKIP_NAMES or ext not in JSONL_EXT + KERAS_EXT:
+    if name.lower() in SKIP_NAMES:
+        return None
+    if included:
+        found = detect(path)
+        if found is not None:
+            return found
+        data = head_bytes(path, 16384)
+        k = detect_jsonl(data, ".jsonl")
+        if k:
+            return "jsonl", k, False
+        d = detect_csv(data, ".csv")
+        return ("csv", d[0], d[1]) if d else None
+    if ext not in JSONL_EXT + KERAS_EXT:
         return None
     data = head_bytes(path, 16384)
     if ext in JSONL_EXT:
@@ -117,15 +134,18 @@ def detect(path: str) -> tuple[str, str, bool] | None:
 
 class MetricLogRun(FilePart):
     source = "metric_log"
+    shapes = True  # JSON lines through shape templates (False: json.loads every line; the tests compare)
 
     def __init__(self, path: str, root: str) -> None:
         super().__init__(path, root)
         self.name = strip_suffix(path, self.name)
-        d = detect(path)
+        d = detect(path) or detect(path, included=True)
         self.kind, self.step_key, self.keras = d if d else ("jsonl" if path.endswith(JSONL_EXT) else "csv", "step",
                                                            False)
         self.no_exit = f"{'JSONL' if self.kind == 'jsonl' else 'CSV'} logs record no exit status"
         self._reader: JsonlReader | None = None
+        self._shapes: ShapeDecoder | None = None
+        self._csv: CsvTail | None = None
         self._rb = RowBuilder()
         self._last_step: int | None = None
 
@@ -144,21 +164,56 @@ class MetricLogRun(FilePart):
         self._last_step = step
         self._rb.add(step, [(k, coerce(v) if v.__class__ is str else v) for k, v in obj.items() if k != sk])
 
+    def _set_last_step(self, step: int) -> None:
+        self._last_step = step
+
+    def _slow(self, lines: list[bytes]) -> None:
+        """Lines no shape template matches: json.loads, the row path, and a template learnt."""
+        assert self._reader is not None and self._shapes is not None
+        self._reader.decode_lines(lines, self._emit, self._shapes.learn)
+
     def parse(self) -> None:
         if self.kind == "jsonl":
             size = self.keys.get(self.path, (0, 0))[0]
             if self._reader is None or size < self._reader.offset:
                 self._reader, self._rb, self._last_step = JsonlReader(self.path), RowBuilder(), None
-            self._reader.read(self._emit)
+                self._shapes = ShapeDecoder(self._rb, self.step_key, self._slow, lambda: self._last_step,
+                                            self._set_last_step)
+            if self.shapes:
+                self._reader.read_blocks(self._shapes.feed, READ_BLOCK)
+            else:
+                self._reader.read(self._emit)
             if self._reader.bad_lines:
                 self._notes.append(f"{self._reader.bad_lines:,} line(s) that are not JSON objects skipped")
-        else:
-            self._rb, self._last_step = RowBuilder(), None
-            header, rows = csv_rows(read_bytes(self.path))
-            header = [h.strip() for h in header]
+        else:  # only the lines appended since the last read (the whole file again when rewritten)
+            if self._csv is None:
+                self._csv = CsvTail(self.path)
+            rows, reset = self._csv.read()
+            if reset:
+                self._rb, self._last_step = RowBuilder(), None
+            header = [h.strip() for h in self._csv.header]
             for row in rows:
                 self._emit({k: v for k, v in zip(header, row) if v.strip() != ""})
         self._history = self._rb.h
+
+    def last_timestamp(self) -> tuple[str, float] | None:
+        """(key, epoch seconds) of the newest time the log itself records (``timestamp``,
+        ``time``, ``wall_time``... holding epoch seconds), or None."""
+        h = self._history
+        for k in TIME_KEYS:
+            col = h.columns.get(k)
+            if col is not None and len(col) and sane_time(col.values[-1]) and col.values[-1] > 1e9:
+                return k, col.values[-1]
+        return None
+
+    def state(self, now: float, stale_after: float) -> RunState:
+        ts = self.last_timestamp()
+        if ts is None:
+            return super().state(now, stale_after)
+        key, t = ts
+        return RunState(RUNNING if now - t <= stale_after else KILLED,
+                        f"{self.no_exit}; judged from the last {key} in the log", None, t, certain=False,
+                        clock="timestamp", stopped=True)
 
     @property
     def info(self) -> SegmentInfo:
@@ -186,30 +241,43 @@ class MetricLogSource(Source):
     describe = "metric log files (*.jsonl / *.csv with a step or epoch column, Keras CSVLogger)"
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[tuple[int, int], bool]] = {}  # path -> ((size, mtime), is a log)
+        self._seen: dict[str, tuple[tuple[int, int, bool], bool]] = {}  # path -> ((size, mtime), is a log)
 
-    def _detect(self, path: str) -> bool:
+    def _detect(self, path: str, included: bool = False) -> bool:
         """``detect`` once per (size, mtime) of a file (a scan runs on every call)."""
         ext = os.path.splitext(path)[1].lower()
-        if ext not in JSONL_EXT + KERAS_EXT:
+        if ext not in JSONL_EXT + KERAS_EXT and not included:
             return False
         try:
             st = stat_file(path)
         except OSError:
             return False
-        key = (st.st_size, st.st_mtime_ns)
+        key = (st.st_size, st.st_mtime_ns, included)
         hit = self._seen.get(path)
         if hit is not None and hit[0] == key:
             return hit[1]
         if len(self._seen) > 100_000:
             self._seen.clear()
-        ok = detect(path) is not None
+        ok = detect(path, included) is not None
         self._seen[path] = (key, ok)
         return ok
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
         found = tuple(n for n in files if self._detect(os.path.join(path, n)))
         return Claim(run=False, descend=True, files=found) if found else None
+
+    def claim_files(self, path: str, files: tuple[str, ...], rules: WalkRules) -> list[str]:
+        """Files a ``[sources] include`` glob names (whatever their name) that read as metric logs."""
+        if not rules.include:
+            return []
+        out = []
+        for name in files:
+            full = os.path.join(path, name)
+            if name == METRICS and LightningSource().claim(path, files, (), None) is not None:
+                continue  # a Lightning run's own metrics.csv
+            if rules.included(full) and not rules.excluded(full) and self._detect(full, included=True):
+                out.append(name)
+        return out
 
     def open(self, path: str, ctx: ReadContext) -> MetricLogRun:
         return MetricLogRun(path, ctx.root)
