@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from mlflow_server import answer, free_port, mlflow_server, tiny_server
 
 from runwise_mcp.sources.mlflow_records import MlflowStoreError

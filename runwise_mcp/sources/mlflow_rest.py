@@ -499,3 +499,16 @@ def _hint(reason: Any) -> str:
     if isinstance(reason, (TimeoutError, socket.timeout)):
         return f"check the host, the port and any firewall, or raise {ENV_TIMEOUT}"
     return "check the URI and that the tracking server is reachable from this machine"
+
+
+def server_stores(settings: Any) -> tuple[list[RestStore], list[str]]:
+    """The configured tracking servers as stores, and one problem sentence per URI that cannot be
+    used (a bad URI or timeout setting)."""
+    stores: list[RestStore] = []
+    problems: list[str] = []
+    for uri in getattr(settings, "mlflow_servers", []):
+        try:
+            stores.append(RestStore(uri, env=getattr(settings, "env", None) or None))
+        except MlflowStoreError as e:
+            problems.append(str(e))
+    return stores, problems
