@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,9 @@ def mlflow_server(workdir: Path, app_name: str | None = None, wait: float = 120.
                 with urllib.request.urlopen(url + "/health", timeout=2) as r:
                     if r.status == 200:
                         break
+            except urllib.error.HTTPError as e:
+                if e.code == 401:  # the basic-auth app guards /health too: it is up
+                    break
             except OSError:
                 pass
             if time.monotonic() > deadline:
