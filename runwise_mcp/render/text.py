@@ -192,6 +192,8 @@ def state(st: RunState, now: float, basis: bool = True) -> str:
     ``basis=False`` leaves out the basis of a format without exit status (a list says it once)."""
     if st.state == CRASHED:
         return f"crashed ({st.basis})"
+    if st.state == KILLED and st.certain:  # a recorded kill (MLflow's KILLED status)
+        return f"killed ({st.basis})"
     if st.state in (RUNNING, KILLED):
         age = duration(now - st.last_write) if st.last_write else "?"
         if st.stopped:  # the format has no exit status: say what we know, no guess

@@ -276,11 +276,31 @@ class DamageNotes:
         return "; ".join(parts) + (f" (at byte {where})" if where else "")
 
 
+class PartStore:
+    """Many run parts behind one path: a database or a store directory that holds many runs
+    (MLflow's ``mlflow.db`` and ``mlruns/``). A source with ``many = True`` returns one from
+    ``open``; the index calls ``parts()`` on every listing and treats each part it returns like
+    a part found on its own (keyed by the part's ``path``, which must be unique and stable).
+    ``parts()`` returns the same part objects for runs it returned before (updating them and
+    bumping their ``version`` when the store changed), so unchanged runs cost nothing."""
+
+    source = ""
+    path = ""
+
+    def parts(self) -> list[RunPart]:
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What the store could not read (a damaged record, a refused file), one sentence each."""
+        return []
+
+
 class Source:
     """A format: discovery and opening. Subclasses are registered in ``sources.SOURCES``."""
 
     name = ""
     describe = ""  # what it looks for, for the no-runs message
+    many = False  # open() returns a PartStore (several runs behind one path), not a RunPart
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Roots) -> Claim | None:
         raise NotImplementedError
@@ -295,7 +315,7 @@ class Source:
         """Whether a directory of this name is worth listing even below the scan depth."""
         return False
 
-    def open(self, path: str, ctx: ReadContext) -> RunPart:
+    def open(self, path: str, ctx: ReadContext) -> RunPart | PartStore:
         raise NotImplementedError
 
 
