@@ -5,12 +5,22 @@ answer hostile JSON."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from helpers import FIXTURES as WANDB
+from helpers import REPO
+from mcp import Client, StdioServerParameters
 from mlflow_server import answer, free_port, mlflow_server, tiny_server
 
+from runwise_mcp import answers
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+from runwise_mcp.server import build_server
 from runwise_mcp.sources.mlflow_records import MlflowStoreError
 from runwise_mcp.sources.mlflow_rest import RestStore
 
@@ -254,3 +264,172 @@ def test_uri_errors_name_no_secret():
     with pytest.raises(MlflowStoreError) as e:
         RestStore("ftp://bob:hunter2@host/x", env={})
     assert "hunter2" not in str(e.value)
+
+
+def test_history_cache_is_bounded():
+    import urllib.parse
+
+    def handle(req):
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(req.path).query)
+        rid = q["run_id"][0]
+        if "runs/get" in req.path:
+            answer(req, 200, {"run": {"info": {"run_id": rid, "experiment_id": "0", "status": "FINISHED",
+                                               "end_time": 5},
+                                      "data": {"metrics": [{"key": "loss", "value": 1, "timestamp": 9, "step": 9}]}}})
+        else:
+            answer(req, 200, {"metrics": [{"key": "loss", "value": s / 10, "timestamp": s, "step": s}
+                                          for s in range(10)]})
+
+    with tiny_server(handle) as url:
+        store = RestStore(url, env={}, cache_points=15)
+        a = store.history("a")
+        n = store.requests
+        assert store.history("a") == a and store.requests == n + 1  # cached: runs/get only
+        store.history("b")  # 20 points > 15: "a" goes
+        n = store.requests
+        assert store.history("b")["loss"] == a["loss"] and store.requests == n + 1  # "b" kept
+        assert store.history("a") == a and store.requests == n + 3  # "a" fetched again
+
+
+# ---- the tracking server's runs through every tool ------------------------------------------------------
+
+AUTH_PASSWORD = "runwise-Admin-9f3x"  # the basic-auth app's bootstrap admin (a throwaway test server)
+
+
+@pytest.fixture(scope="module")
+def scenario(server):
+    """The scenario of the local-store fixtures (tests/fixtures/make_mlflow_runs.py), logged to the
+    server by the real client: the same runs, so the same answers."""
+    sys.path.insert(0, str(REPO / "tests" / "fixtures"))
+    from make_mlflow_runs import scenario as make
+
+    return make(server)
+
+
+def _settings(root: Path, *servers: str, **env: str):
+    return load_settings([str(root)], env={"RUNWISE_CACHE_DIR": "off", **env}, mlflow=list(servers))
+
+
+def test_server_runs_match_what_was_logged(server, scenario, tmp_path):
+    from test_mlflow import expected_series, num, same
+
+    ix = RunIndex(_settings(tmp_path, server))
+    listed = {r.name: r for r in ix.runs() if r.group in ("vision", "nlp")}
+    live = {n: s for n, s in scenario["runs"].items() if not s["deleted"]}
+    assert sorted(listed) == sorted(live)  # the deleted run is left out
+    for name, spec in live.items():
+        r = ix.resolve(spec["run_id"], full=True)
+        assert (r.name, r.source, r.group, r.notes) == (name, "mlflow", spec["experiment"], spec["note"])
+        assert r.segments[-1].path.startswith(server + "/")
+        for key, points in spec["metrics"].items():
+            steps, values = expected_series(points)
+            got_steps, got_values = r.history.series(key)
+            assert list(got_steps) == steps, (name, key)
+            assert len(got_values) == len(values) and all(same(a, b) for a, b in zip(got_values, values)), (name, key)
+            last = max(points, key=lambda p: (p[0], p[1]))
+            assert same(r.summary[key], num(last[2])), (name, key)
+    states = {n: r.state.state for n, r in listed.items()}
+    assert states == {"resnet-baseline": "finished", "resnet-lr-high": "crashed", "resnet-killed": "killed",
+                      "bert-small": "killed"}  # bert-small: RUNNING, no metric for months -> killed?
+
+
+@pytest.mark.anyio
+async def test_every_tool_answers_on_server_runs(server, scenario, tmp_path):
+    from test_mlflow import TOOL_CALLS
+
+    async with Client(build_server(_settings(tmp_path, server)), raise_exceptions=True) as c:
+        tools = await c.list_tools()
+        for tool in tools.tools:  # a configured server makes the read tools reach the network
+            assert tool.annotations.open_world_hint is True, tool.name
+        for tool, args, expect in TOOL_CALLS:
+            res = await c.call_tool(tool, args)
+            body = "\n".join(x.text for x in res.content)
+            assert expect in body, (tool, body)
+            assert res.is_error == (tool == "sync_runs"), (tool, body)
+    assert list(tmp_path.iterdir()) == []  # nothing written into the root
+
+
+@pytest.mark.anyio
+async def test_stdio_server_reads_the_tracking_server(server, scenario, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUNWISE_"))}
+    env.update(PYTHONPATH=str(REPO), RUNWISE_CACHE_DIR="off", MLFLOW_TRACKING_URI=server)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "runwise_mcp", "--root", str(tmp_path)],
+                                   env=env, cwd=str(tmp_path))
+    async with Client(params) as c:
+        listing = "\n".join(x.text for x in (await c.call_tool("list_runs", {"query": "resnet"})).content)
+        assert "resnet-baseline" in listing and "resnet-killed" in listing
+        hist = "\n".join(x.text for x in (await c.call_tool(
+            "get_history", {"run": "vision/resnet-lr-high", "keys": ["train/loss"], "samples": 100})).content)
+        assert "step,train/loss" in hist and "nan" in hist.lower()
+
+
+def test_mixed_roots_and_server_rank_together(server, scenario, tmp_path):
+    shutil.copytree(WANDB / "wandb", tmp_path / "wb" / "wandb", symlinks=True)
+    ix = RunIndex(_settings(tmp_path, server))
+    assert {"mlflow", "wandb"} <= {r.source for r in ix.runs()}
+    best = answers.best_run(ix, "train/loss", top=100)
+    assert "resnet-baseline" in best and "R001-finished" in best
+
+
+def test_an_unreachable_server_leaves_the_other_runs_answering(tmp_path):
+    shutil.copytree(WANDB / "wandb", tmp_path / "wb" / "wandb", symlinks=True)
+    url = f"http://127.0.0.1:{free_port()}"
+    ix = RunIndex(_settings(tmp_path, url, MLFLOW_TRACKING_TOKEN="s3cr3t"))
+    t = time.monotonic()
+    runs = ix.runs()
+    assert runs and {r.source for r in runs} == {"wandb"}
+    assert time.monotonic() - t < 10
+    problems = " ".join(ix.problems())
+    assert f"cannot read {url}: POST {url}/api/2.0/mlflow/experiments/search failed: connection refused" in problems
+    assert "s3cr3t" not in problems
+    listing = answers.list_runs(ix)
+    assert "R001-finished" in listing
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("flask_wtf")  # mlflow[auth]
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-auth"), app_name="basic-auth",
+                       env={"MLFLOW_AUTH_ADMIN_PASSWORD": AUTH_PASSWORD,
+                            "MLFLOW_FLASK_SERVER_SECRET_KEY": "runwise-test-only"}) as url:
+        yield url
+
+
+def test_basic_auth_server_wrong_password_is_a_401_sentence(auth_server):
+    store = RestStore(auth_server, env={"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "wr0ng-pw"},
+                      timeout=60)
+    with pytest.raises(MlflowStoreError) as e:
+        store.runs()
+    msg = str(e.value)
+    assert "401 unauthorized with a user name and password (MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD)" in msg
+    assert auth_server in msg and "wr0ng-pw" not in msg
+    with pytest.raises(MlflowStoreError) as e:
+        RestStore(auth_server, env={}, timeout=60).experiments()
+    assert "no credentials were sent" in str(e.value)
+    with pytest.raises(MlflowStoreError) as e:
+        RestStore(auth_server, env={"MLFLOW_TRACKING_TOKEN": "not-a-token"}, timeout=60).experiments()
+    assert "401 unauthorized with a token (MLFLOW_TRACKING_TOKEN)" in str(e.value)
+
+
+def test_basic_auth_server_right_password_reads(auth_server):
+    from mlflow.tracking import MlflowClient
+
+    env = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": AUTH_PASSWORD}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the real client reads them from the environment
+    try:
+        c = MlflowClient(tracking_uri=auth_server)
+        rid = c.create_run(c.create_experiment("guarded"), run_name="guarded-run").info.run_id
+        c.log_metric(rid, "loss", 0.5, step=3)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    store = RestStore(auth_server, env=env, timeout=60)
+    assert [r.name for r in store.runs()] == ["guarded-run"]
+    assert [(p.step, p.value) for p in store.history(rid)["loss"]] == [(3, 0.5)]
+    as_uri = RestStore(auth_server.replace("//", f"//admin:{AUTH_PASSWORD}@"), env={}, timeout=60)
+    assert as_uri.label == auth_server and [r.run_id for r in as_uri.runs()] == [rid]

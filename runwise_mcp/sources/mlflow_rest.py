@@ -19,6 +19,7 @@ paginated, as an :class:`~runwise_mcp.sources.mlflow_records.MlflowStore`.
 from __future__ import annotations
 
 import base64
+from array import array
 import json
 import math
 import os
@@ -53,6 +54,8 @@ EXPERIMENT_IDS_PER_SEARCH = 100  # experiment ids per runs/search request
 MAX_RESPONSE_BYTES = 64 << 20  # one response; a 25k-point page is about 2 MB
 MAX_PAGES = 2000  # per listing: 50M runs or 50M points of one key at the default page sizes
 MAX_WORKERS = 4  # keys of one run fetched in parallel
+CACHE_POINTS = 8_000_000  # points kept in memory across runs (24 bytes each); least recently used runs go first
+LISTING_TTL = 5.0  # seconds a run listing (and a failed one) is reused before the server is asked again
 
 
 def is_server_uri(uri: str) -> bool:
@@ -104,8 +107,23 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 @dataclass
 class _KeyCache:
+    """One key's points in compact arrays (24 bytes a point)."""
+
     mark: tuple  # (timestamp, step) of the key's latest point when it was fetched
-    points: list[MlflowMetricPoint]
+    steps: array
+    stamps: array
+    values: array
+
+    @classmethod
+    def of(cls, mark: tuple, pts: list[MlflowMetricPoint]) -> _KeyCache:
+        return cls(mark, array("q", (p.step for p in pts)), array("q", (p.timestamp_ms for p in pts)),
+                   array("d", (p.value for p in pts)))
+
+    def points(self) -> list[MlflowMetricPoint]:
+        return [MlflowMetricPoint(s, t, v) for s, t, v in zip(self.steps, self.stamps, self.values)]
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 @dataclass
@@ -120,7 +138,8 @@ class RestStore:
     def __init__(self, uri: str, *, env: Mapping[str, str] | None = None, timeout: float | None = None,
                  history_page: int = HISTORY_PAGE, runs_page: int = RUNS_PAGE,
                  experiments_page: int = EXPERIMENTS_PAGE, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 max_pages: int = MAX_PAGES, workers: int = MAX_WORKERS,
+                 max_pages: int = MAX_PAGES, workers: int = MAX_WORKERS, listing_ttl: float = LISTING_TTL,
+                 cache_points: int = CACHE_POINTS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         env = os.environ if env is None else env
         self.label, creds = split_uri(uri)
@@ -142,6 +161,11 @@ class RestStore:
         self.max_pages = int(max_pages)
         self.workers = max(1, int(workers))
         self._clock = clock
+        self.listing_ttl = float(listing_ttl)
+        self.cache_points = int(cache_points)
+        self._failed: tuple[float, MlflowStoreError] | None = None  # the last listing failure and when
+        self._exps: tuple[float, list[MlflowExperiment]] | None = None  # the last experiments listing and when
+        self.kind = "tracking server"
         self._headers = {"Accept": "application/json", "User-Agent": "runwise-mcp"}
         token = env.get(ENV_TOKEN, "")
         user, password = env.get(ENV_USER, ""), env.get(ENV_PASSWORD, "")
@@ -172,6 +196,11 @@ class RestStore:
     # -- the MlflowStore protocol ------------------------------------------------------------
 
     def experiments(self) -> list[MlflowExperiment]:
+        out = self._guard(self._experiments_now)
+        self._exps = (self._clock(), out)
+        return list(out)
+
+    def _experiments_now(self) -> list[MlflowExperiment]:
         out: list[MlflowExperiment] = []
         for page in self._pages("experiments/search", {"max_results": self.experiments_page}, "experiments"):
             for e in page:
@@ -183,8 +212,32 @@ class RestStore:
                                          "experiments/search")))
         return [e for e in out if e.lifecycle_stage != "deleted"]
 
+    def fingerprint(self) -> int:
+        """Changes every ``listing_ttl`` seconds: the MLflow source lists a server's runs again only
+        then, so the tools of one question do not each ask the server (a local store's fingerprint
+        is its files' state; a server has no cheap equivalent)."""
+        return int(self._clock() // self.listing_ttl) if self.listing_ttl > 0 else id(object())
+
     def runs(self) -> list[MlflowRunRecord]:
-        ids = [e.experiment_id for e in self.experiments()]
+        return self._guard(self._runs_now)
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        failed = self._failed
+        if failed is not None and self._clock() - failed[0] < self.listing_ttl:
+            raise failed[1]  # an unreachable server is not waited for again at once
+        try:
+            out = fn()
+        except MlflowStoreError as e:
+            self._failed = (self._clock(), e)
+            raise
+        self._failed = None
+        return out
+
+    def _runs_now(self) -> list[MlflowRunRecord]:
+        exps = self._exps  # the experiments just listed (the source lists them first), else fresh ones
+        if exps is None or self._clock() - exps[0] >= min(self.listing_ttl, 1.0):
+            exps = (self._clock(), self._experiments_now())
+        ids = [e.experiment_id for e in exps[1]]
         out: list[MlflowRunRecord] = []
         for i in range(0, len(ids), EXPERIMENT_IDS_PER_SEARCH):
             body = {"experiment_ids": ids[i:i + EXPERIMENT_IDS_PER_SEARCH], "max_results": self.runs_page,
@@ -228,8 +281,20 @@ class RestStore:
                 fetched[k] = self._key_history(run_id, k)
         with self._lock:
             for k, pts in fetched.items():
-                cached.keys[k] = _KeyCache(marks[k], pts)
-            return {k: list(cached.keys[k].points) for k in wanted}
+                cached.keys[k] = _KeyCache.of(marks[k], pts)
+            out = {k: fetched[k] if k in fetched else cached.keys[k].points() for k in wanted}
+            self._cache[run_id] = self._cache.pop(run_id, cached)  # most recently used last
+            self._trim(keep=run_id)
+            return out
+
+    def _trim(self, keep: str) -> None:
+        """Drop least recently used runs' cached points beyond ``cache_points`` (never ``keep``'s)."""
+        total = sum(len(kc) for rc in self._cache.values() for kc in rc.keys.values())
+        for rid in list(self._cache):
+            if total <= self.cache_points:
+                return
+            if rid != keep:
+                total -= sum(len(kc) for kc in self._cache.pop(rid).keys.values())
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -508,7 +573,9 @@ def server_stores(settings: Any) -> tuple[list[RestStore], list[str]]:
     problems: list[str] = []
     for uri in getattr(settings, "mlflow_servers", []):
         try:
-            stores.append(RestStore(uri, env=getattr(settings, "env", None) or None))
+            budget = int(getattr(settings, "cache_mb", 0) * (1 << 20) / 24) or CACHE_POINTS
+            stores.append(RestStore(uri, env=getattr(settings, "env", None) or None,
+                                    cache_points=min(CACHE_POINTS, budget)))
         except MlflowStoreError as e:
             problems.append(str(e))
     return stores, problems
