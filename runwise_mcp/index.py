@@ -142,6 +142,7 @@ class RunIndex:
         self._rules = WalkRules()
         # stores named in the settings, not found by walking (MLflow tracking servers): listed with the rest
         self._configured, self._configured_problems = configured_stores(settings)
+        self._configured_said: set[str] = set()
 
     # ---- discovery -----------------------------------------------------------------------------
 
@@ -348,7 +349,9 @@ class RunIndex:
                 parts = store.parts()
             except Exception as e:  # an unreachable server: said, and the other runs are listed
                 why = str(e) if type(e).__name__.endswith("StoreError") else f"{type(e).__name__}: {e}"
-                log.warning("cannot read %s: %s", store.path, why)
+                if why not in self._configured_said:  # said once on stderr; every answer lists it
+                    self._configured_said.add(why)
+                    log.warning("cannot read %s: %s", store.path, why)
                 report.problems.append(f"cannot read {store.path}: {why}")
                 continue
             out += [(p.path, src, "", p) for p in parts]

@@ -31,10 +31,11 @@ def mlflow_command() -> list[str]:
 
 
 @contextmanager
-def mlflow_server(workdir: Path, app_name: str | None = None, wait: float = 120.0,
+def mlflow_server(workdir: Path, app_name: str | None = None, wait: float = 300.0,
                   env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``mlflow server`` on a free localhost port with a SQLite backend in ``workdir``;
-    yield its URL once ``/health`` answers; stop it (and its workers) afterwards."""
+    yield its URL once ``/health`` answers; stop it (and its workers) afterwards. ``wait`` is
+    generous: the server needs about 15 s on 2 idle cores, minutes on a loaded machine."""
     port = free_port()
     db = workdir / "m.db"
     cmd = mlflow_command() + ["server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1",
@@ -43,8 +44,9 @@ def mlflow_server(workdir: Path, app_name: str | None = None, wait: float = 120.
     if app_name:
         cmd += ["--app-name", app_name]
     log = open(workdir / "server.log", "wb")
+    # no job runner (huey consumers): only the tracking API is needed, and it starts sooner
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + wait
