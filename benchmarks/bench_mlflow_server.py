@@ -15,6 +15,7 @@ pages of 25,000 points.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import tempfile
@@ -64,10 +65,12 @@ def main() -> None:
                 for i in range(0, q, 1000):
                     c.log_batch(rid, metrics=[Metric(f"k{k}", math.sin(s), t0 + s, s)
                                               for s in range(i, min(q, i + 1000))])
-            c.set_terminated(rid)
+            with contextlib.redirect_stdout(sys.stderr):  # the client prints "View run ... at" links
+                c.set_terminated(rid)
             logged = time.perf_counter() - t
 
-            rows = [f"server start (first /health 200): {start:.1f} s; logging {n:,} + 4 x {n // 4:,} points "
+            rows = Rows()
+            rows += [f"server start (first /health 200): {start:.1f} s; logging {n:,} + 4 x {n // 4:,} points "
                     f"with log_batch: {logged:.1f} s", "",
                     "| measurement | time | ratio |", "|---|---|---|"]
             theirs, pts = best(lambda: c.get_metric_history(rid, "loss"), args.repeat)
@@ -88,7 +91,19 @@ def main() -> None:
             rows.append(f"| runwise, again, run unchanged (one runs/get, cache hit) | {dt * 1000:.1f} ms | |")
             their_all, _ = best(lambda: [c.get_metric_history(rid, k) for k in ("loss", "k0", "k1", "k2", "k3")], 1)
             rows.append(f"| MlflowClient.get_metric_history, all 5 keys one after another | {their_all:.2f} s | |")
-    print("\n".join(rows))
+
+
+class Rows(list):
+    """Rows printed as they are measured (a long run shows its progress)."""
+
+    def append(self, row: str) -> None:
+        print(row, flush=True)
+        super().append(row)
+
+    def __iadd__(self, rows):  # noqa: ANN001
+        for r in rows:
+            self.append(r)
+        return self
 
 
 if __name__ == "__main__":

@@ -162,6 +162,8 @@ def main() -> None:
             "| `bench_metric_logs.py` | a 200 MB JSONL metric log read as a run, next to `json.loads` |\n"
             "| `bench_tensorboard.py` | the TensorBoard reader and tools on 1,000,000 scalars, next to "
             "TensorBoard's `EventAccumulator` and `cat` |\n"
+            "| `bench_mlflow_server.py` | 100,000 points of an MLflow run over a real tracking server's REST API, "
+            "next to `MlflowClient.get_metric_history` over http |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
             f"Everything below was made by `python benchmarks/run_all.py` on "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}: {platform.system()} {platform.machine()}, "
@@ -179,6 +181,7 @@ def main() -> None:
     parts.append(section("The console parser", "bench_console.py"))
     parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
     parts.append(section("A JSONL metric log read as a run", "bench_metric_logs.py"))
+    parts.append(section("MLflow tracking server: 100,000 points over REST", "bench_mlflow_server.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))
     text = "\n".join(parts).replace(str(REPO) + os.sep, "").replace(str(REPO), ".")  # no machine paths
