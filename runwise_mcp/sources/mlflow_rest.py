@@ -19,7 +19,6 @@ paginated, as an :class:`~runwise_mcp.sources.mlflow_records.MlflowStore`.
 from __future__ import annotations
 
 import base64
-from array import array
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from array import array
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
