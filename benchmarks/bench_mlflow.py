@@ -10,7 +10,7 @@ Data (cached in benchmarks/.data/mlflow/, made with `MlflowClient`, needs `mlflo
     a SQLite store (`mlflow.db`);
   * 1,000 runs (3 params, 3 metrics x 20 steps each, 2 experiments) in another SQLite store.
 Measured, each in a fresh process:
-  * our read of the 100k-point history: `store.history(run_id)` (the reader alone) and a tool
+  * our read of the 100k-point history: `store.history_arrays(run_id)` (the reader alone) and a tool
     call that needs it (`history_stats`, through the index: listing, full read, answer);
   * `MlflowClient(uri).get_metric_history(run_id, key)` on the same store (import and client
     creation not counted; the file store needs MLFLOW_ALLOW_FILE_STORE=true);
@@ -77,7 +77,7 @@ from runwise_mcp.sources.mlflow_sqlite import SqliteStore
 store = FileStore(path, "mlruns") if kind == "file" else SqliteStore(path, "mlflow.db")
 store.runs()
 t = time.perf_counter()
-h = store.history(run_id)
+h = store.history_arrays(run_id)
 read = time.perf_counter() - t
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
@@ -86,7 +86,7 @@ ix = RunIndex(load_settings([str(__import__("os").path.dirname(path))], env={{"R
 t = time.perf_counter()
 out = answers.history_stats(ix, "big")
 tool = time.perf_counter() - t
-print(json.dumps({{"read": read, "points": sum(len(v) for v in h.values()), "tool": tool,
+print(json.dumps({{"read": read, "points": sum(len(v[2]) for v in h.values()), "tool": tool,
                   "answer": out.splitlines()[1]}}))
 """
 

@@ -1,7 +1,8 @@
 """The run index every tool shares: discovery under the roots, identity, grouping of resume
 segments, resolution of a ``run`` argument, and caching. It knows no file format: each
 directory is offered to the registered sources (``sources.SOURCES``), which claim runs and
-read them through the interface in ``sources/base.py``.
+read them through the interface in ``sources/base.py`` (a store of many runs, such as an MLflow
+database, is claimed as one path and lists its run parts itself).
 
 Discovery walks each root to a limited depth, never follows directory symlinks, skips
 ``.git``, ``node_modules``, virtualenvs and our own cache directory (compared by real path: with

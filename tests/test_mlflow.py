@@ -175,7 +175,7 @@ def test_status_mapping_and_the_never_set_status(store_root):
     old = runs["bert-small"].state
     assert old.state == "killed" and not old.certain and "never gets its status set" in old.basis
     listing = answers.list_runs(index(root))
-    assert "bert-small killed? MLflow status RUNNING but no metric since" in listing
+    assert "bert-small killed? MLflow status RUNNING (a crashed MLflow run never gets its status set), nothing written for" in listing
     assert "resnet-killed killed (MLflow status KILLED)" in listing
     last = max(p[1] for ps in live_runs("mlruns")["bert-small"]["metrics"].values() for p in ps) / 1000
     fresh = index(root, clock=lambda: last + 30).runs()  # 30 s after its last metric: still running
@@ -418,6 +418,7 @@ def test_symlinked_mlflow_db_pointing_outside_the_roots_is_refused(tmp_path):
     (root / "mlflow.db").symlink_to(outside)
     ix = index(root)
     assert ix.runs() == []  # nothing from outside the roots
+    assert any("mlflow.db is not read: it leads outside the roots" in p for p in ix.problems()), ix.problems()
     with confine.using(confine.Roots([str(root)])):
         with pytest.raises(MlflowStoreError) as e:
             SqliteStore(str(root / "mlflow.db"), "mlflow.db").runs()
@@ -560,3 +561,36 @@ def test_fixture_holds_no_machine_path():
             data = p.read_bytes()
             for bad in (b"/tmp/", b"/work/", b"/root/", b"/home/"):
                 assert bad not in data, (p, bad)
+
+
+def test_a_database_swapped_between_the_check_and_sqlites_open_is_refused(tmp_path):
+    """The post-open check: the connection must hold the very inode that was opened confined. A
+    connection that opened another file (what a path swapped for a symlink after the check would
+    give SQLite) fails it; one holding the checked file passes."""
+    from runwise_mcp.sources.mlflow_sqlite import _fds
+
+    checked = copy_store("mlflow.db", tmp_path / "root")
+    other = copy_store("mlflow.db", tmp_path / "elsewhere")
+    st = os.stat(checked)
+    before = _fds()
+    con = sqlite3.connect(f"file:{other}?mode=ro", uri=True)
+    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    assert not SqliteStore._holds(before, st, str(checked))
+    con.close()
+    before = _fds()
+    con = sqlite3.connect(f"file:{checked}?mode=ro", uri=True)
+    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    assert SqliteStore._holds(before, st, str(checked))
+    con.close()
+
+
+def test_old_two_field_metric_lines_are_step_zero(tmp_path):
+    """Very old file stores wrote "timestamp value" (no step): read at step 0, the last kept."""
+    store = copy_store("mlruns", tmp_path / "root")
+    rid = live_runs("mlruns")["resnet-killed"]["run_id"]
+    metrics = next(store.glob(f"*/{rid}/metrics"))
+    (metrics / "old").write_text("1767225600000 0.5\n1767225601000 0.25\n")
+    ix = index(tmp_path / "root")
+    r = ix.resolve("resnet-killed", full=True)
+    assert list(r.history.series("old")[0]) == [0] and r.history.series("old")[1][0] == 0.25
+    assert ix.problems() == []

@@ -92,6 +92,11 @@ def test_every_metric_point_matches_the_client(server, logged):
                 assert _same(p.value, m.value), (rid, key, p, m)
                 checked += 1
     assert checked == N_RUNS_A * 10 + LONG + 1 + 3
+    arrays = store.history_arrays(logged["long"])  # the mapping's fast path: the same points as arrays
+    pts = store.history(logged["long"])
+    for key, (steps, stamps, values) in arrays.items():
+        assert list(steps) == [p.step for p in pts[key]] and list(stamps) == [p.timestamp_ms for p in pts[key]]
+        assert all(_same(a, p.value) for a, p in zip(values, pts[key])) and len(values) == len(pts[key])
 
 
 def test_nan_and_infinities_round_trip(server, logged):

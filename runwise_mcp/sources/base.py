@@ -6,7 +6,10 @@ A **source** (one module in this package, registered in ``sources/__init__.py``)
   this format (or holds runs as files), and whether the walk goes on below it;
 * reading: ``open(path, ctx)`` returns a :class:`RunPart`, one unit of a run on disk (a wandb
   run directory, a TensorBoard run directory, ...). Parts with the same ``group_key`` are
-  segments of one run (a resumed wandb run), merged by the index in start order.
+  segments of one run (a resumed wandb run), merged by the index in start order;
+* stores of many runs: a source with ``many = True`` (MLflow's ``mlruns/`` and ``mlflow.db``)
+  returns a :class:`PartStore` from ``open``, whose ``parts()`` lists one RunPart per run; the
+  index treats each like a part found on its own.
 
 A :class:`RunPart` gives identity (id, name, group, tags, notes, start time), a cheap skim for
 run lists, full and keyed reads into the shared ``History`` model, incremental follow of

@@ -54,7 +54,7 @@ _INT = re.compile(r"^[-+]?\d+$")
 _FLOAT = re.compile(r"^[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?$")
 ENV_TAGS = {"mlflow.user": "user", "mlflow.source.name": "program", "mlflow.source.git.commit": "git_commit",
             "mlflow.source.type": "source_type"}
-NO_STATUS = "a crashed MLflow run never gets its status set, so it stays RUNNING"
+NO_STATUS = "a crashed MLflow run never gets its status set"
 
 
 def typed(v: str) -> Any:
@@ -84,37 +84,46 @@ def _column(h: History, name: str, steps: array, values: array) -> None:
     h.columns[name] = col
 
 
-def build_history(points: dict[str, list[MlflowMetricPoint]], start_ms: int | None,
+def as_arrays(points: dict[str, list[MlflowMetricPoint]]) -> dict[str, tuple[array, array, array]]:
+    """Points (a store's ``history``) as (steps, timestamps, values) arrays per key."""
+    return {k: (array("q", (p.step for p in pts)), array("q", (p.timestamp_ms for p in pts)),
+                array("d", (p.value for p in pts))) for k, pts in points.items()}
+
+
+def build_history(cols: dict[str, tuple[array, array, array]], start_ms: int | None,
                   ) -> tuple[History, dict[str, int], dict[str, int]]:
-    """The History of an MLflow run's points (each key in log order: step, then timestamp):
-    returns it with the count of values replaced at a repeated step and of clamped infs, per key."""
+    """The History of an MLflow run: per key (steps, timestamps, values) in log order (step, then
+    timestamp). Returns it with the count of values replaced at a repeated step (the last logged
+    is kept) and of clamped infs (read as ±inf), per key."""
     h = History()
     replaced: dict[str, int] = {}
     clamped: dict[str, int] = {}
     stamp: dict[int, int] = {}  # step -> latest timestamp (ms)
-    for key in sorted(points):
-        pts = points[key]
-        steps, values = array("q"), array("d")
-        dup = inf = 0
-        for p in pts:
-            v = p.value
-            if v == CLAMPED or v == -CLAMPED:
-                inf += 1
-                v = unclamp(v)
-            if steps and steps[-1] == p.step:
-                values[-1] = v
-                dup += 1
-            else:
-                steps.append(p.step)
-                values.append(v)
-            if stamp.get(p.step, -1) < p.timestamp_ms:
-                stamp[p.step] = p.timestamp_ms
-        if dup:
-            replaced[key] = dup
+    for key in sorted(cols):
+        steps, stamps, values = cols[key]
+        if not len(values):
+            continue
+        inf = values.count(CLAMPED) + values.count(-CLAMPED)
         if inf:
+            values = array("d", (unclamp(v) for v in values))
             clamped[key] = inf
-        if len(values):
-            _column(h, key, steps, values)
+        if not all(a < b for a, b in zip(steps, steps[1:])):  # a step logged more than once: keep the last
+            keep = [i for i in range(len(steps) - 1) if steps[i] != steps[i + 1]] + [len(steps) - 1]
+            replaced[key] = len(steps) - len(keep)
+            steps = array("q", (steps[i] for i in keep))
+            top = {}
+            for s, t in zip(cols[key][0], stamps):
+                if top.get(s, -1) < t:
+                    top[s] = t
+            stamps = array("q", (top[s] for s in steps))
+            values = array("d", (values[i] for i in keep))
+        if not stamp:
+            stamp = dict(zip(steps, stamps))
+        else:
+            for s, t in zip(steps, stamps):
+                if stamp.get(s, -1) < t:
+                    stamp[s] = t
+        _column(h, key, array("q", steps), values if values is not cols[key][2] else array("d", values))
     all_steps = sorted(stamp)
     h.steps = array("q", all_steps)
     if all_steps:
@@ -143,6 +152,7 @@ class MlflowRunPart(RunPart):
         self._clamped: dict[str, int] = {}
         self._error = ""
         self._points = 0
+        self._config: tuple[MlflowRunRecord, dict[str, Any]] | None = None
 
     def update(self, record: MlflowRunRecord, experiment: str) -> None:
         if record != self.record or experiment != self.experiment:
@@ -196,7 +206,9 @@ class MlflowRunPart(RunPart):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {k: typed(v) for k, v in sorted(self.record.params.items())}
+        if self._config is None or self._config[0] is not self.record:
+            self._config = (self.record, {k: typed(v) for k, v in sorted(self.record.params.items())})
+        return dict(self._config[1])
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -250,15 +262,17 @@ class MlflowRunPart(RunPart):
     def refresh(self, full: bool = False, skim_above: int = 0,
                 progress: Callable[[int, int], None] | None = None) -> bool:
         if full and (not self._full or self._stale):
+            store = self.owner.store
+            fast = getattr(store, "history_arrays", None)
             try:
-                pts = self.owner.store.history(self.record.run_id)
+                cols = fast(self.record.run_id) if fast is not None else as_arrays(store.history(self.record.run_id))
                 self._error = ""
             except MlflowStoreError as e:
                 self._error = str(e)
-                pts = None
-            if pts is not None:
-                self._history, self._replaced, self._clamped = build_history(pts, self.record.start_time_ms)
-                self._points = sum(len(v) for v in pts.values())
+                cols = None
+            if cols is not None:
+                self._history, self._replaced, self._clamped = build_history(cols, self.record.start_time_ms)
+                self._points = sum(len(c[2]) for c in cols.values())
                 self._full, self._stale = True, False
                 self.version += 1
                 return True
@@ -268,8 +282,27 @@ class MlflowRunPart(RunPart):
         return False
 
     def _skim(self) -> None:
-        latest = {k: [p] for k, p in self.record.latest.items()}
-        self._history, _, self._clamped = build_history(latest, self.record.start_time_ms)
+        """The run list's view: each metric's latest point (a row per distinct step)."""
+        h = History()
+        stamp: dict[int, int] = {}
+        self._clamped = {}
+        for key in sorted(self.record.latest):
+            p = self.record.latest[key]
+            v = p.value
+            if v == CLAMPED or v == -CLAMPED:
+                self._clamped[key] = 1
+                v = unclamp(v)
+            _column(h, key, array("q", (p.step,)), array("d", (v,)))
+            if stamp.get(p.step, -1) < p.timestamp_ms:
+                stamp[p.step] = p.timestamp_ms
+        steps = sorted(stamp)
+        h.steps = array("q", steps)
+        if steps:
+            ts = array("d", (stamp[s] / 1000.0 for s in steps))
+            _column(h, "_timestamp", array("q", steps), ts)
+            t0 = self.record.start_time_ms / 1000.0 if self.record.start_time_ms else ts[0]
+            _column(h, "_runtime", array("q", steps), array("d", (x - t0 for x in ts)))
+        self._history = h
         self._replaced = {}
         self._full, self._stale, self._points = False, False, 0
         self.version += 1
@@ -295,8 +328,7 @@ class MlflowRunPart(RunPart):
         what = "MLflow status SCHEDULED" if status == "SCHEDULED" else "MLflow status RUNNING"
         if last is not None and now - last <= stale_after:
             return RunState(RUNNING, what, None, last, certain=False, clock="metric")
-        return RunState(KILLED, f"{what} but no metric since; {NO_STATUS}", None, last, certain=False,
-                        clock="metric")
+        return RunState(KILLED, f"{what} ({NO_STATUS})", None, last, certain=False, clock="metric")
 
     def problems(self) -> list[str]:
         out = [self._error] if self._error else []
@@ -393,7 +425,9 @@ class MlflowSource(Source):
         if known is not None and known[0] == key:
             return known[1]
         verdict = False
-        if key is not None and is_sqlite(head_bytes(path, 16)):
+        if key is None and os.path.basename(path).lower() == "mlflow.db" and os.path.islink(path):
+            verdict = True  # a refused link named like MLflow's database: listed, so the refusal is said
+        elif key is not None and is_sqlite(head_bytes(path, 16)):
             try:
                 verdict = NEEDED <= SqliteStore(path, os.path.basename(path)).tables()
             except MlflowStoreError:  # damaged: listed (so its error is said) when named like MLflow's

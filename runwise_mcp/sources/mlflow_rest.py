@@ -262,6 +262,14 @@ class RestStore:
     def history(self, run_id: str, keys: list[str] | None = None) -> dict[str, list[MlflowMetricPoint]]:
         """Every point of ``keys`` (all the run's keys when None). The run is looked up fresh
         (one ``runs/get``); keys whose latest point is what was cached are not fetched again."""
+        return {k: kc.points() for k, kc in self._keys(run_id, keys).items()}
+
+    def history_arrays(self, run_id: str, keys: list[str] | None = None) -> dict[str, tuple[array, array, array]]:
+        """``history`` as (steps, timestamps ms, values) arrays per key (copies of the cache)."""
+        return {k: (array("q", kc.steps), array("q", kc.stamps), array("d", kc.values))
+                for k, kc in self._keys(run_id, keys).items()}
+
+    def _keys(self, run_id: str, keys: list[str] | None) -> dict[str, _KeyCache]:
         rec = self.run(run_id)
         wanted = sorted(rec.latest) if keys is None else [k for k in keys if k in rec.latest]
         run_mark = (rec.status, rec.end_time_ms)
@@ -282,7 +290,7 @@ class RestStore:
         with self._lock:
             for k, pts in fetched.items():
                 cached.keys[k] = _KeyCache.of(marks[k], pts)
-            out = {k: fetched[k] if k in fetched else cached.keys[k].points() for k in wanted}
+            out = {k: cached.keys[k] for k in wanted}
             self._cache[run_id] = self._cache.pop(run_id, cached)  # most recently used last
             self._trim(keep=run_id)
             return out
