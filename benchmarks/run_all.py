@@ -180,6 +180,7 @@ def main() -> None:
     from make_many_runs import make
 
     parts.append(best_run_section(make(1000)))
+    parts.append(section("Trend, growth onset, grad-norm spikes and step rate on 1,000,000 points", "bench_analysis.py"))
     parts.append(section("The console parser", "bench_console.py"))
     parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
     parts.append(section("A JSONL metric log read as a run", "bench_metric_logs.py"))

@@ -213,11 +213,13 @@ def sparkline(buckets: list[float]) -> str:
     if not finite:
         return ""
     lo, hi = min(finite), max(finite)
+    # a constant's bucket means differ in the last bits (0.0002 vs 0.00019999999999999383): flat
+    flat = hi - lo <= 1e-9 * max(abs(lo), abs(hi))
     out = []
     for b in buckets:
         if not math.isfinite(b):
             out.append("·")
-        elif hi == lo:
+        elif flat:
             out.append(SPARK[3])
         else:
             out.append(SPARK[min(7, int((b - lo) / (hi - lo) * 8))])
