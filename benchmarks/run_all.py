@@ -164,6 +164,8 @@ def main() -> None:
             "TensorBoard's `EventAccumulator` and `cat` |\n"
             "| `bench_mlflow.py` | the MLflow readers (file store, SQLite) on a 100,000-point run next to "
             "`MlflowClient.get_metric_history`; `list_runs` over 1,000 runs in SQLite |\n"
+            "| `bench_mlflow_server.py` | 100,000 points of an MLflow run over a real tracking server's REST API, "
+            "next to `MlflowClient.get_metric_history` over http |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
             f"Everything below was made by `python benchmarks/run_all.py` on "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}: {platform.system()} {platform.machine()}, "
@@ -183,6 +185,7 @@ def main() -> None:
     parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
     parts.append(section("A JSONL metric log read as a run", "bench_metric_logs.py"))
     parts.append(section("MLflow stores", "bench_mlflow.py"))
+    parts.append(section("MLflow tracking server: 100,000 points over REST", "bench_mlflow_server.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))
     text = "\n".join(parts).replace(str(REPO) + os.sep, "").replace(str(REPO), ".")  # no machine paths

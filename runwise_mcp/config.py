@@ -14,6 +14,7 @@ ENV_MAIN_METRIC = "RUNWISE_MAIN_METRIC"
 ENV_CACHE_MB = "RUNWISE_CACHE_MB"
 ENV_WANDB_CLI = "RUNWISE_WANDB_CLI"  # the wandb command sync_runs(action="upload") runs
 ENV_CACHE_DIR = "RUNWISE_CACHE_DIR"  # where decoded logs are cached; "off" disables the cache
+ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a tracking server, or a file:/sqlite: store
 
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
@@ -45,6 +46,13 @@ class Settings:
     background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary reads in the background
     include: list[str] = field(default_factory=list)  # [sources] include: globs (relative to a root) of extra run files
     exclude: list[str] = field(default_factory=list)  # [sources] exclude: globs of paths the walk skips
+    # MLflow tracking servers (http(s) URIs) from --mlflow, else MLFLOW_TRACKING_URI; read over REST
+    mlflow_servers: list[str] = field(default_factory=list)
+    # local MLflow stores named by file:/sqlite: URIs there (a mlruns/ directory, a .db file): read by
+    # the local MLflow readers; each is added to the roots when no root holds it already
+    mlflow_local: list[str] = field(default_factory=list)
+    mlflow_from: str = ""  # "--mlflow" | ENV_MLFLOW_URI | ""
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # the environment read (MLFLOW_TRACKING_* auth)
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -61,8 +69,9 @@ def _float_env(env: dict[str, str], name: str, default: float) -> float:
 
 
 def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = None,
-                  cwd: str | None = None) -> Settings:
-    """--root wins, else RUNWISE_PROJECT_ROOT (os.pathsep-separated), else the working directory."""
+                  cwd: str | None = None, mlflow: list[str] | None = None) -> Settings:
+    """--root wins, else RUNWISE_PROJECT_ROOT (os.pathsep-separated), else the working directory.
+    --mlflow wins, else MLFLOW_TRACKING_URI."""
     env = dict(os.environ) if env is None else env
     if roots:
         chosen, source = list(roots), "--root"
@@ -88,8 +97,21 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
     console = project.get("console", {})
     patterns = console.get("patterns", []) if isinstance(console, dict) else []
     include, exclude = _source_globs(project.get("sources", {}), config_file, problems)
+    try:
+        servers, local, mlflow_from = mlflow_uris(mlflow, env, cwd or os.getcwd())
+    except ValueError as e:
+        if mlflow:  # given on the command line: an error
+            raise
+        # MLflow's own variable may be set for other tools (databricks, postgresql://...): say so, go on
+        problems.append(f"{e}; MLflow runs are not read")
+        servers, local, mlflow_from = [], [], ""
+    roots_final = list(dict.fromkeys(chosen))
+    for path in local:  # a local store named by URI is read where it is, like a root
+        where = path if os.path.isdir(path) else os.path.dirname(path)
+        if not any(_under(where, r) for r in roots_final):
+            roots_final.append(where)
     return Settings(
-        roots=list(dict.fromkeys(chosen)),
+        roots=roots_final,
         stale_after=_float_env(env, ENV_STALE, DEFAULT_STALE_MINUTES) * 60,
         max_depth=depth,
         main_metrics=[m.strip() for m in env.get(ENV_MAIN_METRIC, "").split(",") if m.strip()],
@@ -103,7 +125,69 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         own_dirs=[user_cache_dir(env)] + ([cache_dir] if cache_dir else []),
         include=include,
         exclude=exclude,
+        mlflow_servers=servers,
+        mlflow_local=local,
+        mlflow_from=mlflow_from,
+        env=env,
     )
+
+
+def _under(path: str, root: str) -> bool:
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def mlflow_uris(given: list[str] | None, env: dict[str, str], cwd: str) -> tuple[list[str], list[str], str]:
+    """``(servers, local paths, where from)``. A tracking URI is ``http(s)://…`` (a server),
+    ``file:…`` or a plain path (a ``mlruns/`` file store), or ``sqlite:///…`` (a SQLite store;
+    three slashes and a relative path, four and an absolute one, as in SQLAlchemy). Anything else
+    (``databricks``, ``postgresql://…``) is an error: runwise cannot read it."""
+    if given:
+        raw, source = [u for u in given if u.strip()], "--mlflow"
+    elif env.get(ENV_MLFLOW_URI, "").strip():
+        raw, source = [env[ENV_MLFLOW_URI]], ENV_MLFLOW_URI
+    else:
+        return [], [], ""
+    servers: list[str] = []
+    local: list[str] = []
+    for uri in raw:
+        u = uri.strip()
+        low = u.lower()
+        if low.startswith(("http://", "https://")):
+            servers.append(u)
+        elif low.startswith("sqlite:"):
+            rest = u[len("sqlite:"):]
+            if not rest.startswith("///") or len(rest) == 3:
+                raise ValueError(f"{source}: {_no_secret(u)!r} is not a SQLite store URI; write sqlite:///relative/m.db "
+                                 f"or sqlite:////absolute/m.db")
+            path = rest[3:].split("?", 1)[0]
+            local.append(os.path.abspath(os.path.join(cwd, os.path.expanduser(path))))
+        elif low.startswith("file:"):
+            from urllib.parse import unquote, urlsplit
+
+            p = urlsplit(u)
+            path = unquote(p.path) if p.netloc in ("", "localhost") else ""
+            if not path:
+                raise ValueError(f"{source}: {_no_secret(u)!r} is not a local file store URI; write file:///abs/mlruns "
+                                 f"or file:./mlruns")
+            local.append(os.path.abspath(os.path.join(cwd, os.path.expanduser(path))))
+        elif low.split(":", 1)[0] in ("databricks", "databricks-uc", "uc"):
+            raise ValueError(f"{source}: {_no_secret(u)!r} is a Databricks workspace, which runwise cannot read; give "
+                             f"an http(s):// tracking server, a file: store (mlruns/) or a sqlite:/// database")
+        elif "://" not in u and ":" not in u.split("/", 1)[0]:  # a plain path, as mlflow accepts
+            local.append(os.path.abspath(os.path.join(cwd, os.path.expanduser(u))))
+        else:
+            raise ValueError(f"{source}: {_no_secret(u)!r} is a store runwise cannot read; give an http(s):// tracking "
+                             f"server, a file: store (mlruns/) or a sqlite:/// database, or unset {ENV_MLFLOW_URI}")
+    return list(dict.fromkeys(servers)), list(dict.fromkeys(local)), source
+
+
+def _no_secret(uri: str) -> str:
+    """A URI for messages, without ``user:password@``."""
+    head, sep, tail = uri.partition("://")
+    if sep and "@" in tail.split("/", 1)[0]:
+        tail = tail.split("@", 1)[1]
+    return (head + sep + tail)[:200]
 
 
 def _source_globs(table: object, config_file: str, problems: list[str]) -> tuple[list[str], list[str]]:

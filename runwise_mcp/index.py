@@ -30,7 +30,7 @@ from .cache import AnswerMemo, LogCache
 from .config import BYTES_PER_POINT, Settings
 from .liveness import Flight, checkpoint
 from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time, unescape
-from .sources import SOURCES
+from .sources import SOURCES, configured_stores
 from .sources.base import PartStore, ReadContext, RunPart, Source, WalkRules, glob_regex
 from .sources.console import compile_patterns, parse_lines
 
@@ -142,6 +142,9 @@ class RunIndex:
         self._include = tuple(glob_regex(g) for g in settings.include)  # [sources] globs
         self._exclude = tuple(glob_regex(g) for g in settings.exclude)
         self._rules = WalkRules()
+        # stores named in the settings, not found by walking (MLflow tracking servers): listed with the rest
+        self._configured, self._configured_problems = configured_stores(settings)
+        self._configured_said: set[str] = set()
 
     # ---- discovery -----------------------------------------------------------------------------
 
@@ -340,6 +343,20 @@ class RunIndex:
                 report.problems.append(f"cannot read {path}: {why}")
                 continue
             out += [(p.path, src, root, p) for p in parts]
+        report.problems.extend(self._configured_problems)
+        for src, store in self._configured:
+            live.add(store.path)
+            self._stores[store.path] = store
+            try:
+                parts = store.parts()
+            except Exception as e:  # an unreachable server: said, and the other runs are listed
+                why = str(e) if type(e).__name__.endswith("StoreError") else f"{type(e).__name__}: {e}"
+                if why not in self._configured_said:  # said once on stderr; every answer lists it
+                    self._configured_said.add(why)
+                    log.warning("cannot read %s: %s", store.path, why)
+                report.problems.append(f"cannot read {store.path}: {why}")
+                continue
+            out += [(p.path, src, "", p) for p in parts]
         for gone in set(self._stores) - live:
             del self._stores[gone]
         return out

@@ -37,6 +37,11 @@ INSTRUCTIONS = (
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                             open_world_hint=False)
 
+# the read tools when an MLflow tracking server is configured (--mlflow / MLFLOW_TRACKING_URI): they
+# list and read its runs over the network, so they are not closed-world any more (docs/mlflow-server.md)
+READ_ONLY_NETWORK = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                    open_world_hint=True)
+
 # sync_runs may write (export) and reach the network (upload) but never deletes or overwrites
 SYNC = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 
@@ -173,6 +178,8 @@ async def _call(ctx: Context, fn: Callable[..., str], *args) -> str:
 
 def build_server(settings: Settings | None = None) -> MCPServer:
     index = RunIndex(settings or load_settings())
+    # every read tool below takes this (shadowing the module's): open-world only with a tracking server
+    READ_ONLY = READ_ONLY_NETWORK if index.settings.mlflow_servers else globals()["READ_ONLY"]  # noqa: N806
     mcp = MCPServer("runwise", version=__version__, instructions=INSTRUCTIONS)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)

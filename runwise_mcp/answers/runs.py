@@ -238,6 +238,7 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     out.extend(f"config: {p}" for p in s.config_problems)
     out.append(f"cache of decoded logs: {s.cache_dir or 'off'}" + (
         f" (logs of {s.cache_min_bytes >> 20} MiB and more)" if s.cache_dir else ""))
+    servers_ok, server_runs = _check_mlflow_servers(s, out)
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
@@ -252,8 +253,40 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     if missing:
         out.append("FAIL: " + "; ".join(map(t.clean, missing)))
         return False, "\n".join(out)
-    if not runs:
+    if not servers_ok:
+        out.append("FAIL: an MLflow tracking server could not be read (see above)")
+        return False, "\n".join(out)
+    if not runs and not server_runs:
         out.append("FAIL: " + ra.no_runs_message(s.roots, []))
         return False, "\n".join(out)
     out.append("OK")
     return True, "\n".join(out)
+
+
+def _check_mlflow_servers(s: Any, out: list[str]) -> tuple[bool, int]:
+    """``--check`` lines for the configured MLflow tracking servers: reachable, with how many
+    experiments and runs, or the error sentence. Returns (all readable, runs on them)."""
+    if not getattr(s, "mlflow_servers", None):
+        return True, 0
+    from ..sources.mlflow_records import MlflowStoreError
+    from ..sources.mlflow_rest import server_stores
+
+    out.append(f"MLflow tracking servers (from {s.mlflow_from}):")
+    stores, problems = server_stores(s)
+    ok = not problems
+    n = 0
+    for p in problems:
+        out.append(f"  {t.clean(p)}")
+    for store in stores:
+        t0 = time.perf_counter()
+        try:
+            exps = store.experiments()
+            recs = store.runs()
+        except MlflowStoreError as e:
+            out.append(f"  {t.clean(str(e))}")
+            ok = False
+            continue
+        n += len(recs)
+        out.append(f"  {t.clean(store.label)}: reachable in {time.perf_counter() - t0:.2f}s, "
+                   f"{t.plural(len(exps), 'experiment')}, {t.plural(len(recs), 'run')}")
+    return ok, n

@@ -9,21 +9,33 @@ and add one line below.
 
 from __future__ import annotations
 
-from .base import Source
+from typing import Any
+
+from .base import PartStore, Source
 from .console_run import ConsoleSource
 from .hf_trainer import HFTrainerSource
 from .lightning_csv import LightningSource
 from .metric_logs import MetricLogSource
-from .mlflow import MlflowSource
+from .mlflow import MlflowSource, mlflow_parts
 from .tensorboard import TensorBoardSource
 from .wandb_dir import WandbSource
 
 SOURCES: tuple[Source, ...] = (
     WandbSource(),  # first: a wandb run directory may hold event files of its own
-    MlflowSource(),  # before TensorBoard: an mlruns/ store may hold event files as artifacts
+    MLFLOW := MlflowSource(),  # before TensorBoard: an mlruns/ store may hold event files as artifacts
     TensorBoardSource(),
     HFTrainerSource(),
     LightningSource(),
     MetricLogSource(),  # files that are runs of their own; other sources still see the directory
     ConsoleSource(),  # claims files (*.log, *.out) in directories no other source owns whole
 )
+
+
+def configured_stores(settings: Any) -> tuple[list[tuple[Source, PartStore]], list[str]]:
+    """Stores named in the settings rather than found under the roots (MLflow tracking servers:
+    ``--mlflow`` / ``MLFLOW_TRACKING_URI``), each with the source that owns its runs; and one
+    sentence per configured store that cannot be used (a malformed URI)."""
+    from .mlflow_rest import server_stores
+
+    stores, problems = server_stores(settings)
+    return [(MLFLOW, mlflow_parts(s)) for s in stores], problems
