@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 import time
@@ -214,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     except answers.UserError as e:
         print(f"runwise: {rt.guard(str(e))}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:  # e.g. `runwise list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except OSError as e:  # e.g. plot -o into a directory that does not exist
         print(f"runwise: {e.strerror or e}: {getattr(e, 'filename', '') or ''}", file=sys.stderr)
         sys.exit(1)
