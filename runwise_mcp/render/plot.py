@@ -61,7 +61,7 @@ def render_png(p) -> bytes:
         if len(keys) == 1:
             ax.set_ylabel(_label(keys[0]))
         ax.grid(True, linewidth=0.3, alpha=0.5)
-        ax.set_title(_label(p.title, 90) + "   (● best, △ spike, dotted line: first NaN)", fontsize=7, loc="left")
+        ax.set_title(_label(p.title, 56) + "   (● best, △ spike, dotted: first NaN)", fontsize=7, loc="left")
         if len(p.curves) > 1:
             ax.legend(fontsize=6, loc="best", frameon=False)
         buf = io.BytesIO()
