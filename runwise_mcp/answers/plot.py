@@ -4,10 +4,9 @@ min, max and first NaN kept); the marks come from every point."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from ..analysis.anomalies import check_nonfinite, check_spikes
+from ..analysis.anomalies import _finite, check_nonfinite, check_spikes
 from ..analysis.sampling import sample_join
 from ..analysis.select import metric_goal
 from ..index import RunIndex
@@ -44,17 +43,15 @@ class Plot:
     title: str
 
 
-def _best(steps, values, goal: str, lo: int | None, hi: int | None) -> tuple[int, float] | None:
+def _best(steps, values, goal: str) -> tuple[int, float] | None:
+    """(step, value) of the lowest (goal min...) or highest finite value; the first on ties."""
     if not goal.startswith(("min", "max")):  # minimize / maximize (define_metric or the name), else unknown
         return None
-    goal = goal[:3]
-    best = None
-    for s, v in zip(steps, values):
-        if (lo is not None and s < lo) or (hi is not None and s > hi) or not math.isfinite(v):
-            continue
-        if best is None or (v < best[1] if goal == "min" else v > best[1]):
-            best = (s, v)
-    return best
+    xs, ys = _finite(steps, values)
+    if not len(ys):
+        return None
+    v = min(ys) if goal.startswith("min") else max(ys)
+    return xs[ys.index(v)], v
 
 
 def plot_data(index: RunIndex, runs: list[str] | str | None = None, keys: list[str] | str | None = None,
@@ -105,7 +102,7 @@ def plot_data(index: RunIndex, runs: list[str] | str | None = None, keys: list[s
             nan = check_nonfinite(k, st, vs)
             c.first_nan = nan.step if nan else None
             c.spikes = [(f.step, f.data["value"]) for f in check_spikes(k, st, vs, th)]
-            c.best = _best(st, vs, goal, None, None)
+            c.best = _best(st, vs, goal)
             curves.append(c)
     if not any(c.points for c in curves):
         raise UserError(f"no point of {', '.join(map(t.clean, chosen_first))} in steps "
