@@ -346,8 +346,9 @@ def _compact_schemas(mcp: MCPServer) -> None:
     """Make input schemas cheaper for every client's prompt without changing what is accepted:
     drop the auto-generated "title" entries (they repeat the names), drop ``"default": null`` and
     the null branch of optional parameters (omitting them is how a client says "none"), and write
-    ``anyOf`` of plain types as one ``type`` list. Arguments are still validated by the full
-    pydantic model, so null stays accepted."""
+    ``anyOf`` of plain types as one ``type``: the array for a list-or-string parameter, else the
+    string (never a ``type`` list, which single-type schema dialects reject). Arguments are still
+    validated by the full pydantic model, so null and the other branch stay accepted."""
     manager = getattr(mcp, "_tool_manager", None)
     for tool in getattr(manager, "_tools", {}).values():
         schema = getattr(tool, "parameters", None)
