@@ -185,8 +185,9 @@ class RunwiseServer(MCPServer):
         return await super().call_tool(name, arguments, context)
 
 
-def build_server(settings: Settings | None = None) -> MCPServer:
-    index = RunIndex(settings or load_settings())
+def build_server(settings: Settings | None = None, index: RunIndex | None = None) -> MCPServer:
+    """The server over ``index`` (default: a new index of ``settings``; tests pass one with a fixed clock)."""
+    index = index or RunIndex(settings or load_settings())
     mcp = RunwiseServer("runwise", version=__version__, instructions=INSTRUCTIONS)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)

@@ -173,9 +173,22 @@ def test_started_by_an_editor_prints_no_note(tmp_path):
 # ---- runwise: the same text as the tools ---------------------------------------------------------------
 
 
+NOW = time.time()  # one clock for the tool and the command: "last write 14m ago" must not tick between them
+
+
+def fixed_index(root=FIXTURES):
+    from runwise_mcp.index import RunIndex
+
+    return RunIndex(load_settings([str(root)], env={}), clock=lambda: NOW)
+
+
+def fixed_client(root=FIXTURES) -> Client:
+    return Client(build_server(index=fixed_index(root)), raise_exceptions=True)
+
+
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     try:
-        human_cli.main(["--root", str(FIXTURES), *argv])
+        human_cli.main(["--root", str(FIXTURES), *argv], index=fixed_index())
         code = 0
     except SystemExit as e:
         code = int(e.code or 0)
@@ -211,7 +224,7 @@ CLI_CASES = [
 
 @pytest.mark.parametrize("argv,tool,args", CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES])
 async def test_cli_prints_what_the_tool_returns(argv, tool, args, capsys):
-    async with client_for(FIXTURES) as c:
+    async with fixed_client() as c:
         res = await c.call_tool(tool, args)
     code, out, err = run_cli(argv, capsys)
     if res.is_error:
@@ -223,7 +236,7 @@ async def test_cli_prints_what_the_tool_returns(argv, tool, args, capsys):
 
 
 async def test_cli_history_csv_is_the_tools_csv(capsys):
-    async with client_for(FIXTURES) as c:
+    async with fixed_client() as c:
         res = await c.call_tool("get_history", {"run": "R001-finished", "keys": ["train/loss"], "samples": 50})
     code, out, _ = run_cli(["history", "R001-finished", "-k", "train/loss", "--samples", "50", "--csv"], capsys)
     assert code == 0
@@ -237,7 +250,7 @@ async def test_cli_export_writes_what_the_tool_writes(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    async with client_for(FIXTURES) as c:
+    async with fixed_client() as c:
         res = await c.call_tool("sync_runs", {"runs": ["R002-crashed"], "action": "export", "dest": str(a)})
     code, out, err = run_cli(["export", "R002-crashed", "--dest", str(b)], capsys)
     assert not res.is_error and code == 0, err
@@ -383,7 +396,7 @@ async def test_plot_errors_are_plain():
 
 
 async def test_cli_plot_writes_the_same_png(tmp_path, capsys):
-    async with client_for(FIXTURES) as c:
+    async with fixed_client() as c:
         res = await c.call_tool("plot_runs", {"runs": ["R002-crashed"], "keys": ["train/loss"], "log_y": True})
     out_file = tmp_path / "loss.png"
     code, out, err = run_cli(["plot", "R002-crashed", "-k", "train/loss", "--log-y", "-o", str(out_file)], capsys)
