@@ -15,8 +15,12 @@ from .config import (
     ENV_MLFLOW_URI,
     ENV_ROOT,
     ENV_STALE,
+    ENV_WANDB_CLI,
     load_settings,
 )
+
+TTY_NOTE = ("runwise-mcp is an MCP server that your editor starts (it talks JSON-RPC on stdin/stdout); "
+            "to see what it can read, run: runwise-mcp --check [--root PATH]; for a terminal, use: runwise --help")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,11 +28,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="runwise-mcp",
         description="MCP server (stdio) that reads ML training runs on this machine: W&B run directories "
                     "of every generation, including offline, killed and running runs.",
-        epilog=f"Environment: {ENV_ROOT} (roots, os.pathsep-separated), {ENV_STALE} (default 10), "
-               f"{ENV_DEPTH} (default 6), {ENV_CACHE_MB} (default 1024), {ENV_MAIN_METRIC} (comma-separated keys), "
-               f"{ENV_CACHE_DIR} (default $XDG_CACHE_HOME/runwise-mcp/logs; off to disable), "
-               f"{ENV_MLFLOW_URI} (an MLflow tracking server or store; with MLFLOW_TRACKING_TOKEN, "
-               f"MLFLOW_TRACKING_USERNAME/PASSWORD, MLFLOW_TRACKING_INSECURE_TLS, RUNWISE_MLFLOW_TIMEOUT).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"""environment variables:
+  {ENV_ROOT}    directories to search (os.pathsep-separated); --root wins
+  {ENV_STALE}   minutes without a write before a run counts as killed (default 10)
+  {ENV_DEPTH}      how deep to search below each root (default 6)
+  {ENV_CACHE_MB}        memory for fully read histories, MB (default 1024)
+  {ENV_CACHE_DIR}       cache of decoded logs (default $XDG_CACHE_HOME/runwise-mcp/logs; off to disable)
+  {ENV_MAIN_METRIC}     comma-separated metric keys list_runs shows, in order of preference
+  {ENV_WANDB_CLI}       the wandb command sync_runs(action="upload") runs (default: wandb on PATH)
+  XDG_CACHE_HOME          base of the cache directory (default ~/.cache)
+  {ENV_MLFLOW_URI}     an MLflow tracking server (http/https) or store (file:, sqlite:); --mlflow wins
+  MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME/PASSWORD, MLFLOW_TRACKING_INSECURE_TLS
+                          credentials and TLS for that server, as MLflow uses them
+  RUNWISE_MLFLOW_TIMEOUT  seconds per request to an MLflow server (default 10)
+
+config files (the first found in the roots, then the working directory):
+  runwise.toml            tables [diagnose] (thresholds), [console] (patterns), [sources] (include/exclude)
+  pyproject.toml          the same settings in a [tool.runwise] table
+
+Started by an editor over stdio; in a terminal use --check, or the `runwise` command.""",
     )
     ap.add_argument("--root", action="append", metavar="PATH",
                     help=f"directory to search for runs (repeatable); default ${ENV_ROOT}, else the working directory")
@@ -59,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         ok, report = check_report(RunIndex(settings))
         print(report)
         sys.exit(0 if ok else 1)
+    if sys.stdin is not None and sys.stdin.isatty():  # started by hand: say what this is, on stderr only
+        print(TTY_NOTE, file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="runwise-mcp %(levelname)s %(name)s: %(message)s")
     for problem in settings.config_problems:  # e.g. RUNWISE_SCAN_DEPTH capped, runwise.toml ignored

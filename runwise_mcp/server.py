@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -15,10 +16,12 @@ import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
 from . import __version__, answers
+from .answers.plot import plot_runs as plot_answer
+from .arguments import problem as argument_problem
 from .config import Settings, load_settings
 from .index import READ_PROGRESS, RunIndex
 from .liveness import CANCEL, Cancelled
@@ -176,11 +179,26 @@ async def _call(ctx: Context, fn: Callable[..., str], *args) -> str:
     return await _in_thread(run)
 
 
-def build_server(settings: Settings | None = None) -> MCPServer:
-    index = RunIndex(settings or load_settings())
+class RunwiseServer(MCPServer):
+    """MCPServer whose tools reject an unknown argument (naming the accepted ones) and answer a
+    rejected value with one plain sentence instead of pydantic's report."""
+
+    async def call_tool(self, name, arguments, context=None):
+        tool = self._tool_manager.get_tool(name)
+        if tool is not None:
+            why = argument_problem(tool.parameters, arguments or {}, tool.fn_metadata.validate_arguments,
+                                   _WHAT)
+            if why:
+                raise ToolError(rt.guard(f"Error executing tool {name}: {why}"))
+        return await super().call_tool(name, arguments, context)
+
+
+def build_server(settings: Settings | None = None, index: RunIndex | None = None) -> MCPServer:
+    """The server over ``index`` (default: a new index of ``settings``; tests pass one with a fixed clock)."""
+    index = index or RunIndex(settings or load_settings())
     # every read tool below takes this (shadowing the module's): open-world only with a tracking server
     READ_ONLY = READ_ONLY_NETWORK if index.settings.mlflow_servers else globals()["READ_ONLY"]  # noqa: N806
-    mcp = MCPServer("runwise", version=__version__, instructions=INSTRUCTIONS)
+    mcp = RunwiseServer("runwise", version=__version__, instructions=INSTRUCTIONS)
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def list_runs(
@@ -308,6 +326,30 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         return await _in_thread(
             lambda: _answer(answers.sync_runs, index, runs, action, dest, in_place, progress, None, format))
 
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    async def plot_runs(
+        ctx: Context,
+        runs: list[str] | str | None = None,
+        keys: KeysArg = None,
+        step_min: int | None = None,
+        step_max: int | None = None,
+        log_y: bool = False,
+    ) -> CallToolResult:
+        """PNG chart of runs' curves (default latest, main metric); marks first NaN, spikes, best point."""
+        check_args(runs=runs, keys=keys, step_min=step_min, step_max=step_max)
+        png: list[bytes] = []
+
+        def work() -> str:
+            image, caption = plot_answer(index, runs, keys, step_min, step_max, log_y)
+            png.append(image)
+            return caption
+
+        caption = await _call(ctx, work)
+        return CallToolResult(content=[
+            TextContent(type="text", text=caption),
+            ImageContent(type="image", data=base64.b64encode(png[0]).decode("ascii"), mime_type="image/png"),
+        ])
+
     _compact_schemas(mcp)
     return mcp
 
@@ -316,8 +358,9 @@ def _compact_schemas(mcp: MCPServer) -> None:
     """Make input schemas cheaper for every client's prompt without changing what is accepted:
     drop the auto-generated "title" entries (they repeat the names), drop ``"default": null`` and
     the null branch of optional parameters (omitting them is how a client says "none"), and write
-    ``anyOf`` of plain types as one ``type`` list. Arguments are still validated by the full
-    pydantic model, so null stays accepted."""
+    ``anyOf`` of plain types as one ``type``: the array for a list-or-string parameter, else the
+    string (never a ``type`` list, which single-type schema dialects reject). Arguments are still
+    validated by the full pydantic model, so null and the other branch stay accepted."""
     manager = getattr(mcp, "_tool_manager", None)
     for tool in getattr(manager, "_tools", {}).values():
         schema = getattr(tool, "parameters", None)
@@ -344,7 +387,10 @@ def _compact_prop(prop: dict) -> None:
     if len(items) > 1:
         return
     del prop["anyOf"]
+    # one type per parameter: clients that map schemas onto a single-type dialect (Gemini function
+    # declarations) reject type lists. A list-or-string parameter is declared as the list; its
+    # comma-separated string form stays accepted (the pydantic model validates, not the schema).
     types = [b["type"] for b in branches]
-    prop["type"] = types[0] if len(types) == 1 else types
-    if items:
+    prop["type"] = "array" if "array" in types else "string" if "string" in types else types[0]
+    if items and prop["type"] == "array":
         prop["items"] = items[0]

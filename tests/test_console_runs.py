@@ -183,7 +183,7 @@ async def test_every_tool_on_console_runs(crashed, logs_tree):
         assert "loss" in out
         out = text(await c.call_tool("compare_runs", {"runs": ["logs/logging", "logs/tqdm"], "keys": "loss"}))
         assert "logs/logging" in out and "logs/tqdm" in out
-        out = text(await c.call_tool("aggregate_runs", {"runs": ["logs/logging", "logs/tqdm"], "metric": "loss"}))
+        out = text(await c.call_tool("aggregate_runs", {"runs": ["logs/logging", "logs/tqdm"], "keys": "loss"}))
         assert "loss" in out
         out = text(await c.call_tool("sync_runs", {"runs": ["slurm-1234"]}))
         assert "W&B" in out or "wandb" in out

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 SNAPSHOT = REPO / "tests" / "snapshots" / "tools_list.json"
 TOOLS = ["list_runs", "list_keys", "get_config", "run_summary", "get_history", "history_stats", "best_run",
-         "compare_runs", "aggregate_runs", "diagnose_run", "tail_run", "sync_runs"]
+         "compare_runs", "aggregate_runs", "diagnose_run", "tail_run", "sync_runs", "plot_runs"]
 
 
 def client_for(*roots) -> Client:
@@ -61,7 +61,7 @@ async def test_tools_list_token_budget():
     sizes = {t.name: len(enc.encode(json.dumps({"name": t.name, "description": t.description,
                                                 "inputSchema": t.input_schema}))) for t in tools}
     assert sum(sizes[n] for n in TOOLS[:3]) < 400, sizes
-    assert sum(sizes.values()) <= 1500, sizes
+    assert sum(sizes.values()) <= 1600, sizes  # 13 tools with plot_runs (issue 17)
     # what the arguments that need words mean is said in the schema itself (issue 16 item 14)
     props = {t.name: t.input_schema["properties"] for t in tools}
     query = props["list_runs"]["query"]["description"]
@@ -219,7 +219,7 @@ async def test_tools_never_write_into_runs(tmp_path):
         for tool in TOOLS:
             for run in ("latest", "R001", "L097", "R005"):
                 args = {"best_run": {"metric": "train/loss"}, "list_runs": {}, "aggregate_runs": {"runs": [run, "R002"]},
-                        "sync_runs": {"runs": [run]},
+                        "sync_runs": {"runs": [run]}, "plot_runs": {"runs": [run]},
                         "compare_runs": {"runs": [run, "R002@50"]}}.get(tool, {"run": run})
                 res = await c.call_tool(tool, args)
                 assert not res.is_error, (tool, args, text(res))
