@@ -25,14 +25,14 @@ import yaml
 
 from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
-from ..model import History, RunState, judge_state
+from ..model import KILLED, RUNNING, History, RunState, judge_state
 from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
-from .wandb_log import WandbLog, flatten, skim
+from .wandb_log import WandbLog, flatten, max_time, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
@@ -766,19 +766,46 @@ class RunDir(RunPart):
                     v = str(w.get("cli_version") or "")
         return f"wandb {v}" if v else "wandb <0.10"
 
+    @property
+    def last_event(self) -> float | None:
+        """The newest time written inside the run's records: the last rows' ``_timestamp``,
+        system-stats and console record times (None when they hold none)."""
+        if self.log is not None:
+            times = [log.last_event for log in {id(x): x for x in (self.log, self._tail_log)}.values()]
+        else:
+            times = [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[:1]]
+            times += [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[1:]]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+    def _clocked(self, st: RunState, now: float, stale_after: float) -> RunState:
+        """``st`` (judged from file times) judged again from the log's own clock: a copied or
+        checked-out run gets fresh file times, but the times inside its records stay those of
+        the training machine. A record time after the newest file write (another machine's
+        clock ahead, or a hostile value) counts as that write."""
+        if st.state not in (RUNNING, KILLED):
+            return st
+        event = self.last_event
+        if event is None:
+            return st
+        last = min(event, st.last_write) if st.last_write else event
+        return RunState(RUNNING if now - last <= stale_after else KILLED, st.basis, None, last,
+                        certain=False, clock="log record")
+
     def state(self, now: float, stale_after: float) -> RunState:
         if self.log is not None:
             log = self.log
             empty = log.reader.header_ok is None or (log.reader.header_ok and log.records == 0)
-            return judge_state(log.has_exit, log.exit_code, self.last_write, now, stale_after,
-                               empty=bool(empty), source="no exit record")
+            return self._clocked(judge_state(log.has_exit, log.exit_code, self.last_write, now, stale_after,
+                                             empty=bool(empty), source="no exit record"), now, stale_after)
         meta = self.meta
         code = meta.get("exitcode")
         if isinstance(code, int) and not isinstance(code, bool):
             st = judge_state(True, code, self.last_write, now, stale_after)
             st.basis += " (wandb-metadata.json)"
             return st
-        return judge_state(False, None, self.last_write, now, stale_after, source="no exit code in wandb-metadata.json")
+        return self._clocked(judge_state(False, None, self.last_write, now, stale_after,
+                                         source="no exit code in wandb-metadata.json"), now, stale_after)
 
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
