@@ -124,6 +124,7 @@ class RunIndex:
         self._segments: dict[str, RunPart] = {}  # path -> run part
         self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
         self._groups: dict[str, list[RunPart]] = {}  # run id -> its parts
+        self._copies: dict[str, list[tuple[str, str]]] = {}  # run id -> copies left out (see split_copies)
         self._used: dict[str, int] = {}  # run id -> last use, for the cache budget
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
@@ -300,6 +301,8 @@ class RunIndex:
             fresh: dict[str, tuple[tuple, Run]] = {}
             by_id: dict[str, list[RunPart]] = {}
             for segs in groups.values():
+                segs, copies = split_copies(segs)
+                self._copies[segs[0].run_id] = copies
                 run = self._build(segs)
                 self._apply_state(run, segs, now)  # depends on the clock: judged on every call
                 fresh[run.id] = (self._key(segs), run)
@@ -338,8 +341,11 @@ class RunIndex:
         segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
         cached = self._runs.get(segs[0].run_id)
         if cached is not None and cached[0] == self._key(segs):
-            return cached[1]
-        return build_run(segs[0].run_id, segs)
+            run = cached[1]
+        else:
+            run = build_run(segs[0].run_id, segs)
+        run.copies = self._copies.get(run.id, [])
+        return run
 
     def _apply_state(self, run: Run, segs: list[RunPart], now: float) -> None:
         stale = self.settings.stale_after
@@ -502,6 +508,7 @@ class RunIndex:
             keyed = memo[1]  # the same keyed read as last time: nothing new on disk
         else:
             keyed = build_run(run.id, [seg.keyed_view() if seg.sampled else seg for seg in segs])
+            keyed.copies = self._copies.get(run.id, [])
             keyed.keys_read = frozenset(k for seg in segs if seg.sampled for k in seg.keyed_names) or want
             self._keyed_runs[run.id] = (state, keyed)
             # a keyed read holds little: check the budget (a walk over every directory) only
@@ -645,6 +652,49 @@ class RunIndex:
                 for p in self._segments[path].problems():
                     out.append(f"{os.path.basename(path)}: {p}")
         return out
+
+
+def _copy_key(seg: RunPart) -> tuple:
+    """What makes two run parts of one run id copies of one segment rather than segments of a
+    resumed run: the same start time (each resume starts anew), or without one, the same
+    content (log size, rows, last step)."""
+    start = sane_time(seg.start_time)
+    if start is not None:
+        return ("start", round(start, 3))
+    h = seg.history
+    return ("content", seg.log_bytes, h.rows, h.last_step)
+
+
+def split_copies(segs: list[RunPart]) -> tuple[list[RunPart], list[tuple[str, str]]]:
+    """The parts of one run id without copies of one another (copies of a run directory made
+    with cp, rsync or a second checkout are one segment, not a resume), and the copies left
+    out: (path, "" when identical to the part kept, else how it differs). Of copies, the most
+    complete one (largest log, most rows) is read, then the first by path."""
+    if len(segs) < 2:
+        return segs, []
+    buckets: dict[tuple, list[RunPart]] = {}
+    for seg in segs:
+        buckets.setdefault(_copy_key(seg), []).append(seg)
+    if len(buckets) == len(segs):
+        return segs, []
+    kept: list[RunPart] = []
+    copies: list[tuple[str, str]] = []
+    for bucket in buckets.values():
+        bucket.sort(key=lambda s: (-s.log_bytes, -s.history.rows, s.path))
+        keep = bucket[0]
+        kept.append(keep)
+        for other in bucket[1:]:
+            same = (other.log_bytes, other.history.rows, other.history.last_step) == \
+                   (keep.log_bytes, keep.history.rows, keep.history.last_step)
+            if same:
+                copies.append((other.path, ""))
+            else:
+                h = other.history
+                to = f" to step {h.last_step:,}" if h.last_step is not None else ""
+                copies.append((other.path, f"an older or partial copy: {h.rows:,} rows{to}, "
+                                           f"{other.log_bytes:,} bytes of log; not read"))
+    copies.sort()
+    return kept, copies
 
 
 def build_run(run_id: str, segs: list[RunPart]) -> Run:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, leet_last_time
+from helpers import EXAMPLES, FIXTURES, leet_last_time
 from mcp import Client
 
 from runwise_mcp.config import load_settings
@@ -67,3 +67,64 @@ async def test_a_copied_run_without_times_in_its_log_falls_back_to_file_times(tm
     async with client_for(tmp_path) as c:
         listing = text(await c.call_tool("list_runs", {}))
     assert "killed? " in listing and "nothing written for 2h" in listing, listing
+
+
+# ---- item 1: copies are not resumes --------------------------------------------------------------
+
+
+def copy_fixtures(dst: Path) -> Path:
+    shutil.copytree(FIXTURES / "wandb", dst / "wandb", symlinks=True)
+    return dst / "wandb"
+
+
+async def test_identical_copies_are_listed_once_with_where_they_are(tmp_path):
+    """Two copies of the fixture runs (cp -r into two folders) and a third copy of the first
+    segment of the real resumed run: every run is listed once, the resumed run still has its 2
+    genuine segments (different start times), and the copies are named."""
+    root = tmp_path / "root"
+    a, b = copy_fixtures(root / "a"), copy_fixtures(root / "b")
+    seg1 = sorted(a.glob("offline-run-*-resume-me-1"))[0]
+    shutil.copytree(seg1, root / "c" / "wandb" / seg1.name, symlinks=True)
+    alone = tmp_path / "alone"
+    copy_fixtures(alone)
+    async with client_for(alone) as c:
+        single = text(await c.call_tool("list_runs", {"limit": 50}))
+    async with client_for(root) as c:
+        listing = text(await c.call_tool("list_runs", {"limit": 50}))
+        resumed = text(await c.call_tool("run_summary", {"run": "R005-resumed"}))
+        finished = text(await c.call_tool("run_summary", {"run": "R001-finished"}))
+        history = text(await c.call_tool("get_history", {"run": "R005-resumed", "keys": ["train/loss"],
+                                                          "samples": 500}))
+    names = [ln.split(" ", 1)[0] for ln in listing.splitlines() if ln.startswith(("R00", "L0"))]
+    assert sorted(names) == sorted(ln.split(" ", 1)[0] for ln in single.splitlines() if ln.startswith(("R00", "L0")))
+    assert len(names) == len(set(names))
+    r5 = next(ln for ln in listing.splitlines() if ln.startswith("R005-resumed "))
+    assert "2 segments (resumed)" in r5 and "3 copies elsewhere" in r5
+    r1 = next(ln for ln in listing.splitlines() if ln.startswith("R001-finished "))
+    assert "1 copy elsewhere" in r1 and "segments" not in r1
+    assert "2 segments (resumed)" in resumed and "identical copies (listed once, read from " in resumed
+    for d in (b / seg1.name, root / "c" / "wandb" / seg1.name):
+        assert str(d) in resumed
+    assert f"read from {a}/offline-run-" in finished and str(next(b.glob("offline-run-*-vtt9wpqc"))) in finished
+    async with client_for(alone) as c:
+        alone_history = text(await c.call_tool("get_history", {"run": "R005-resumed", "keys": ["train/loss"],
+                                                                "samples": 500}))
+    assert history.split("\nsource:")[0] == alone_history.split("\nsource:")[0]  # the same rows as one copy
+
+
+async def test_a_partial_copy_is_not_a_resume(tmp_path):
+    """A copy taken while the run was still writing (its log cut at half) has the run's start
+    time: it is the same segment, older. The complete copy is read; the partial one is named as
+    such, not merged as a resume."""
+    copy_fixtures(tmp_path / "a")
+    b = copy_fixtures(tmp_path / "b")
+    (log,) = next(b.glob("offline-run-*-vtt9wpqc")).glob("run-*.wandb")
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) // 2])
+    async with client_for(tmp_path) as c:
+        listing = text(await c.call_tool("list_runs", {"limit": 50}))
+        summary = text(await c.call_tool("run_summary", {"run": "R001-finished"}))
+    r1 = next(ln for ln in listing.splitlines() if ln.startswith("R001-finished "))
+    assert r1.startswith("R001-finished finished") and "1 copy elsewhere" in r1 and "segments" not in r1
+    assert "| step 400 |" in r1
+    assert f"{log.parent} (an older or partial copy: " in summary and "bytes of log; not read)" in summary

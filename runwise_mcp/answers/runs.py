@@ -224,6 +224,8 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
         out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
                    f"{segs}, {t.clean(r.segments[-1].producer) if r.segments else ''}, "
                    f"{t.clean(r.segments[-1].path) if r.segments else ''}")
+        if r.copies:
+            out.append(f"    {ra.copies_line(r)}")
     problems = index.problems()
     if problems:
         out.append("could not read:")

@@ -39,6 +39,21 @@ def _common(values: list[str]) -> str:
     return values[0] if len(values) > 1 and values[0] and all(v == values[0] for v in values) else ""
 
 
+def copies_word(r: Run) -> str:
+    """'1 copy', '3 copies' of a run found in other directories (run_summary says where)."""
+    n = len(r.copies)
+    return f"{n:,} {'copy' if n == 1 else 'copies'} elsewhere"
+
+
+def copies_line(r: Run) -> str:
+    """Where the copies of a run are: 'copies (listed once, read from <path>): <path>; ...'."""
+    shown = [t.clean(p) + (f" ({t.clean(why)})" if why else "") for p, why in r.copies[:5]]
+    more = f"; … {len(r.copies) - 5:,} more" if len(r.copies) > 5 else ""
+    kept = " + ".join(t.clean(s.path) for s in r.segments)
+    same = "identical " if not any(why for _, why in r.copies) else ""
+    return f"{same}copies (listed once, read from {kept}): " + "; ".join(shown) + more
+
+
 def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = True, group: bool = True,
              tags: bool = True, source: bool = False, basis: bool = True) -> str:
     """One run. The flags leave out what the list's header already says for every line (the
@@ -50,6 +65,8 @@ def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = Tru
         parts.append(r.source)
     if len(r.segments) > 1:
         parts.append(f"{len(r.segments)} segments (resumed)")
+    if r.copies:
+        parts.append(copies_word(r))
     when = t.when(r.start_time, now)
     parts.append(when if date or not r.start_time else when.rsplit(" ", 1)[-1])
     if r.sample_note:  # a skim that found no (last) row: say so, not "no history yet"
