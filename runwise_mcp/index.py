@@ -645,13 +645,15 @@ class RunIndex:
             self._views[run.id] = (key, view)
         return view
 
-    def problems(self) -> list[str]:
+    def problems(self, full_paths: bool = False) -> list[str]:
+        """What could not be read, each once: scan problems, then each run part's, named by its
+        directory's name (``full_paths``: its path, as --check prints them)."""
         out = list(self.last_scan.problems)
         with self._lock:
             for path in sorted(self._segments):
                 for p in self._segments[path].problems():
-                    out.append(f"{os.path.basename(path)}: {p}")
-        return out
+                    out.append(f"{path if full_paths else os.path.basename(path)}: {p}")
+        return list(dict.fromkeys(out))
 
 
 def _copy_key(seg: RunPart) -> tuple:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, FIXTURES, leet_last_time
+from helpers import EXAMPLES, FIXTURES, leet_last_time, leet_records, log_file, run_dir
 from mcp import Client
 
 from runwise_mcp.config import load_settings
@@ -128,3 +130,54 @@ async def test_a_partial_copy_is_not_a_resume(tmp_path):
     assert r1.startswith("R001-finished finished") and "1 copy elsewhere" in r1 and "segments" not in r1
     assert "| step 400 |" in r1
     assert f"{log.parent} (an older or partial copy: " in summary and "bytes of log; not read)" in summary
+
+
+# ---- item 10: --check ------------------------------------------------------------------------------
+
+
+def check(*roots: Path) -> str:
+    args = [sys.executable, "-m", "runwise_mcp", "--check", "--no-cache"]
+    for r in roots:
+        args += ["--root", str(r)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_check_counts_rows_of_a_skimmed_log_exactly(tmp_path):
+    """R001's log (0.4 MiB) is over the 256 KiB skim threshold: --check printed the skim's 356
+    sampled rows; it now counts every row (as many history records as wandb's own reader sees)."""
+    shutil.copytree(run_dir("finished"), tmp_path / "wandb" / run_dir("finished").name, symlinks=True)
+    assert log_file("finished").stat().st_size > 256 << 10
+    rows = sum(r.get("type") == "history" for r in leet_records(log_file("finished")))
+    out = check(tmp_path)
+    assert f"R001-finished (vtt9wpqc): finished, {rows} rows, wandb 0.31.0" in out, out
+
+
+def test_check_on_a_run_with_only_output_log(tmp_path):
+    """A run directory holding only files/output.log (copied from a real run) is not called a
+    pre-0.10 run missing its exit code."""
+    src = run_dir("killed")
+    dst = tmp_path / "wandb" / src.name / "files"
+    dst.mkdir(parents=True)
+    shutil.copy(src / "files" / "output.log", dst / "output.log")
+    out = check(tmp_path)
+    line = next(ln for ln in out.splitlines() if "73m516s3" in ln)
+    assert "wandb <0.10" not in line and "no exit code in wandb-metadata.json" not in line
+    assert "only files/output.log, no .wandb log or wandb-metadata.json with an exit code" in line
+    assert "wandb (version unknown: only files/output.log)" in line
+
+
+def test_check_names_each_unreadable_file_once_with_its_path(tmp_path):
+    """Two copies (in two folders) of a run whose wandb-summary.json was cut mid-write: each
+    "could not read" line names the run directory's path (they repeated, each as the directory's
+    bare name), and no line repeats."""
+    dirs = []
+    for folder in ("a", "b"):
+        d = tmp_path / folder / "wandb" / run_dir("crashed").name
+        shutil.copytree(run_dir("crashed"), d, symlinks=True)
+        (d / "files" / "wandb-summary.json").write_text('{"train/loss": 0.5, "val/')
+        dirs.append(d)
+    out = check(tmp_path)
+    problems = [p for p in out.split("could not read:\n", 1)[1].splitlines() if p.startswith("  ")]
+    assert len(problems) == len(set(problems)) == 2, out
+    for d, p in zip(dirs, problems):
+        assert p == f"  {d}: wandb-summary.json unreadable: JSONDecodeError", out

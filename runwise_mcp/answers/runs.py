@@ -204,6 +204,9 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
 # ---- check (for humans) ------------------------------------------------------------------------
 
 
+CHECK_FULL_READ = 64 << 20  # --check reads logs up to this size in full (exact row counts); larger are skimmed
+
+
 def check_report(index: RunIndex) -> tuple[bool, str]:
     """What `runwise-mcp --check` prints, and whether everything is usable."""
     s = index.settings
@@ -221,12 +224,20 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
-        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
+        size = sum(s.log_bytes for s in r.segments)
+        if r.sampled and size <= CHECK_FULL_READ:  # a skim's rows are samples: count them in a full read
+            r = index.read_full(r)
+        if r.sampled:  # larger: say that the count is not known rather than give the skim's
+            rows = (f"steps to {t.step(r.last_step)}" if r.last_step is not None else "no rows in the skim")
+            rows += f" (log of {size / 2**20:,.1f} MiB skimmed; rows not counted)"
+        else:
+            rows = t.plural(r.history.rows, 'row')
+        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {rows}"
                    f"{segs}, {t.clean(r.segments[-1].producer) if r.segments else ''}, "
                    f"{t.clean(r.segments[-1].path) if r.segments else ''}")
         if r.copies:
             out.append(f"    {ra.copies_line(r)}")
-    problems = index.problems()
+    problems = index.problems(full_paths=True)
     if problems:
         out.append("could not read:")
         out.extend(f"  {t.clean(p)}" for p in problems)

@@ -764,7 +764,11 @@ class RunDir(RunPart):
                 w = w.get("value", w)
                 if isinstance(w, dict):
                     v = str(w.get("cli_version") or "")
-        return f"wandb {v}" if v else "wandb <0.10"
+        if v:
+            return f"wandb {v}"
+        if self.layout == "console":  # no log, no jsonl: nothing says which wandb wrote it
+            return "wandb (version unknown: only files/output.log)"
+        return "wandb <0.10"
 
     @property
     def last_event(self) -> float | None:
@@ -804,8 +808,10 @@ class RunDir(RunPart):
             st = judge_state(True, code, self.last_write, now, stale_after)
             st.basis += " (wandb-metadata.json)"
             return st
-        return self._clocked(judge_state(False, None, self.last_write, now, stale_after,
-                                         source="no exit code in wandb-metadata.json"), now, stale_after)
+        why = ("only files/output.log, no .wandb log or wandb-metadata.json with an exit code"
+               if self.layout == "console" and not self.meta_file.key else "no exit code in wandb-metadata.json")
+        return self._clocked(judge_state(False, None, self.last_write, now, stale_after, source=why),
+                             now, stale_after)
 
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
