@@ -104,6 +104,7 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)  # roots missing, unreadable dirs
     run_dirs: list[str] = field(default_factory=list)
     found: list[tuple[str, Source, str]] = field(default_factory=list)  # (path, source, root) of each run part
+    links: list[tuple[str, str, str]] = field(default_factory=list)  # symlinks not followed: (link, target, root to add)
 
 
 @dataclass
@@ -111,6 +112,15 @@ class _DirEntry:
     mtime_ns: int
     subdirs: list[str]
     files: tuple[str, ...]  # names of the other entries (files, symlinks, ...)
+    links: tuple[tuple[str, str], ...] = ()  # (name, target) of symlinks that look like run folders
+
+
+LINK_NAMES = frozenset({"wandb", ".wandb", "runs", "mlruns", "lightning_logs", "tb_logs", "logs", "outputs"})
+
+
+def _run_folder_name(name: str) -> bool:
+    """A symlink of this name probably leads to runs (wandb -> /scratch/$USER/wandb)."""
+    return name in LINK_NAMES or any(src.name_hint(name) for src in SOURCES)
 
 
 class RunIndex:
@@ -163,6 +173,8 @@ class RunIndex:
         entry = self._list_dir(path, report)
         if entry is None:
             return
+        for name, target in entry.links:
+            self._skipped_link(os.path.join(path, name), target, report)
         descend = True
         names = tuple(os.path.basename(d) for d in entry.subdirs)
         for src in SOURCES:
@@ -213,6 +225,18 @@ class RunIndex:
                             report.run_dirs.append(sub)
                         break
 
+    def _skipped_link(self, link: str, target: str, report: ScanReport) -> None:
+        """Say that a symlink that looks like a run folder (``wandb -> /scratch/u/wandb``) was
+        not followed, and the exact root that would read it. Only the link itself is read: its
+        target is never opened or stat-ed (it may lie outside the roots). A target inside a
+        root is not said: the walk finds its runs there."""
+        where = os.path.normpath(os.path.join(os.path.dirname(link), target))
+        if self.roots.contains(where):
+            return
+        report.problems.append(f"skipped symlink {link} -> {target}: symlinks are not followed (runs are read "
+                               f"only under the roots); to read it, add --root {where}")
+        report.links.append((link, target, where))
+
     def _claim_files(self, path: str, files: tuple[str, ...], report: ScanReport, seen: set[str], root: str) -> None:
         """Files in ``path`` that a source claims as runs of their own (console logs), each
         one run part; the first source to claim a file has it."""
@@ -240,6 +264,7 @@ class RunIndex:
                 return cached
             subdirs: list[str] = []
             files: list[str] = []
+            links: list[tuple[str, str]] = []
             venv = False
             try:
                 with os.scandir(fd) as it:
@@ -251,6 +276,8 @@ class RunIndex:
                             else:
                                 files.append(name)
                                 venv = venv or name == "pyvenv.cfg"
+                                if _run_folder_name(name) and e.is_symlink():  # never followed
+                                    links.append((name, os.readlink(name, dir_fd=fd)))
                         except OSError:
                             continue
             except OSError as e:
@@ -261,7 +288,7 @@ class RunIndex:
         if venv:
             subdirs = []
         subdirs.sort()
-        entry = _DirEntry(st.st_mtime_ns, subdirs, tuple(sorted(files)))
+        entry = _DirEntry(st.st_mtime_ns, subdirs, tuple(sorted(files)), tuple(sorted(links)))
         self._dirs[path] = entry
         return entry
 

@@ -181,3 +181,37 @@ def test_check_names_each_unreadable_file_once_with_its_path(tmp_path):
     assert len(problems) == len(set(problems)) == 2, out
     for d, p in zip(dirs, problems):
         assert p == f"  {d}: wandb-summary.json unreadable: JSONDecodeError", out
+
+
+# ---- item 9: a symlinked wandb/ ----------------------------------------------------------------------
+
+
+async def test_symlinked_wandb_folder_is_named_with_the_root_that_reads_it(tmp_path):
+    """`wandb -> /scratch/$USER/wandb` (here a relative link to a copy of the real fixture runs
+    outside the root): never followed, but named with its target and the exact --root that reads
+    it, in the tools' answer and in --check; that root then lists the runs."""
+    scratch = tmp_path / "scratch" / "wandb"
+    shutil.copytree(FIXTURES / "wandb", scratch, symlinks=True)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wandb").symlink_to(Path("..") / "scratch" / "wandb")
+    said = f"skipped symlink {project / 'wandb'} -> ../scratch/wandb: symlinks are not followed"
+    fix = f"to read it, add --root {scratch}"
+    async with client_for(project) as c:
+        res = await c.call_tool("list_runs", {})
+        listing = text(res)
+        summary = await c.call_tool("run_summary", {})
+    assert listing.startswith(f"No runs found under {project}: {said}") and fix in listing, listing
+    assert summary.is_error and said in text(summary) and fix in text(summary)
+    out = check(project)
+    assert f"  {said} (runs are read only under the roots); {fix}\n" in out and "FAIL" in out
+    async with client_for(scratch) as c:
+        fixed = text(await c.call_tool("list_runs", {"limit": 50}))
+    assert "R001-finished finished" in fixed and "R005-resumed" in fixed
+    # a link to a folder inside the root is not news: its runs are found where it points
+    (project / "real").mkdir()
+    shutil.copytree(FIXTURES / "wandb", project / "real" / "wandb", symlinks=True)
+    (project / "wandb").unlink()
+    (project / "wandb").symlink_to("real/wandb")
+    out = check(project)
+    assert "skipped symlink" not in out and "R001-finished" in out and out.rstrip().endswith("OK")

@@ -160,7 +160,10 @@ def no_runs_message(roots: list[str], problems: list[str]) -> str:
     from ..sources import SOURCES  # what every registered format looks for
 
     where = ", ".join(t.clean(x) for x in roots)
-    msg = (f"No runs found under {where}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
+    links = [p for p in problems if p.startswith("skipped symlink ")]  # wandb -> /scratch/u/wandb: say it first
+    problems = [p for p in problems if p not in links]
+    found = f": {'; '.join(t.clean(p) for p in links[:5])}" if links else ""
+    msg = (f"No runs found under {where}{found}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
            f"Point the server at the directory that contains your runs (e.g. your wandb/ or runs/ folder's "
            f"parent): --root PATH or RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
     if problems:
