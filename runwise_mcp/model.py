@@ -347,7 +347,7 @@ class Segment:
 
     path: str  # run directory
     log_path: str | None  # the .wandb file, if any
-    layout: str  # wandb: "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "console" (only files/output.log); else the source
+    layout: str  # wandb: "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "jsonl" (files/wandb-history.jsonl) | "console" (only files/output.log); else the source
     start_time: float | None
     log_bytes: int = 0  # its size when last read
     producer: str = ""  # e.g. "wandb 0.31.0"

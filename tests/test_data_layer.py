@@ -215,3 +215,51 @@ async def test_symlinked_wandb_folder_is_named_with_the_root_that_reads_it(tmp_p
     (project / "wandb").symlink_to("real/wandb")
     out = check(project)
     assert "skipped symlink" not in out and "R001-finished" in out and out.rstrip().endswith("OK")
+
+
+# ---- item 8: run-*/files/wandb-history.jsonl -----------------------------------------------------
+
+FILES_JSONL = FIXTURES.parent / "files_jsonl_runs"
+
+
+async def test_files_jsonl_layout_is_read(tmp_path):
+    """Run directories holding files/wandb-history.jsonl with the summary, config and metadata
+    beside it and no .wandb (converted from the real 0.31 fixture runs by wandb's own reader,
+    tests/fixtures/make_files_jsonl_runs.py) are found and read: the same history as the .wandb
+    they came from, state from the metadata's exit code (or the events' clock), config from
+    files/config.yaml, and every tool answers."""
+    import json
+
+    manifest = json.loads((FILES_JSONL / "manifest.json").read_text())
+    for scenario in ("finished", "crashed", "killed"):
+        src = run_dir(scenario)
+        shutil.copytree(src, tmp_path / "orig" / "wandb" / src.name, symlinks=True)
+    async with client_for(FILES_JSONL) as c:
+        listing = text(await c.call_tool("list_runs", {}))
+        jsonl = {name: text(await c.call_tool("get_history", {"run": name, "keys": ["train/loss"],
+                                                               "samples": 1000}))
+                 for name in ("R001-finished", "R002-crashed", "R004-killed")}
+        summary = text(await c.call_tool("run_summary", {"run": "R001-finished"}))
+        config = text(await c.call_tool("get_config", {"run": "R001-finished", "pattern": "model.*"}))
+        keys = text(await c.call_tool("list_keys", {"run": "R002-crashed"}))
+        every = {tool: await c.call_tool(tool, args) for tool, args in (
+            ("diagnose_run", {"run": "R002-crashed"}), ("tail_run", {"run": "R004-killed"}),
+            ("compare_runs", {"runs": ["R001-finished", "R002-crashed"]}), ("best_run", {"metric": "train/loss"}),
+            ("sync_runs", {}), ("list_keys", {"run": "R004-killed", "pattern": "system"}))}
+    async with client_for(tmp_path / "orig") as c:
+        orig = {name: text(await c.call_tool("get_history", {"run": name, "keys": ["train/loss"],
+                                                              "samples": 1000}))
+                for name in jsonl}
+    assert len(manifest) == 3 and "3 runs under" in listing
+    assert "R001-finished finished" in listing and "R002-crashed crashed (exit code 1 (wandb-metadata.json))" in listing
+    assert "R004-killed killed? no exit code in wandb-metadata.json, last log record " in listing
+    for name in jsonl:
+        body, src = jsonl[name].split("\nstep,", 1)[1], orig[name].split("\nstep,", 1)[1]
+        assert body.count("\n") > 50 and body == src, name
+        assert "; from files/wandb-history.jsonl (history to " in jsonl[name]
+    assert "source: files/wandb-history.jsonl (history to 400)" in summary
+    assert "model.width: 256" in config and "files/config.yaml" in config
+    assert "train/\n  acc " in keys and "\n  loss " in keys and "system: " in keys
+    for tool, res in every.items():
+        assert not res.is_error, (tool, text(res))
+    assert "files/ layout (no .wandb log)" in text(every["sync_runs"])

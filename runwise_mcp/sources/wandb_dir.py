@@ -6,6 +6,9 @@
 * pre-0.10 (``dryrun-*`` and old online ``run-*`` without a ``.wandb``): everything is in the
   run directory itself: ``wandb-history.jsonl``, ``wandb-events.jsonl``, ``config.yaml``,
   ``wandb-summary.json``, ``wandb-metadata.json``, ``output.log``.
+* the same files in ``files/`` (layout "jsonl": ``run-*/files/wandb-history.jsonl`` with the
+  summary, config and metadata beside it and no ``.wandb``), as run directories copied from
+  W&B's files or exported by tools keep them.
 
 Each file is re-read only when its (size, mtime) changes; the log and the jsonl files are read
 from where the previous read stopped.
@@ -35,6 +38,7 @@ from .safeyaml import YamlRefused, safe_load
 from .wandb_log import WandbLog, flatten, max_time, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
+FILES_HISTORY = os.path.join("files", "wandb-history.jsonl")  # the "jsonl" layout's history
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
 MAX_KEYED_NAMES = 32  # a keyed read widened beyond this many keys is started afresh with the new ones
 MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
@@ -63,7 +67,8 @@ def is_run_dir(path: str) -> bool:
     if find_logs(path):
         return True
     return any(os.path.isfile(os.path.join(path, f))
-               for f in ("wandb-history.jsonl", "wandb-metadata.json", os.path.join("files", "output.log")))
+               for f in ("wandb-history.jsonl", "wandb-metadata.json", os.path.join("files", "output.log"),
+                         FILES_HISTORY))
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -251,10 +256,12 @@ class RunDir(RunPart):
                     self.skip_reason = f"{n} {e.why.removeprefix('it ')}"
                 except OSError:
                     pass
+        top = any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json"))
         if self.log_path:
             self.layout = "wandb"
-        elif not any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json")) \
-                and os.path.isfile(os.path.join(path, "files", "output.log")):
+        elif not top and os.path.isfile(os.path.join(path, FILES_HISTORY)):
+            self.layout = "jsonl"  # run-*/files/wandb-history.jsonl with summary, config, metadata beside it
+        elif not top and os.path.isfile(os.path.join(path, "files", "output.log")):
             self.layout = "console"  # only files/ survived (the .wandb was deleted or never written)
         else:
             self.layout = "dryrun"
@@ -276,9 +283,9 @@ class RunDir(RunPart):
         self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json", self._stat)
         self.output_file = SideFile(os.path.join(base, "output.log"), "tail", self._stat)
         self.jsonl: list[JsonlHistory] = []  # pre-0.10: [history, system events]
-        if self.layout == "dryrun":
-            self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row, self._stat),
-                          JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row, self._stat)]
+        if self.layout in ("dryrun", "jsonl"):
+            self.jsonl = [JsonlHistory(os.path.join(base, "wandb-history.jsonl"), _fold_history_row, self._stat),
+                          JsonlHistory(os.path.join(base, "wandb-events.jsonl"), _fold_events_row, self._stat)]
         self.version = 0  # bumped whenever anything we hold changed
         self._console: ConsoleFile | None = None
 
@@ -768,6 +775,8 @@ class RunDir(RunPart):
             return f"wandb {v}"
         if self.layout == "console":  # no log, no jsonl: nothing says which wandb wrote it
             return "wandb (version unknown: only files/output.log)"
+        if self.layout == "jsonl":  # wandb's own files, from any version
+            return "wandb (version unknown: files/wandb-history.jsonl)"
         return "wandb <0.10"
 
     @property
@@ -845,14 +854,15 @@ class WandbSource(Source):
 
     name = "wandb"
     describe = ("W&B run-*, offline-run-* and dryrun-* directories (in wandb/ or .wandb/ folders) holding a "
-                "run-<id>.wandb log or wandb-history.jsonl")
+                "run-<id>.wandb log or wandb-history.jsonl (or files/wandb-history.jsonl)")
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
         if not looks_like_run_dir(os.path.basename(path.rstrip(os.sep))):
             return None
         if any(n.startswith("run-") and n.endswith(".wandb") for n in files) or \
                 "wandb-history.jsonl" in files or "wandb-metadata.json" in files or \
-                ("files" in subdirs and os.path.isfile(os.path.join(path, "files", "output.log"))):
+                ("files" in subdirs and any(os.path.isfile(os.path.join(path, "files", f))
+                                            for f in ("output.log", "wandb-history.jsonl"))):
             return Claim(run=True, descend=False)
         return None
 
