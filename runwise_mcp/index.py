@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -40,6 +41,15 @@ SKIP_DIRS = frozenset({
     ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".ipynb_checkpoints",
     ".idea", ".vscode",
 })
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: type, message (cut at 300 characters, whitespace and newlines
+    folded) and where it was raised; the traceback goes to debug level."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
 
 
 class RunNotFound(LookupError):
@@ -355,7 +365,7 @@ class RunIndex:
                         if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
-            log.error("cannot read %s: %s: %s", seg.path, type(e).__name__, e)  # one line; traceback at debug
+            log.error("cannot read %s: %s", seg.path, one_line(e))  # one line; traceback at debug
             log.debug("traceback of the failure above", exc_info=True)
             self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
             return False
@@ -438,7 +448,8 @@ class RunIndex:
                                   if progress else None)
                 failed = ""
             except Exception as e:  # a reader bug must not take the index down: read in full
-                log.exception("keyed read of %s failed", run.id)
+                log.error("keyed read of %s failed: %s", run.id, one_line(e))  # one line
+                log.debug("traceback of the failure above", exc_info=True)
                 failed = f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full"
                 self.last_scan.problems.append(failed)
                 for seg in segs:
@@ -580,7 +591,8 @@ class RunIndex:
                         done += seg.log_bytes  # the size it was read to
                 job.advance(job.total)
             except Exception as e:  # reported by the tool that asks next
-                log.exception("background read of %s failed", job.run_id)
+                log.error("background read of %s failed: %s", job.run_id, one_line(e))  # one line
+                log.debug("traceback of the failure above", exc_info=True)
                 job.error = f"{type(e).__name__}: {e}"
             finally:
                 confine.ACTIVE.reset(token)

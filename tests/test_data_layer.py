@@ -3,7 +3,9 @@ examples written by the real wandb, copied, touched, linked and re-laid out the 
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -263,3 +265,79 @@ async def test_files_jsonl_layout_is_read(tmp_path):
     for tool, res in every.items():
         assert not res.is_error, (tool, text(res))
     assert "files/ layout (no .wandb log)" in text(every["sync_runs"])
+
+
+# ---- item 7: numbers at the edges, all in one listing -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_wandb_run(tmp_path_factory) -> Path:
+    """The run test_attacks.py has the real wandb write (offline) with hostile rows and prints."""
+    import textwrap
+
+    from helpers import wandb_cli
+    from test_attacks import HOSTILE_TRAINER
+
+    if wandb_cli() is None:
+        pytest.skip("wandb is not installed (pip install -e '.[test]')")
+    work = tmp_path_factory.mktemp("hostile")
+    (work / "train.py").write_text(textwrap.dedent(HOSTILE_TRAINER))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+    subprocess.run([sys.executable, "train.py"], cwd=work, env=env, check=True, timeout=120,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (run,) = (work / "wandb").glob("offline-run-*")
+    return run
+
+
+async def test_every_edge_value_at_once_keeps_every_run_and_logs_one_line_each(tmp_path, hostile_wandb_run, caplog):
+    """`_step: 1e300` (a 0.16 log's row), `_runtime: Infinity` (a pre-0.10 history's last row), a
+    start time in year 31,690,708 (a 0.31 run record) and a console step past 64 bits (printed by
+    a run the real wandb wrote), all under one root with the runs they do not touch: every run is
+    listed, each bad value skips or blanks only its own row or field and is counted, every tool
+    answers on every run, and nothing is logged with a traceback or over several lines.
+    (Each edge on its own: tests/test_attacks.py.)"""
+    from test_attacks import copy_run, history_rewrite, hostile_copy, jsonl_rows, rewrite_log, write_jsonl
+
+    copy_run("crashed", tmp_path)
+    v016 = copy_run("legacy016-finished", tmp_path)
+    (log,) = v016.glob("run-*.wandb")
+    assert rewrite_log(log, history_rewrite(4, "_step", "1e300")) == 1
+    old = copy_run("legacy097-dryrun", tmp_path)
+    rows = jsonl_rows(old / "wandb-history.jsonl")
+    rows[-1]["_runtime"] = float("inf")
+    write_jsonl(old / "wandb-history.jsonl", rows)
+    d = copy_run("finished", tmp_path)
+    (log,) = d.glob("run-*.wandb")
+
+    def future(rec) -> bool:
+        if rec.WhichOneof("record_type") == "run" and rec.run.start_time.seconds:
+            rec.run.start_time.seconds = 10**15
+            return True
+        return False
+
+    assert rewrite_log(log, future) >= 1
+    hostile_copy(hostile_wandb_run, tmp_path)
+    caplog.set_level("DEBUG", logger="runwise_mcp")
+    runs = ("R002-crashed", "L016-finished", "L097-dryrun", "R001-finished", "hostile-run")
+    async with client_for(tmp_path) as c:
+        listing = text(await c.call_tool("list_runs", {}))
+        for run in runs:
+            for tool, args in (("run_summary", {"run": run}), ("list_keys", {"run": run}),
+                               ("get_history", {"run": run}), ("history_stats", {"run": run}),
+                               ("diagnose_run", {"run": run}), ("tail_run", {"run": run}),
+                               ("compare_runs", {"runs": [run, "R001-finished" if run == "R002-crashed" else "R002-crashed"]})):
+                res = await c.call_tool(tool, args)
+                assert not res.is_error, (tool, run, text(res))
+                assert "internal error" not in text(res)
+        for tool, args in (("best_run", {"metric": "train/loss"}), ("aggregate_runs", {"keys": ["train/loss"]}),
+                           ("sync_runs", {})):
+            res = await c.call_tool(tool, args)
+            assert not res.is_error, (tool, text(res))
+    assert listing.startswith("5 runs under ")
+    for run in runs:
+        assert f"\n{run} " in listing, run
+    assert "R001-finished finished | - | step 400 | 0.6s | " in listing  # start unknown, the run kept
+    assert re.search(r"\nL097-dryrun finished \| (11-27 )?12:5\d \| step 29 \| - \| ", listing)  # runtime unknown
+    for r in caplog.records:
+        if r.levelno >= logging.WARNING:
+            assert r.exc_info is None and "\n" not in r.getMessage(), r.getMessage()
