@@ -205,6 +205,7 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
 
 
 CHECK_FULL_READ = 64 << 20  # --check reads logs up to this size in full (exact row counts); larger are skimmed
+CHECK_FULL_BUDGET = 512 << 20  # and up to this many bytes of such logs in all
 
 
 def check_report(index: RunIndex) -> tuple[bool, str]:
@@ -222,10 +223,12 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     out.append(f"cache of decoded logs: {s.cache_dir or 'off'}" + (
         f" (logs of {s.cache_min_bytes >> 20} MiB and more)" if s.cache_dir else ""))
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
+    budget = CHECK_FULL_BUDGET
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
         size = sum(s.log_bytes for s in r.segments)
-        if r.sampled and size <= CHECK_FULL_READ:  # a skim's rows are samples: count them in a full read
+        if r.sampled and size <= min(CHECK_FULL_READ, budget):  # a skim's rows are samples: count them in full
+            budget -= size
             r = index.read_full(r)
         if r.sampled:  # larger: say that the count is not known rather than give the skim's
             rows = (f"steps to {t.step(r.last_step)}" if r.last_step is not None else "no rows in the skim")
