@@ -7,7 +7,7 @@ Sections: the .wandb reader on a 1,000,000-step run next to wandb's own decoder 
 (bench_reader.py); the analysis tools on that run, cold, warm and after a restart
 (bench_tools.py); list_runs over 1,000 runs (make_many_runs.py); the console parser on a
 1,000,000-line output.log (bench_console.py); the TensorBoard reader and tools on 1,000,000 scalars
-next to EventAccumulator (bench_tensorboard.py); tool-call latency over real stdio; and the same
+next to EventAccumulator (bench_tensorboard.py); the MLflow stores next to MlflowClient (bench_mlflow.py); tool-call latency over real stdio; and the same
 questions answered by the older tool runwise 0.4.0, with answer sizes and the facts each carried
 (compare_older.py).
 """
@@ -162,6 +162,8 @@ def main() -> None:
             "| `bench_metric_logs.py` | a 200 MB JSONL metric log read as a run, next to `json.loads` |\n"
             "| `bench_tensorboard.py` | the TensorBoard reader and tools on 1,000,000 scalars, next to "
             "TensorBoard's `EventAccumulator` and `cat` |\n"
+            "| `bench_mlflow.py` | the MLflow readers (file store, SQLite) on a 100,000-point run next to "
+            "`MlflowClient.get_metric_history`; `list_runs` over 1,000 runs in SQLite |\n"
             "| `compare_older.py` | the same questions to runwise-mcp and to runwise 0.4.0: tokens, facts, time |\n\n"
             f"Everything below was made by `python benchmarks/run_all.py` on "
             f"{time.strftime('%Y-%m-%d', time.gmtime())}: {platform.system()} {platform.machine()}, "
@@ -176,9 +178,11 @@ def main() -> None:
     from make_many_runs import make
 
     parts.append(best_run_section(make(1000)))
+    parts.append(section("Trend, growth onset, grad-norm spikes and step rate on 1,000,000 points", "bench_analysis.py"))
     parts.append(section("The console parser", "bench_console.py"))
     parts.append(section("TensorBoard event files: 1,000,000 scalars", "bench_tensorboard.py"))
     parts.append(section("A JSONL metric log read as a run", "bench_metric_logs.py"))
+    parts.append(section("MLflow stores", "bench_mlflow.py"))
     parts.append(stdio_section())
     parts.append(section("The same questions, runwise-mcp and runwise 0.4.0", "compare_older.py"))
     text = "\n".join(parts).replace(str(REPO) + os.sep, "").replace(str(REPO), ".")  # no machine paths

@@ -1,7 +1,8 @@
 """The run index every tool shares: discovery under the roots, identity, grouping of resume
 segments, resolution of a ``run`` argument, and caching. It knows no file format: each
 directory is offered to the registered sources (``sources.SOURCES``), which claim runs and
-read them through the interface in ``sources/base.py``.
+read them through the interface in ``sources/base.py`` (a store of many runs, such as an MLflow
+database, is claimed as one path and lists its run parts itself).
 
 Discovery walks each root to a limited depth, never follows directory symlinks, skips
 ``.git``, ``node_modules``, virtualenvs and our own cache directory (compared by real path: with
@@ -31,7 +32,7 @@ from .config import BYTES_PER_POINT, Settings
 from .liveness import Flight, checkpoint
 from .model import History, Run, Segment, merge_histories, sane_seconds, sane_time, unescape
 from .sources import SOURCES
-from .sources.base import ReadContext, RunPart, Source, WalkRules, glob_regex
+from .sources.base import PartStore, ReadContext, RunPart, Source, WalkRules, glob_regex
 from .sources.console import compile_patterns, parse_lines
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class RunIndex:
         self._lock = threading.RLock()
         self._dirs: dict[str, _DirEntry] = {}
         self._segments: dict[str, RunPart] = {}  # path -> run part
+        self._stores: dict[str, PartStore] = {}  # path -> a store of many run parts (e.g. mlflow.db)
         self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
         self._groups: dict[str, list[RunPart]] = {}  # run id -> its parts
         self._copies: dict[str, list[tuple[str, str]]] = {}  # run id -> copies left out (see split_copies)
@@ -314,18 +316,21 @@ class RunIndex:
         """
         with self._lock, confine.using(self.roots):
             report = self.scan()
-            live = {path: src for path, src, _ in report.found}
+            found = self._expand_stores(report)
+            live = {path: src for path, src, _, _ in found}
             for path in list(self._segments):
                 if live.get(path) is None or live[path].name != self._segments[path].source:
                     del self._segments[path]
             groups: dict[str, list[RunPart]] = {}
-            total = len(report.found)
-            for i, (path, src, root) in enumerate(report.found):
+            total = len(found)
+            for i, (path, src, root, part) in enumerate(found):
                 checkpoint()  # between directories: nothing is half read here
                 if progress is not None and i % 100 == 0 and i:
                     progress(i, total)
                 seg = self._segments.get(path)
-                if seg is None:
+                if part is not None and seg is not part:
+                    seg = self._segments[path] = part
+                elif seg is None:
                     seg = self._segments[path] = src.open(path, ReadContext(self.roots, root, self.cache))
                 if seg.skip_reason:
                     report.problems.append(f"skipped {path}: {seg.skip_reason}")
@@ -351,6 +356,32 @@ class RunIndex:
             if self._over_budget() and self._enforce_budget(keep=""):
                 return self.runs()  # evicted runs are listed from skims now
             return runs
+
+    def _expand_stores(self, report: ScanReport) -> list[tuple[str, Source, str, RunPart | None]]:
+        """The found paths with each store (a path of a ``many`` source: a database of many
+        runs) replaced by its run parts, listed by the store (called under the lock)."""
+        out: list[tuple[str, Source, str, RunPart | None]] = []
+        live: set[str] = set()
+        for path, src, root in report.found:
+            if not src.many:
+                out.append((path, src, root, None))
+                continue
+            live.add(path)
+            store = self._stores.get(path)
+            try:
+                if store is None or store.source != src.name:
+                    store = self._stores[path] = src.open(path, ReadContext(self.roots, root, self.cache))
+                parts = store.parts()
+            except Exception as e:  # a store's damage or a reader bug must not take the listing down
+                log.error("cannot read %s: %s: %s", path, type(e).__name__, e)
+                log.debug("traceback of the failure above", exc_info=True)
+                why = str(e) if type(e).__name__.endswith("StoreError") else f"{type(e).__name__}: {e}"
+                report.problems.append(f"cannot read {path}: {why}")
+                continue
+            out += [(p.path, src, root, p) for p in parts]
+        for gone in set(self._stores) - live:
+            del self._stores[gone]
+        return out
 
     def _over_budget(self) -> bool:
         budget = self.settings.cache_mb * (1 << 20) / BYTES_PER_POINT
@@ -689,6 +720,8 @@ class RunIndex:
         directory's name (``full_paths``: its path, as --check prints them)."""
         out = list(self.last_scan.problems)
         with self._lock:
+            for path in sorted(self._stores):
+                out += self._stores[path].problems()
             for path in sorted(self._segments):
                 for p in self._segments[path].problems():
                     out.append(f"{path if full_paths else os.path.basename(path)}: {p}")
@@ -789,7 +822,8 @@ def resolve(runs: list[Run], ref: str | None, escaped: bool = True) -> Run:
     if sep and rest and head.lower() in {r.source for r in runs}:  # "tensorboard:name": one format only
         return resolve([r for r in runs if r.source == head.lower()], rest)
     low = ref.lower()
-    for test in (lambda r: r.id == ref, lambda r: r.id.lower() == low, lambda r: r.name.lower() == low):
+    for test in (lambda r: r.id == ref, lambda r: r.id.lower() == low, lambda r: r.name.lower() == low,
+                 lambda r: bool(r.group) and f"{r.group}/{r.name}".lower() == low):  # "experiment/name"
         hits = [r for r in runs if test(r)]
         if len(hits) == 1 and hits[0].id == hits[0].name and sum(r.name.lower() == low for r in runs) > 1:
             # a format whose id is its name (TensorBoard), sharing that name with another run

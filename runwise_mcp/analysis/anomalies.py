@@ -168,6 +168,7 @@ def check_spikes(key: str, steps: Sequence[int], values: Sequence[float], th: Th
         recovered = bool(after) and median(after) <= e["thr"]
         out.append(Finding("spike", key, xs[e["peak"]], {
             "value": ys[e["peak"]], "baseline": e["base"], "z": e["z"], "points": e["points"],
+            "first": xs[e["first"]], "last": xs[e["last"]], "window": w,
             "ratio": ys[e["peak"]] / e["base"] if e["base"] > 0 else None,  # times the window median
             "recovered": recovered, "at_end": not after,
         }))
@@ -225,8 +226,10 @@ def check_divergence(key: str, steps: Sequence[int], values: Sequence[float], th
     for s, v in zip(xs, ys):
         if a <= s < z and (best is None or v < best[1]):
             best = (s, v)
+    low = min(range(n), key=ys.__getitem__)  # the lowest point itself: what run_summary calls best
     return Finding("divergence", key, best[0] if best else starts[m], {
-        "min": lo, "last": last, "rise": rise, "last_step": xs[-1],
+        "min": lo, "last": last, "rise": rise, "last_step": xs[-1], "blocks": nb,
+        "low_point": ys[low], "low_step": xs[low], "last_point": ys[-1],
     })
 
 
@@ -310,6 +313,44 @@ def _first_block(xs: Sequence[int], ys: Sequence[float], crossed: Callable[[floa
     return next((xs[i * size] for i in range(nb) if crossed(median(ys[i * size:(i + 1) * size]))), default)
 
 
+def growth_onset(xs: Sequence[int], ys: Sequence[float], blocks: int = 100) -> int:
+    """Where a growth starts (the change point, not where it crosses a limit): the hinge of the
+    best fit ``log y = a + b * max(0, t - c)`` (flat, then exponential) over the medians of at most
+    ``blocks`` equal blocks of points; O(blocks²) whatever the series length."""
+    n = len(ys)
+    nb = max(2, min(blocks, n // 4))
+    size = n / nb
+    logs, pos = [], []
+    for j in range(nb):
+        a, b = int(j * size), max(int(j * size) + 1, int((j + 1) * size))
+        hop = max(1, (b - a) // 501)  # at most ~501 evenly spaced points of a block for its median
+        chunk = [v for v in ys[a:b:hop] if v > 0]
+        if chunk:
+            logs.append(math.log(median(chunk)))
+            pos.append(j)
+    if len(logs) < 4:
+        return xs[0]
+    best: tuple[float, float] | None = None  # (sse, hinge position in blocks)
+    for c in range(len(pos) - 2):
+        hinge = pos[c]
+        h = [max(0.0, p - hinge) for p in pos]
+        m = len(h)
+        mh, my = sum(h) / m, sum(logs) / m
+        shh = sum((x - mh) ** 2 for x in h)
+        if shh == 0:
+            continue
+        slope = sum((x - mh) * (y - my) for x, y in zip(h, logs)) / shh
+        if slope <= 0:
+            continue
+        sse = sum((y - my - slope * (x - mh)) ** 2 for x, y in zip(h, logs))
+        if best is None or sse < best[0] - 1e-12:
+            best = (sse, hinge)
+    if best is None:
+        return xs[0]
+    # the hinge sits at its block's centre (where that block's median is)
+    return xs[min(n - 1, int((best[1] + 0.5) * size))]
+
+
 def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th: Thresholds) -> Finding | None:
     xs, ys = _finite(steps, values)
     n = len(ys)
@@ -318,8 +359,7 @@ def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th:
     k = max(3, n // 10)
     early, late = median(ys[:k]), median(ys[-k:])
     if early > 0 and late >= th.grad_explode_factor * early:
-        limit = th.grad_explode_factor * early
-        step = _first_block(xs, ys, lambda m: m > limit, xs[-k])
+        step = growth_onset(xs, ys)
         return Finding("grad_norm", key, step, {"kind": "exploding", "early": early, "late": late,
                                                 "max": max(ys)})
     if late >= 0 and early > 0 and late * th.grad_vanish_factor <= early:
@@ -389,9 +429,10 @@ def stability(key: str, steps: Sequence[int], values: Sequence[float]) -> Stabil
 
 
 def _dedupe(findings: list[Finding], roles: dict[str, KeyRole]) -> list[Finding]:
-    """Drop what another finding already explains: unrecovered spikes inside a divergence of the
-    same key, and an accuracy overfit when that validation set's loss already shows it."""
+    """Drop what another finding already explains: unrecovered spikes inside a divergence (or a
+    grad-norm explosion) of the same key, and an accuracy overfit when that validation set's loss already shows it."""
     div = {f.key: f.step for f in findings if f.check == "divergence"}
+    div.update({f.key: f.step for f in findings if f.check == "grad_norm" and f.data["kind"] == "exploding"})
     loss_over = {(roles[f.key].split, roles[f.key].dataset) for f in findings
                  if f.check == "overfit" and roles[f.key].kind == "loss"}
     out = []
@@ -439,7 +480,7 @@ def diagnose(run: Run, keys: list[str], goals: dict[str, str], th: Thresholds) -
         f = check_nonfinite(k, steps, values)
         if f:
             findings.append(f)
-        if role.kind == "loss" or goal == "minimize":
+        if role.kind in ("loss", "grad_norm") or goal == "minimize":
             checked.add("spike")
             findings.extend(check_spikes(k, steps, values, th)[:20])
         if role.kind == "loss" and role.is_train:
@@ -470,6 +511,10 @@ def diagnose(run: Run, keys: list[str], goals: dict[str, str], th: Thresholds) -
             if f:
                 findings.append(f)
     findings = _dedupe(findings, roles)
+    loss_spikes = {f.step: f.key for f in findings if f.check == "spike" and roles[f.key].kind == "loss"}
+    for f in findings:
+        if f.check == "spike" and roles[f.key].kind == "grad_norm" and f.step in loss_spikes:
+            f.data["with"] = loss_spikes[f.step]
     rt = cols.get("_runtime")
     if rt is not None and len(rt) >= 20 and not any(f.check == "throughput" for f in findings) \
             and max(rt.values) - min(rt.values) >= th.throughput_min_runtime:

@@ -85,18 +85,65 @@ def cadence(steps: Sequence[int], rows: int) -> Cadence | None:
     return Cadence(n, every, steps[0], n < 0.2 * rows)
 
 
-def trend(values: Sequence[float]) -> int:
-    """-1 falling, 1 rising, 0 flat or unknown: last tenth of the finite points versus the first."""
-    finite = values if math.isfinite(sum(values)) else [v for v in values if math.isfinite(v)]
-    if len(finite) < 4:
+RECENT_FRACTION = 0.25  # the recent stretch a trend arrow is about: as diagnose's plateau_fraction
+MIN_CHANGE = 0.01  # ...and the change that counts: as diagnose's plateau_min_improvement
+TREND_POINTS = 200  # a longer window is fitted on this many block means
+
+
+def trend(steps: Sequence[int], values: Sequence[float], fraction: float = RECENT_FRACTION,
+          min_change: float = MIN_CHANGE) -> int:
+    """The recent trend: -1 falling, 1 rising, 0 flat, within noise or unknown.
+
+    Over the last ``fraction`` of the run's steps (diagnose's plateau window), the least-squares
+    line of the finite points: its change across the window counts when it is more than
+    ``min_change`` of the level (diagnose's plateau improvement) and more than three standard
+    errors (from the residuals). So a curve that diagnose calls a plateau draws ``→`` whatever
+    it did before, and unevenly spaced samples (a skim: a few early rows, a dense tail) weigh
+    by their steps, not by their count. A window of more than 2 × TREND_POINTS points is fitted
+    on the means of TREND_POINTS equal blocks (their residuals carry the means' noise): O(n) in C."""
+    n = len(values)
+    if n < 4 or steps[-1] <= steps[0]:
         return 0
-    k = max(1, len(finite) // 10)
-    a = sum(finite[:k]) / k
-    b = sum(finite[-k:]) / k
-    span = max(finite) - min(finite)
-    if span == 0 or abs(b - a) < 0.05 * span:
+    lo = steps[-1] - (steps[-1] - steps[0]) * fraction
+    import bisect
+
+    i = max(0, min(bisect.bisect_left(steps, lo), n - 5))  # a sparse key (validation): its last 5 points
+    m = n - i
+    xs: Sequence[float] = []
+    ys: Sequence[float] = []
+    if m > 2 * TREND_POINTS:
+        # a long window: the means of TREND_POINTS equal blocks (C-speed slices and sums), each at
+        # the middle of its steps; a block with NaN or inf sends it to the finite points instead
+        xs, ys = [], []
+        for j in range(TREND_POINTS):
+            a, b = i + j * m // TREND_POINTS, i + (j + 1) * m // TREND_POINTS
+            xs.append((steps[a] + steps[b - 1]) / 2)
+            ys.append(sum(values[a:b]) / (b - a))
+        if not math.isfinite(sum(ys)):
+            xs = []
+    if xs:
+        m = TREND_POINTS
+    else:
+        xs, ys = finite_pairs(steps[i:], values[i:])
+        m = len(xs)
+        if m < 4:
+            return 0
+    mx = math.fsum(xs) / m
+    my = math.fsum(ys) / m
+    sxx = math.fsum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
         return 0
-    return 1 if b > a else -1
+    slope = math.fsum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    span = xs[-1] - xs[0]
+    change = slope * span
+    if change == 0:
+        return 0
+    resid = math.fsum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    se = math.sqrt(resid / (m - 2) / sxx) if m > 2 else 0.0
+    level = max(abs(my + slope * (xs[0] - mx)), abs(my + slope * (xs[-1] - mx)))
+    if abs(change) <= max(min_change * level, 3 * se * span):
+        return 0
+    return 1 if change > 0 else -1
 
 
 def finite_pairs(steps: Sequence[int], values: Sequence[float]) -> tuple[list[int], list[float]]:
@@ -171,7 +218,35 @@ def value_at(steps: Sequence[int], values: Sequence[float], step: int) -> tuple[
     return steps[i], values[i]
 
 
-MIN_RATE_SPAN = 1.0  # seconds: a rate measured over less is noise (rows flushed together), not a speed
+MIN_RATE_SPAN = 2.0  # seconds: a rate measured over less is noise (rows flushed together), not a speed
+MIN_RATE_ROWS = 10  # ...and over fewer rows
+
+
+def wall_rate(steps: Sequence[int], times: Sequence[float], window: float = 600.0, min_span: float = MIN_RATE_SPAN,
+              min_rows: int = MIN_RATE_ROWS, first_step: int | None = None) -> tuple[float | None, float, int]:
+    """(steps per second or None, seconds measured, rows measured) over the last ``window``
+    seconds of a clock (at least ``min_rows`` rows), within the last stretch where both the clock
+    and the step go up (a resume or a clock jump ends it; so does ``first_step``, the first step
+    of the last segment of a resumed run: the pause between segments is no speed). None when the rows found span less
+    than ``min_span`` seconds or are fewer than ``min_rows``: the speed cannot be told from them."""
+    n = len(times)
+    if n < 2:
+        return None, 0.0, n
+    end = n - 1
+    i = end
+    while i > 0:
+        a, b = times[i - 1], times[i]
+        if not (math.isfinite(a) and a <= b and steps[i - 1] < steps[i]) or \
+                (first_step is not None and steps[i - 1] < first_step):
+            break  # a restart, a clock jump or a repeated step: the stretch ends here
+        if times[end] - a > window and end - i + 1 >= min_rows:
+            break
+        i -= 1
+    dt = times[end] - times[i]
+    rows = end - i + 1
+    if rows < min_rows or not dt >= min_span or not math.isfinite(dt):
+        return None, dt if math.isfinite(dt) else 0.0, rows
+    return (steps[end] - steps[i]) / dt, dt, rows
 
 
 def recent_rate(steps: Sequence[int], runtime: Sequence[float], window: float = 600.0,

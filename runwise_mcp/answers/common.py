@@ -9,8 +9,9 @@ from typing import Any
 from ..analysis.anomalies import Thresholds
 from ..analysis.select import KeyRole, is_glob, main_keys, metric_goal, metric_keys, pick_keys
 from ..analysis.stats import cadence as stats_cadence
+from ..analysis.stats import trend
 from ..index import ConsoleView, RunIndex, RunNotFound
-from ..model import History, Run, history_after, merge_histories
+from ..model import RESERVED_KEYS, History, Run, history_after, merge_histories
 from ..render import answers as ra
 from ..render import text as t
 from ..sources.console import MAX_PARSE
@@ -113,6 +114,45 @@ def numeric_keys(run: Run) -> list[str]:
     return sorted(k for k in metric_keys(run) if len(run.history.columns[k]))
 
 
+def eval_groups(columns: dict) -> dict[str, list[str]]:
+    """Each validation or test set's main keys (its loss and its accuracy, the keys with the most
+    points of each kind), by set: {"val_proteometools": [...], "val": [...]}, sets in name order."""
+    groups: dict[str, dict[str, tuple]] = {}
+    for k, col in columns.items():
+        if k in RESERVED_KEYS or not len(col):
+            continue
+        r = KeyRole(k)
+        if r.split in ("val", "test") and r.kind in ("loss", "acc"):
+            name = k.rsplit("/", 1)[0] if "/" in k else r.split
+            best = groups.setdefault(name, {}).get(r.kind)
+            rank = (-len(col), len(k), k)
+            if best is None or rank < best[0]:
+                groups[name][r.kind] = (rank, k)
+    return {g: [kinds[x][1] for x in ("loss", "acc") if x in kinds]
+            for g, kinds in sorted(groups.items(), key=lambda kv: (not kv[0].startswith("val"), kv[0]))}
+
+
+def latest_eval(columns: dict, limit: int = 8) -> tuple[int, list[tuple[str, float, int]], int] | None:
+    """(the latest eval step, [(key, value, step)] of every set's main keys there, number of sets):
+    each key's value at that step, or its last value with its own step when that set was not
+    evaluated there. None without validation keys."""
+    groups = eval_groups(columns)
+    keys = [k for ks in groups.values() for k in ks]
+    if not keys:
+        return None
+    last = max(columns[k].last_step for k in keys)
+    out = [(k, columns[k].values[-1], columns[k].last_step) for k in keys]
+    out.sort(key=lambda x: x[2] != last)  # the sets evaluated at the latest step first
+    return last, out[:limit], len(groups)
+
+
+def eval_line(ev: tuple[int, list[tuple[str, float, int]], int], label: str = "latest eval") -> str:
+    """'latest eval @86,000: val_proteometools/token_accuracy 14.0% | val_nine_species/... 7.6%'."""
+    last, parts, _ = ev
+    return f"{label} @{t.step(last)}: " + " | ".join(
+        f"{t.clean(k)} {t.num(v, k)}" + (f" @{t.step(s)}" if s != last else "") for k, v, s in parts)
+
+
 def choose_keys(run: Run, keys: list[str] | str | None, prefs: list[str], tool: str) -> list[str]:
     """The requested keys (exact, case-insensitive or glob), else the run's main metrics. Unknown
     keys raise with their closest existing keys."""
@@ -169,6 +209,11 @@ def thresholds(index: RunIndex) -> tuple[Thresholds, list[str]]:
     th, problems = Thresholds.from_mapping(index.settings.diagnose)
     where = index.settings.config_file
     return th, index.settings.config_problems + [f"{where}: {p}, ignored" for p in problems]
+
+
+def recent_trend(steps, values, th: Thresholds) -> int:
+    """The arrow's direction: the recent trend over diagnose's plateau window and improvement."""
+    return trend(steps, values, th.plateau_fraction, th.plateau_min_improvement)
 
 
 def goals_for(run: Run, keys: list[str]) -> dict[str, str]:

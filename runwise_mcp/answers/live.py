@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from ..analysis.select import KeyRole, main_keys
-from ..analysis.stats import MIN_RATE_SPAN, recent_rate
+from ..analysis.stats import MIN_RATE_ROWS, MIN_RATE_SPAN, wall_rate
 from ..index import ConsoleView, RunIndex
 from ..model import Run
 from ..render import answers as ra
 from ..render import text as t
 from ..sources.console import WARN_LINE, is_error_line, last_traceback
-from .common import UserError, flatten_config, get_run, numeric_keys
+from .common import UserError, eval_line, flatten_config, get_run, latest_eval, numeric_keys
 
 # ---- tail_run ------------------------------------------------------------------------------------
 
@@ -124,12 +124,17 @@ def _crash(raw: list[tuple[int, str]]) -> list[str]:
 def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
     out = []
     if numeric_keys(r):
+        ev = latest_eval(r.history.columns)
+        shown = {k for k, _, _ in ev[1]} if ev else set()
         parts = []
-        for k in main_keys(r, index.settings.main_metrics)[:6]:
+        for k in [k for k in main_keys(r, index.settings.main_metrics, limit=20) if k not in shown][:6]:
             col = r.history.columns[k]
             at = f" @{t.step(col.last_step)}" if col.last_step != r.last_step else ""
             parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)}{at}")
-        out.append(f"latest logged @{t.step(r.last_step)}: " + " | ".join(parts))
+        if parts:
+            out.append(f"latest logged @{t.step(r.last_step)}: " + " | ".join(parts))
+        if ev:  # every validation set at the latest eval step, on its own line
+            out.append(eval_line(ev))
     ch = view.history
     if ch.rows:
         last = ch.last_step
@@ -137,9 +142,11 @@ def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
         for k, col in ch.columns.items():
             if col.last_step is not None and last is not None and col.last_step >= last and len(parts) < 8:
                 parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)}")
-        evals = [(k, col) for k, col in ch.columns.items()
-                 if col.last_step != last and KeyRole(k).split in ("val", "test")]
-        for k, col in evals[:4]:  # the latest validation values, printed at an earlier step
+        # the latest validation values printed at an earlier step: every set's, latest first
+        evals = sorted(((k, col) for k, col in ch.columns.items()
+                        if col.last_step != last and KeyRole(k).split in ("val", "test")),
+                       key=lambda kc: (-(kc[1].last_step or 0), kc[0]))
+        for k, col in evals[:6]:
             parts.append(f"{t.clean(k)} {t.num(col.values[-1], k)} @{t.step(col.last_step)}")
         ahead = ""
         if r.last_step is not None and last is not None and last > r.last_step:
@@ -149,19 +156,29 @@ def _latest_lines(index: RunIndex, r: Run, view: ConsoleView) -> list[str]:
 
 
 def _speed(r: Run, view: ConsoleView) -> str:
+    """The step rate over the last ten minutes of wall clock (`_timestamp`; else `_runtime` or the
+    console's clock), from at least MIN_RATE_ROWS rows over at least MIN_RATE_SPAN seconds of one
+    stretch (a resume ends it); else the progress bar's rate; else why it cannot be told."""
     rate = None
     how = ""
-    rt = r.history.columns.get("_runtime")
+    cols = r.history.columns
     clock = r.segments[-1].hints.get("clock") if r.segments else None
-    recent = (recent_rate(rt.steps, rt.values, min_span=MIN_RATE_SPAN if clock else 0.0)
-              if rt is not None else None)
-    if recent is not None:
-        rate, dt = recent
-        how = f"over the last {t.duration(dt)} of {t.clean(clock or '_runtime')}"
+    col, name = cols.get("_timestamp"), "_timestamp (wall clock)"
+    if col is None or len(col) < 2:
+        col, name = cols.get("_runtime"), clock or "_runtime"
+    unknown = ""
+    if col is not None and len(col) >= 2:
+        seg0 = r.segments[-1].first_step if len(r.segments) > 1 else None  # a resume: its last segment
+        rate, dt, rows = wall_rate(col.steps, col.values, first_step=seg0)
+        if rate is not None:
+            how = f"over the last {t.duration(dt)} ({t.plural(rows, 'row')}) of {t.clean(name)}"
+        else:
+            unknown = (f"speed: unknown: the last stretch of {t.clean(name)} has {t.plural(rows, 'row')} over "
+                       f"{t.duration(dt)} (a rate needs {MIN_RATE_ROWS} rows over {MIN_RATE_SPAN:g}s or more)")
     if rate is None and view.rate:
         rate, how = view.rate, "as printed by the progress bar"
     if rate is None:
-        return ""
+        return unknown
     total, basis = view.total, "progress counter"
     if not total:
         flat = dict(flatten_config(r.config))

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis.sampling import bucket_means_by_step
+from ..analysis.anomalies import Thresholds
 from ..analysis.select import key_matches, main_metric, metric_keys, query_matches, x_axis_keys
-from ..analysis.stats import series_stats, trend
+from ..analysis.stats import series_stats
 from ..index import ConsoleView, RunIndex
 from ..model import RESERVED_KEYS, STATES, Run
 from ..render import answers as ra
@@ -19,7 +19,6 @@ from .common import (
     CONFIG_CHARS_ONE,
     MAX_CONFIG,
     MAX_KEYS,
-    SPARK_BUCKETS,
     UserError,
     _with_history,
     console_missing,
@@ -27,6 +26,8 @@ from .common import (
     empty_log_note,
     flatten_config,
     get_run,
+    recent_trend,
+    thresholds,
 )
 
 # ---- list_runs ---------------------------------------------------------------------------------
@@ -40,7 +41,8 @@ def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int =
     now = index.clock()
     matched = [r for r in runs if (not query or query_matches(r, query)) and (state == "any" or r.state.state == state)]
     page = matched[offset : offset + limit]
-    lines = [_run_line(r, index.settings.main_metrics) for r in page]
+    th = thresholds(index)[0]
+    lines = [_run_line(r, index.settings.main_metrics, th) for r in page]
     # a name alone when it names one run (names resolve case-insensitively); else "name (id)"
     seen: dict[str, int] = {}
     for r in runs:
@@ -53,7 +55,7 @@ def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int =
                        state=state, roots=index.settings.roots, now=now, problems=index.problems())
 
 
-def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
+def _run_line(run: Run, prefs: list[str], th: Thresholds) -> ra.RunLine:
     """A run's line: its main metric's last value and trend (a sparkline costs ~8 tokens a line,
     too much for a list of 30 runs in ~1,200 tokens: run_summary draws it)."""
     key = main_metric(run, prefs)
@@ -61,8 +63,8 @@ def _run_line(run: Run, prefs: list[str]) -> ra.RunLine:
         return ra.RunLine(run)
     col = run.history.columns[key]
     values = col.values
-    # a skim's rows are samples: its trend comes from step buckets, not from the rows themselves
-    direction = trend(bucket_means_by_step(col.steps, values, SPARK_BUCKETS)) if run.sampled else trend(values)
+    # the recent trend, as diagnose's plateau sees it (a skim's from step buckets of its samples)
+    direction = recent_trend(col.steps, values, th)
     return ra.RunLine(run, key, values[-1], direction, col.last_step)
 
 

@@ -7,7 +7,7 @@ import dataclasses
 from ..analysis.anomalies import default_keys, diagnose
 from ..analysis.sampling import bucket_means, bucket_means_by_step, sample_join
 from ..analysis.select import KeyRole
-from ..analysis.stats import series_stats, tail_slope, trend
+from ..analysis.stats import series_stats, tail_slope
 from ..cache import AnswerMemo
 from ..index import RunIndex
 from ..model import Run
@@ -23,13 +23,16 @@ from .common import (
     choose_keys,
     console_missing,
     empty_log_note,
+    eval_line,
     get_run,
     goals_for,
     history_source,
+    latest_eval,
     metric_run,
     numeric_keys,
     parse_keys,
     read_for_keys,
+    recent_trend,
     require_history,
     thresholds,
 )
@@ -72,7 +75,7 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
     except (TypeError, KeyError):  # none, or a damaged or foreign memo file: compute again
         memo = None
     if memo is None:
-        metric_lines = _metric_lines(r, chosen, keys)
+        metric_lines = _metric_lines(r, chosen, keys, th)
         diag = diagnose(r, diag_keys, goals_for(r, diag_keys), th)
         anomalies = rs.anomalies_line(diag, r.id)
         if memo_key:
@@ -87,8 +90,29 @@ def _run_summary(index: RunIndex, r0: Run, r: Run, src: str, keys: list[str] | s
     ahead = _console_ahead(index, r0)
     if ahead:
         anomalies = ahead + "\n" + anomalies
-    return rs.summary_answer(r, now, lines, groups, compact, anomalies,
-                             _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+    out = rs.summary_answer(r, now, lines, groups, compact, anomalies,
+                            _summary_source(r0, chosen, src), extra, bool(parse_keys(keys)))
+    ev = _eval_head(index, r0, r, bool(groups))
+    if ev:  # in the head: every validation set's value at the latest eval step
+        head, _, rest = out.partition("\n")
+        if rest.startswith("notes: "):
+            notes, _, rest = rest.partition("\n")
+            head += "\n" + notes
+        out = head + "\n" + ev + ("\n" + rest if rest else "")
+    return out
+
+
+def _eval_head(index: RunIndex, r0: Run, r: Run, grouped: bool) -> str:
+    """'latest eval @86,000: val_a/acc 14.0% | val_b/acc 7.6%' when the run has two or more
+    validation sets that no grouped line (which comes first) shows; from the console when it
+    printed a later eval than the history holds."""
+    ev = latest_eval(r.history.columns)
+    view = index.console(r0)
+    cev = latest_eval(view.history.columns) if view.history.rows else None
+    if cev and cev[2] >= 2 and (ev is None or cev[0] > ev[0]):
+        with t.percent_keys(view.percent):
+            return eval_line(cev, "latest eval printed")
+    return eval_line(ev) if ev and ev[2] >= 2 and not grouped else ""
 
 
 MEMO_MIN_POINTS = 200_000  # below this, statistics are quicker to compute than to look up
@@ -102,12 +126,12 @@ def _memo_key(r: Run, chosen: list[str], diag_keys: list[str], th, keys_given: b
     per_key = [(k, len(cols[k]), cols[k].first_step, cols[k].last_step, repr(cols[k].values[-1]),
                 repr(cols[k].values[len(cols[k]) // 2])) for k in sorted(set(chosen) | set(diag_keys)) if k in cols]
     ts = cols.get("_timestamp")
-    return AnswerMemo.key_for(r.id, ["run_summary", 2, r.id, r.history.rows, r.history.last_step, per_key,
+    return AnswerMemo.key_for(r.id, ["run_summary", 3, r.id, r.history.rows, r.history.last_step, per_key,
                               repr(ts.values[-1]) if ts is not None and len(ts) else None, chosen, diag_keys,
                               dataclasses.asdict(th), keys_given, [m.__dict__ for m in r.metrics.values()]])
 
 
-def _metric_lines(r: Run, chosen: list[str], keys: list[str] | str | None) -> list[rs.MetricLine]:
+def _metric_lines(r: Run, chosen: list[str], keys: list[str] | str | None, th) -> list[rs.MetricLine]:
     goals = goals_for(r, chosen)
     rows = r.history.rows
     out: list[rs.MetricLine] = []
@@ -119,7 +143,7 @@ def _metric_lines(r: Run, chosen: list[str], keys: list[str] | str | None) -> li
         best, best_step = (st.min, st.min_step) if goal == "minimize" else (st.max, st.max_step)
         m = rs.MetricLine(k, st.last, st.last_step, st.last_finite, best if goal else None,
                           best_step if goal else None, goal, bucket_means(col.values, SPARK_BUCKETS),
-                          trend(col.values), st.count, sparse=st.count < 0.5 * rows,
+                          recent_trend(col.steps, col.values, th), st.count, sparse=st.count < 0.5 * rows,
                           compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
         out.append(m)
     return out
@@ -136,7 +160,8 @@ def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) ->
         col = r.history.columns[k]
         role = KeyRole(k)
         m = rs.MetricLine(k, col.values[-1], col.last_step, col.values[-1], None, None, "",
-                          bucket_means_by_step(col.steps, col.values, SPARK_BUCKETS), trend(col.values), len(col),
+                          bucket_means_by_step(col.steps, col.values, SPARK_BUCKETS),
+                          recent_trend(col.steps, col.values, thresholds(index)[0]), len(col),
                           sparse=col.last_step != r.last_step,
                           compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
         (compact if m.compact else lines).append(m)

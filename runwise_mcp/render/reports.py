@@ -89,9 +89,10 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
     out = [" | ".join(head)]
     if run.notes:  # free text: quoted when it holds anything to escape
         out.append("notes: " + t.short(run.notes, 100, quoted=True))
-    out.extend(metric_line(m) for m in lines)
+    # validation sets logged with one metric name first: each set's latest value, at its step
     for pattern, ms in groups:
         out.append(f"{t.clean(pattern)}: " + " | ".join(metric_line(m, _set_name(m.key)) for m in ms))
+    out.extend(metric_line(m) for m in lines)
     if compact:
         out.append(" | ".join(metric_line(m) for m in compact))
     if extra_keys and not keys_given:
@@ -116,8 +117,17 @@ def _set_name(key: str) -> str:
 def anomalies_line(d: Diagnosis, run_id: str, limit: int = 3) -> str:
     if not d.findings:
         return f"anomalies: none over {d.points:,} points ({', '.join(d.checked)} checked)"
-    shown = [short_finding(f) for f in d.findings[:limit]]
-    more = len(d.findings) - limit
+    # a grad-norm spike at a loss spike's step goes on that spike's words
+    joined = {(f.data["with"], f.step): f for f in d.findings if f.check == "spike" and f.data.get("with")}
+    findings = [f for f in d.findings if not (f.check == "spike" and f.data.get("with"))]
+    shown = []
+    for f in findings[:limit]:
+        s = short_finding(f)
+        g = joined.get((f.key, f.step)) if f.check == "spike" else None
+        if g is not None:
+            s += f" (with {t.clean(g.key)}" + (f" {g.data['ratio']:.0f}×)" if g.data["ratio"] is not None else ")")
+        shown.append(s)
+    more = len(findings) - limit
     return ("anomalies: " + "; ".join(shown) + (f"; +{more} more" if more > 0 else "")
             + f" (details: {t.call('diagnose_run', run=run_id)})")
 
@@ -165,14 +175,23 @@ def finding(f: Finding) -> str:
                                                  if d["recovered_at"] is not None else "")
         return f"{kind}: {k} first {kind} @{t.step(f.step)} ({', '.join(parts)}{', ' + end if end else ''})"
     if f.check == "spike":
-        size = f"{d['ratio']:.1f}× the window median {t.num(d['baseline'], key)}" if d["ratio"] else \
-            f"window median {t.num(d['baseline'], key)}"
+        med = f"the median {t.num(d['baseline'], key)} of the {d.get('window', 50)} points before"
+        size = f"{d['ratio']:.1f}× {med}" if d["ratio"] else med
         rec = "at the end of the run" if d["at_end"] else ("recovered" if d["recovered"] else "did not recover")
-        n = f", {d['points']} pts" if d["points"] > 1 else ""
-        return f"spike: {k} {t.num(d['value'], key)} @{t.step(f.step)} ({size}{n}), {rec}"
+        # how many points rose over the spike threshold, and over which steps
+        n = (f"; {d['points']} points above the spike threshold, steps {t.step(d['first'])}–{t.step(d['last'])}"
+             if d["points"] > 1 and "first" in d else "")
+        same = f"; same step as the {t.clean(d['with'])} spike" if d.get("with") else ""
+        return f"spike: {k} {t.num(d['value'], key)} @{t.step(f.step)} ({size}{n}), {rec}{same}"
     if f.check == "divergence":
-        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], key)}, "
-                f"now {t.num(d['last'], key)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
+        if "low_point" not in d:  # a finding memoised before the raw points were kept
+            return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest {t.num(d['min'], key)}, "
+                    f"now {t.num(d['last'], key)} ({pct(d['rise'] * 100)}) at {t.step(d['last_step'])}")
+        # the raw lowest point (run_summary's best) and the smoothed curve the rise is measured on
+        return (f"divergence: {k} rising since ~{t.step(f.step)}: lowest point {t.num(d['low_point'], key)} "
+                f"@{t.step(d['low_step'])}, last {t.num(d['last_point'], key)} @{t.step(d['last_step'])}; "
+                f"smoothed (means of {d['blocks']} blocks) {t.num(d['min'], key)} → {t.num(d['last'], key)} "
+                f"({pct(d['rise'] * 100)})")
     if f.check == "overfit":
         word = "peaked" if d["goal"] == "maximize" else "lowest"
         s = (f"overfit: {k} {word} {t.num(d['best'], key)} @{t.step(f.step)}, now {t.num(d['last'], key)} "

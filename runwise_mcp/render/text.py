@@ -192,6 +192,8 @@ def state(st: RunState, now: float, basis: bool = True) -> str:
     ``basis=False`` leaves out the basis of a format without exit status (a list says it once)."""
     if st.state == CRASHED:
         return f"crashed ({st.basis})"
+    if st.state == KILLED and st.certain:  # a recorded kill (MLflow's KILLED status)
+        return f"killed ({st.basis})"
     if st.state in (RUNNING, KILLED):
         age = duration(now - st.last_write) if st.last_write else "?"
         if st.stopped:  # the format has no exit status: say what we know, no guess
@@ -213,11 +215,13 @@ def sparkline(buckets: list[float]) -> str:
     if not finite:
         return ""
     lo, hi = min(finite), max(finite)
+    # a constant's bucket means differ in the last bits (0.0002 vs 0.00019999999999999383): flat
+    flat = hi - lo <= 1e-9 * max(abs(lo), abs(hi))
     out = []
     for b in buckets:
         if not math.isfinite(b):
             out.append("·")
-        elif hi == lo:
+        elif flat:
             out.append(SPARK[3])
         else:
             out.append(SPARK[min(7, int((b - lo) / (hi - lo) * 8))])

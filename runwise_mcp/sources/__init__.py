@@ -14,11 +14,13 @@ from .console_run import ConsoleSource
 from .hf_trainer import HFTrainerSource
 from .lightning_csv import LightningSource
 from .metric_logs import MetricLogSource
+from .mlflow import MlflowSource
 from .tensorboard import TensorBoardSource
 from .wandb_dir import WandbSource
 
 SOURCES: tuple[Source, ...] = (
     WandbSource(),  # first: a wandb run directory may hold event files of its own
+    MlflowSource(),  # before TensorBoard: an mlruns/ store may hold event files as artifacts
     TensorBoardSource(),
     HFTrainerSource(),
     LightningSource(),

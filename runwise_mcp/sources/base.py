@@ -6,7 +6,10 @@ A **source** (one module in this package, registered in ``sources/__init__.py``)
   this format (or holds runs as files), and whether the walk goes on below it;
 * reading: ``open(path, ctx)`` returns a :class:`RunPart`, one unit of a run on disk (a wandb
   run directory, a TensorBoard run directory, ...). Parts with the same ``group_key`` are
-  segments of one run (a resumed wandb run), merged by the index in start order.
+  segments of one run (a resumed wandb run), merged by the index in start order;
+* stores of many runs: a source with ``many = True`` (MLflow's ``mlruns/`` and ``mlflow.db``)
+  returns a :class:`PartStore` from ``open``, whose ``parts()`` lists one RunPart per run; the
+  index treats each like a part found on its own.
 
 A :class:`RunPart` gives identity (id, name, group, tags, notes, start time), a cheap skim for
 run lists, full and keyed reads into the shared ``History`` model, incremental follow of
@@ -276,11 +279,31 @@ class DamageNotes:
         return "; ".join(parts) + (f" (at byte {where})" if where else "")
 
 
+class PartStore:
+    """Many run parts behind one path: a database or a store directory that holds many runs
+    (MLflow's ``mlflow.db`` and ``mlruns/``). A source with ``many = True`` returns one from
+    ``open``; the index calls ``parts()`` on every listing and treats each part it returns like
+    a part found on its own (keyed by the part's ``path``, which must be unique and stable).
+    ``parts()`` returns the same part objects for runs it returned before (updating them and
+    bumping their ``version`` when the store changed), so unchanged runs cost nothing."""
+
+    source = ""
+    path = ""
+
+    def parts(self) -> list[RunPart]:
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What the store could not read (a damaged record, a refused file), one sentence each."""
+        return []
+
+
 class Source:
     """A format: discovery and opening. Subclasses are registered in ``sources.SOURCES``."""
 
     name = ""
     describe = ""  # what it looks for, for the no-runs message
+    many = False  # open() returns a PartStore (several runs behind one path), not a RunPart
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Roots) -> Claim | None:
         raise NotImplementedError
@@ -295,7 +318,7 @@ class Source:
         """Whether a directory of this name is worth listing even below the scan depth."""
         return False
 
-    def open(self, path: str, ctx: ReadContext) -> RunPart:
+    def open(self, path: str, ctx: ReadContext) -> RunPart | PartStore:
         raise NotImplementedError
 
 

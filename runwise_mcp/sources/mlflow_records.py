@@ -55,7 +55,22 @@ class MlflowStoreError(Exception):
 
 class MlflowStore(Protocol):
     """One MLflow store: a ``mlruns/`` file store, a SQLite ``mlflow.db``, or a tracking server.
-    The MLflow source maps what these return onto the run model; all three implement it."""
+    The MLflow source maps what these return onto the run model; all three implement it.
+
+    Optional members (looked up with ``getattr`` by ``sources/mlflow.py``; a store may leave
+    them out):
+
+    * ``fingerprint() -> hashable``: cheap, and changes whenever what ``runs()`` returns may have
+      changed (SQLite: the (size, mtime) of the database and its ``-wal``). While it is unchanged
+      the store is not listed again;
+    * ``problems(run_id: str | None = None) -> list[str]``: what could not be read, one sentence
+      each; with a run id, only that run's (e.g. skipped metric lines), without, the store's own
+      (e.g. an experiment's damaged ``meta.yaml``);
+    * ``kind: str``: how answers name the kind of store ("file store", "SQLite store", ...);
+    * ``history_arrays(run_id, keys=None) -> {key: (steps, timestamps_ms, values)}`` as
+      ``array("q")``, ``array("q")``, ``array("d")`` in (step, timestamp) order: ``history``
+      without one object per point (the local stores have it; the mapping uses it when present).
+    """
 
     label: str  # how answers name the store: a path relative to its root, or the server URL (no credentials)
 
