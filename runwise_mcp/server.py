@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Reads ML training runs on this machine (W&B run directories, offline or online, including killed "
-    "and running runs; TensorBoard event files). Start with list_runs or run_summary. `run`: a run's name "
+    "and running runs; TensorBoard event files; MLflow stores and tracking servers; HF Trainer, Lightning, "
+    "Keras, JSONL/CSV metric logs; console logs). Start with list_runs or run_summary. `run`: a run's name "
     "or id, a unique prefix, latest, or source:name (tensorboard:exp1) when formats share a name. `keys`: metric names or globs, as a list or comma-separated; default: the run's main "
     "metrics. `query`: words matched in name/id/tags/group/notes, or tag:x group:x name:x."
 )
