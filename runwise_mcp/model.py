@@ -44,6 +44,17 @@ class Column:
         self._last_row = -2
         self._history = history
 
+    @classmethod
+    def install(cls, history: History, name: str, steps: array, values: array) -> Column:
+        """A column holding its own steps (formats whose keys are logged independently: TensorBoard
+        tags, MLflow metrics), put into ``history`` under ``name``."""
+        col = cls(name, history)
+        col._steps = steps
+        col.values = values
+        col._start_row, col._last_row = 0, len(values) - 1
+        history.columns[name] = col
+        return col
+
     def append(self, row: int, step: int, value: float) -> None:
         if self._steps is None:
             if self._start_row < 0:

@@ -270,23 +270,8 @@ async def test_files_jsonl_layout_is_read(tmp_path):
 # ---- item 7: numbers at the edges, all in one listing -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hostile_wandb_run(tmp_path_factory) -> Path:
-    """The run test_attacks.py has the real wandb write (offline) with hostile rows and prints."""
-    import textwrap
-
-    from helpers import wandb_cli
-    from test_attacks import HOSTILE_TRAINER
-
-    if wandb_cli() is None:
-        pytest.skip("wandb is not installed (pip install -e '.[test]')")
-    work = tmp_path_factory.mktemp("hostile")
-    (work / "train.py").write_text(textwrap.dedent(HOSTILE_TRAINER))
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
-    subprocess.run([sys.executable, "train.py"], cwd=work, env=env, check=True, timeout=120,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    (run,) = (work / "wandb").glob("offline-run-*")
-    return run
+# the run test_attacks.py has the real wandb write (offline) with hostile rows and prints
+from test_attacks import hostile_wandb_run  # noqa: E402,F401,F811  (a module-scoped fixture)
 
 
 async def test_every_edge_value_at_once_keeps_every_run_and_logs_one_line_each(tmp_path, hostile_wandb_run, caplog):

@@ -76,12 +76,6 @@ def unclamp(v: float) -> float:
     return v
 
 
-def _column(h: History, name: str, steps: array, values: array) -> None:
-    col = Column(name, h)
-    col._steps = steps
-    col.values = values
-    col._start_row, col._last_row = 0, len(values) - 1
-    h.columns[name] = col
 
 
 def as_arrays(points: dict[str, list[MlflowMetricPoint]]) -> dict[str, tuple[array, array, array]]:
@@ -123,14 +117,14 @@ def build_history(cols: dict[str, tuple[array, array, array]], start_ms: int | N
             for s, t in zip(steps, stamps):
                 if stamp.get(s, -1) < t:
                     stamp[s] = t
-        _column(h, key, array("q", steps), values if values is not cols[key][2] else array("d", values))
+        Column.install(h, key, array("q", steps), values if values is not cols[key][2] else array("d", values))
     all_steps = sorted(stamp)
     h.steps = array("q", all_steps)
     if all_steps:
         ts = array("d", (stamp[s] / 1000.0 for s in all_steps))
-        _column(h, "_timestamp", array("q", all_steps), ts)
+        Column.install(h, "_timestamp", array("q", all_steps), ts)
         t0 = start_ms / 1000.0 if start_ms else ts[0]
-        _column(h, "_runtime", array("q", all_steps), array("d", (x - t0 for x in ts)))
+        Column.install(h, "_runtime", array("q", all_steps), array("d", (x - t0 for x in ts)))
     return h, replaced, clamped
 
 
@@ -292,16 +286,16 @@ class MlflowRunPart(RunPart):
             if v == CLAMPED or v == -CLAMPED:
                 self._clamped[key] = 1
                 v = unclamp(v)
-            _column(h, key, array("q", (p.step,)), array("d", (v,)))
+            Column.install(h, key, array("q", (p.step,)), array("d", (v,)))
             if stamp.get(p.step, -1) < p.timestamp_ms:
                 stamp[p.step] = p.timestamp_ms
         steps = sorted(stamp)
         h.steps = array("q", steps)
         if steps:
             ts = array("d", (stamp[s] / 1000.0 for s in steps))
-            _column(h, "_timestamp", array("q", steps), ts)
+            Column.install(h, "_timestamp", array("q", steps), ts)
             t0 = self.record.start_time_ms / 1000.0 if self.record.start_time_ms else ts[0]
-            _column(h, "_runtime", array("q", steps), array("d", (x - t0 for x in ts)))
+            Column.install(h, "_runtime", array("q", steps), array("d", (x - t0 for x in ts)))
         self._history = h
         self._replaced = {}
         self._full, self._stale, self._points = False, False, 0

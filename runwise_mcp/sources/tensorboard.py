@@ -49,13 +49,6 @@ def _hparams_dir(path: str) -> bool:
         return False
 
 
-def _column(h: History, name: str, steps: array, values: array) -> None:
-    """A column holding its own steps (TensorBoard tags are logged independently)."""
-    col = Column(name, h)
-    col._steps = steps
-    col.values = values
-    col._start_row, col._last_row = 0, len(values) - 1
-    h.columns[name] = col
 
 
 def _monotonic(steps: array) -> tuple[array, int]:
@@ -112,7 +105,7 @@ class _FileView:
                     steps, values = array("q", (steps[i] for i in keep)), array("d", (values[i] for i in keep))
                     notes.append(f"{os.path.basename(ef.path)}: {tag} steps go back within the file; "
                                  f"{dropped:,} earlier point(s) at the repeated steps replaced by the later ones")
-            _column(h, tag, steps, values)
+            Column.install(h, tag, steps, values)
         if len(t_wall):
             if ordered:  # one timeline entry per step already (the last wall time at that step)
                 ws, wv = t_steps, t_wall
@@ -124,8 +117,8 @@ class _FileView:
             if t0 != self.t0 or len(self.runtime) > len(wv) or not ordered:
                 self.runtime, self.t0 = array("d"), t0
             self.runtime.extend(w - t0 for w in wv[len(self.runtime):])
-            _column(h, "_timestamp", ws, wv)
-            _column(h, "_runtime", ws, self.runtime)
+            Column.install(h, "_timestamp", ws, wv)
+            Column.install(h, "_runtime", ws, self.runtime)
         for tag, o in sorted(ef.other.items()):
             h.other[tag] = OtherKey(count=o.count, first_step=o.first_step, last_step=o.last_step, last=None,
                                     kind=o.kind or o.plugin or "tensor")
