@@ -76,10 +76,13 @@ run.finish()
 
 @pytest.fixture(scope="module")
 def hostile_wandb_run(tmp_path_factory) -> Path:
+    return write_hostile_wandb_run(tmp_path_factory.mktemp("hostile"))
+
+
+def write_hostile_wandb_run(work: Path) -> Path:
     """A run written by the real wandb in offline mode with the hostile rows and prints above."""
     if wandb_cli() is None:
         pytest.skip("wandb is not installed (pip install -e '.[test]')")
-    work = tmp_path_factory.mktemp("hostile")
     (work / "train.py").write_text(textwrap.dedent(HOSTILE_TRAINER))
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
     subprocess.run([sys.executable, "train.py"], cwd=work, env=env, check=True, timeout=120,

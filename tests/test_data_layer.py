@@ -270,8 +270,12 @@ async def test_files_jsonl_layout_is_read(tmp_path):
 # ---- item 7: numbers at the edges, all in one listing -------------------------------------------------
 
 
-# the run test_attacks.py has the real wandb write (offline) with hostile rows and prints
-from test_attacks import hostile_wandb_run  # noqa: E402,F401,F811  (a module-scoped fixture)
+@pytest.fixture(scope="module")
+def hostile_wandb_run(tmp_path_factory) -> Path:
+    """The run test_attacks.py has the real wandb write (offline) with hostile rows and prints."""
+    from test_attacks import write_hostile_wandb_run
+
+    return write_hostile_wandb_run(tmp_path_factory.mktemp("hostile"))
 
 
 async def test_every_edge_value_at_once_keeps_every_run_and_logs_one_line_each(tmp_path, hostile_wandb_run, caplog):
