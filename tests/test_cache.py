@@ -290,3 +290,23 @@ def test_first_list_keys_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_p
     col = run.history.columns["train/loss"]
     assert f"@{col.last_step}," in loss or f"@{col.last_step:,}," in loss
     assert loss.split("last ")[1].split(" @")[0] in full
+
+
+def test_a_first_answer_waits_for_a_background_read_only_while_it_can_finish():
+    """wait_briefly returns at once for a finished read, and gives up before its limit when the
+    speed so far says the read cannot finish in time (here: 10% read in 10 s, 30 s allowed)."""
+    import time
+
+    from runwise_mcp.index import FullRead
+
+    done = FullRead("r", 100)
+    done.finished.set()
+    assert done.wait_briefly(30) is True
+    slow = FullRead("r", 100)
+    slow.started -= 10
+    slow.advance(10)
+    t = time.monotonic()
+    assert slow.wait_briefly(30) is False
+    assert time.monotonic() - t < 15  # gave up early instead of waiting the 30 s out
+    unknown = FullRead("r", 100)  # no progress yet: waits the (short) limit out
+    assert unknown.wait_briefly(0.1) is False

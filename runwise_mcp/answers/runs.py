@@ -79,7 +79,7 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
             and sum(s.log_bytes for s in r0.segments) >= index.settings.background_above):
         # a large log not read yet: name its keys from the skim while it is read in the background
         job = index.read_in_background(r0)
-        job.finished.wait(index.settings.first_answer_wait)
+        job.wait_briefly(index.settings.first_answer_wait)
         if not job.finished.is_set() or job.error is not None:
             return _skim_keys(r0, job, pattern)
     r = get_run(index, run)
