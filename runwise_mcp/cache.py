@@ -29,7 +29,7 @@ from .confine import open_read
 log = logging.getLogger(__name__)
 
 MAGIC = b"RWCACHE1\n"
-FORMAT = 3  # 2: key entries carry a "wanted" flag (keyed reads); 3: and a media generation
+FORMAT = 4  # 2: key entries carry a "wanted" flag (keyed reads); 3: and a media generation; 4: a log keeps its record time
 FIRST_BLOCK = 32768
 
 _ALLOWED = {

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -41,6 +42,15 @@ SKIP_DIRS = frozenset({
     ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".ipynb_checkpoints",
     ".idea", ".vscode",
 })
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: type, message (cut at 300 characters, whitespace and newlines
+    folded) and where it was raised; the traceback goes to debug level."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
 
 
 class RunNotFound(LookupError):
@@ -121,6 +131,7 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)  # roots missing, unreadable dirs
     run_dirs: list[str] = field(default_factory=list)
     found: list[tuple[str, Source, str]] = field(default_factory=list)  # (path, source, root) of each run part
+    links: list[tuple[str, str, str]] = field(default_factory=list)  # symlinks not followed: (link, target, root to add)
 
 
 @dataclass
@@ -128,6 +139,15 @@ class _DirEntry:
     mtime_ns: int
     subdirs: list[str]
     files: tuple[str, ...]  # names of the other entries (files, symlinks, ...)
+    links: tuple[tuple[str, str], ...] = ()  # (name, target) of symlinks that look like run folders
+
+
+LINK_NAMES = frozenset({"wandb", ".wandb", "runs", "mlruns", "lightning_logs", "tb_logs", "logs", "outputs"})
+
+
+def _run_folder_name(name: str) -> bool:
+    """A symlink of this name probably leads to runs (wandb -> /scratch/$USER/wandb)."""
+    return name in LINK_NAMES or any(src.name_hint(name) for src in SOURCES)
 
 
 class RunIndex:
@@ -142,6 +162,7 @@ class RunIndex:
         self._stores: dict[str, PartStore] = {}  # path -> a store of many run parts (e.g. mlflow.db)
         self._runs: dict[str, tuple[tuple, Run]] = {}  # run id -> (segment versions, Run)
         self._groups: dict[str, list[RunPart]] = {}  # run id -> its parts
+        self._copies: dict[str, list[tuple[str, str]]] = {}  # run id -> copies left out (see split_copies)
         self._used: dict[str, int] = {}  # run id -> last use, for the cache budget
         self._tick = itertools.count()
         self.last_scan = ScanReport(roots=list(settings.roots))
@@ -183,6 +204,8 @@ class RunIndex:
         entry = self._list_dir(path, report)
         if entry is None:
             return
+        for name, target in entry.links:
+            self._skipped_link(os.path.join(path, name), target, report)
         descend = True
         names = tuple(os.path.basename(d) for d in entry.subdirs)
         for src in SOURCES:
@@ -233,6 +256,18 @@ class RunIndex:
                             report.run_dirs.append(sub)
                         break
 
+    def _skipped_link(self, link: str, target: str, report: ScanReport) -> None:
+        """Say that a symlink that looks like a run folder (``wandb -> /scratch/u/wandb``) was
+        not followed, and the exact root that would read it. Only the link itself is read: its
+        target is never opened or stat-ed (it may lie outside the roots). A target inside a
+        root is not said: the walk finds its runs there."""
+        where = os.path.normpath(os.path.join(os.path.dirname(link), target))
+        if self.roots.contains(where):
+            return
+        report.problems.append(f"skipped symlink {link} -> {target}: symlinks are not followed (runs are read "
+                               f"only under the roots); to read it, add --root {where}")
+        report.links.append((link, target, where))
+
     def _claim_files(self, path: str, files: tuple[str, ...], report: ScanReport, seen: set[str], root: str) -> None:
         """Files in ``path`` that a source claims as runs of their own (console logs), each
         one run part; the first source to claim a file has it."""
@@ -260,6 +295,7 @@ class RunIndex:
                 return cached
             subdirs: list[str] = []
             files: list[str] = []
+            links: list[tuple[str, str]] = []
             venv = False
             try:
                 with os.scandir(fd) as it:
@@ -271,6 +307,8 @@ class RunIndex:
                             else:
                                 files.append(name)
                                 venv = venv or name == "pyvenv.cfg"
+                                if _run_folder_name(name) and e.is_symlink():  # never followed
+                                    links.append((name, os.readlink(name, dir_fd=fd)))
                         except OSError:
                             continue
             except OSError as e:
@@ -281,7 +319,7 @@ class RunIndex:
         if venv:
             subdirs = []
         subdirs.sort()
-        entry = _DirEntry(st.st_mtime_ns, subdirs, tuple(sorted(files)))
+        entry = _DirEntry(st.st_mtime_ns, subdirs, tuple(sorted(files)), tuple(sorted(links)))
         self._dirs[path] = entry
         return entry
 
@@ -324,6 +362,8 @@ class RunIndex:
             fresh: dict[str, tuple[tuple, Run]] = {}
             by_id: dict[str, list[RunPart]] = {}
             for segs in groups.values():
+                segs, copies = split_copies(segs)
+                self._copies[segs[0].run_id] = copies
                 run = self._build(segs)
                 self._apply_state(run, segs, now)  # depends on the clock: judged on every call
                 fresh[run.id] = (self._key(segs), run)
@@ -389,7 +429,7 @@ class RunIndex:
                         if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
-            log.error("cannot read %s: %s: %s", seg.path, type(e).__name__, e)  # one line; traceback at debug
+            log.error("cannot read %s: %s", seg.path, one_line(e))  # one line; traceback at debug
             log.debug("traceback of the failure above", exc_info=True)
             self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
             return False
@@ -402,8 +442,11 @@ class RunIndex:
         segs.sort(key=lambda s: (s.start_time or 0.0, s.path))
         cached = self._runs.get(segs[0].run_id)
         if cached is not None and cached[0] == self._key(segs):
-            return cached[1]
-        return build_run(segs[0].run_id, segs)
+            run = cached[1]
+        else:
+            run = build_run(segs[0].run_id, segs)
+        run.copies = self._copies.get(run.id, [])
+        return run
 
     def _apply_state(self, run: Run, segs: list[RunPart], now: float) -> None:
         stale = self.settings.stale_after
@@ -469,7 +512,8 @@ class RunIndex:
                                   if progress else None)
                 failed = ""
             except Exception as e:  # a reader bug must not take the index down: read in full
-                log.exception("keyed read of %s failed", run.id)
+                log.error("keyed read of %s failed: %s", run.id, one_line(e))  # one line
+                log.debug("traceback of the failure above", exc_info=True)
                 failed = f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full"
                 self.last_scan.problems.append(failed)
                 for seg in segs:
@@ -566,6 +610,7 @@ class RunIndex:
             keyed = memo[1]  # the same keyed read as last time: nothing new on disk
         else:
             keyed = build_run(run.id, [seg.keyed_view() if seg.sampled else seg for seg in segs])
+            keyed.copies = self._copies.get(run.id, [])
             keyed.keys_read = frozenset(k for seg in segs if seg.sampled for k in seg.keyed_names) or want
             self._keyed_runs[run.id] = (state, keyed)
             # a keyed read holds little: check the budget (a walk over every directory) only
@@ -610,7 +655,8 @@ class RunIndex:
                         done += seg.log_bytes  # the size it was read to
                 job.advance(job.total)
             except Exception as e:  # reported by the tool that asks next
-                log.exception("background read of %s failed", job.run_id)
+                log.error("background read of %s failed: %s", job.run_id, one_line(e))  # one line
+                log.debug("traceback of the failure above", exc_info=True)
                 job.error = f"{type(e).__name__}: {e}"
             finally:
                 confine.ACTIVE.reset(token)
@@ -702,15 +748,60 @@ class RunIndex:
             self._views[run.id] = (key, view)
         return view
 
-    def problems(self) -> list[str]:
+    def problems(self, full_paths: bool = False) -> list[str]:
+        """What could not be read, each once: scan problems, then each run part's, named by its
+        directory's name (``full_paths``: its path, as --check prints them)."""
         out = list(self.last_scan.problems)
         with self._lock:
             for path in sorted(self._stores):
                 out += self._stores[path].problems()
             for path in sorted(self._segments):
                 for p in self._segments[path].problems():
-                    out.append(f"{os.path.basename(path)}: {p}")
-        return out
+                    out.append(f"{path if full_paths else os.path.basename(path)}: {p}")
+        return list(dict.fromkeys(out))
+
+
+def _copy_key(seg: RunPart) -> tuple:
+    """What makes two run parts of one run id copies of one segment rather than segments of a
+    resumed run: the same start time (each resume starts anew), or without one, the same
+    content (log size, rows, last step)."""
+    start = sane_time(seg.start_time)
+    if start is not None:
+        return ("start", round(start, 3))
+    h = seg.history
+    return ("content", seg.log_bytes, h.rows, h.last_step)
+
+
+def split_copies(segs: list[RunPart]) -> tuple[list[RunPart], list[tuple[str, str]]]:
+    """The parts of one run id without copies of one another (copies of a run directory made
+    with cp, rsync or a second checkout are one segment, not a resume), and the copies left
+    out: (path, "" when identical to the part kept, else how it differs). Of copies, the most
+    complete one (largest log, most rows) is read, then the first by path."""
+    if len(segs) < 2:
+        return segs, []
+    buckets: dict[tuple, list[RunPart]] = {}
+    for seg in segs:
+        buckets.setdefault(_copy_key(seg), []).append(seg)
+    if len(buckets) == len(segs):
+        return segs, []
+    kept: list[RunPart] = []
+    copies: list[tuple[str, str]] = []
+    for bucket in buckets.values():
+        bucket.sort(key=lambda s: (-s.log_bytes, -s.history.rows, s.path))
+        keep = bucket[0]
+        kept.append(keep)
+        for other in bucket[1:]:
+            same = (other.log_bytes, other.history.rows, other.history.last_step) == \
+                   (keep.log_bytes, keep.history.rows, keep.history.last_step)
+            if same:
+                copies.append((other.path, ""))
+            else:
+                h = other.history
+                to = f" to step {h.last_step:,}" if h.last_step is not None else ""
+                copies.append((other.path, f"an older or partial copy: {h.rows:,} rows{to}, "
+                                           f"{other.log_bytes:,} bytes of log; not read"))
+    copies.sort()
+    return kept, copies
 
 
 def build_run(run_id: str, segs: list[RunPart]) -> Run:

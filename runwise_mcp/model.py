@@ -388,7 +388,7 @@ class Segment:
 
     path: str  # run directory
     log_path: str | None  # the .wandb file, if any
-    layout: str  # wandb: "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "console" (only files/output.log); else the source
+    layout: str  # wandb: "wandb" (0.10+) | "dryrun" (pre-0.10 jsonl) | "jsonl" (files/wandb-history.jsonl) | "console" (only files/output.log); else the source
     start_time: float | None
     log_bytes: int = 0  # its size when last read
     producer: str = ""  # e.g. "wandb 0.31.0"
@@ -431,6 +431,9 @@ class Run:
     sampled: bool = False  # history holds only samples of a large log (run lists); tools on one run read all
     sample_note: str = ""  # a skim whose sampled parts hold no (last) rows says so (run lists show it)
     keys_read: frozenset[str] | None = None  # a keyed read: history holds only these keys (None: all)
+    # other directories holding a copy of one of its segments (same run id and start): listed
+    # once, read from the most complete copy; (path, "" when identical, else how it differs)
+    copies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def display_name(self) -> str:

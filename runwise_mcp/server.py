@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -23,7 +21,7 @@ from . import __version__, answers
 from .answers.plot import plot_runs as plot_answer
 from .arguments import problem as argument_problem
 from .config import Settings, load_settings
-from .index import READ_PROGRESS, RunIndex
+from .index import READ_PROGRESS, RunIndex, one_line
 from .liveness import CANCEL, Cancelled
 from .render import text as rt
 from .render.answers import LIST_LIMIT
@@ -104,14 +102,6 @@ def check_args(**args: object) -> None:
         elif isinstance(v, int) and not isinstance(v, bool) and not -STEP_LIMIT <= v < STEP_LIMIT:
             raise ToolError(f"`{name}` is out of range: steps are 64-bit integers (below 9.2e18); pass a step "
                             f"such as 50000.")
-
-
-def one_line(e: BaseException) -> str:
-    """An exception as one log line: type, message (cut at 300 characters) and where it was raised."""
-    tb = traceback.extract_tb(e.__traceback__)
-    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno})" if tb else ""
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
 
 
 def _answer(fn: Callable[..., str], *args, **kwargs) -> str:

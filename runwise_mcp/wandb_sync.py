@@ -76,11 +76,14 @@ def segment_status(seg: RunDir) -> SegmentStatus:
         else:
             synced = "not synced"
     else:
-        synced = "pre-0.10 layout (no .wandb log)" if seg.layout == "dryrun" else "no .wandb log"
+        synced = {"dryrun": "pre-0.10 layout (no .wandb log)",
+                  "jsonl": "files/ layout (no .wandb log)"}.get(seg.layout, "no .wandb log")
     issues: list[str] = []  # codes grouped into remedies by the answer
     if log is None:
-        log_desc, ok = ("missing: only files/ is left" if seg.layout == "console" else
-                        "none (pre-0.10 layout: wandb-history.jsonl)"), seg.layout == "dryrun"
+        log_desc, ok = ({"console": "missing: only files/ is left",
+                         "jsonl": "none (history in files/wandb-history.jsonl)"}.get(
+                             seg.layout, "none (pre-0.10 layout: wandb-history.jsonl)"),
+                        seg.layout in ("dryrun", "jsonl"))
         if seg.layout == "console":
             issues.append("console-only")
     else:

@@ -72,3 +72,20 @@ def same_value(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def leet_last_time(path: Path) -> float:
+    """The newest time written inside a .wandb log, as wandb's own reader decodes it: the rows'
+    `_timestamp`, stats and console record times (what a run's liveness is judged from)."""
+    from datetime import datetime
+
+    times: list[float] = []
+    for r in leet_records(path):
+        body = r.get(r.get("type", ""), {})
+        if r.get("type") == "history":
+            ts = body.get("item", {}).get("_timestamp")
+            if isinstance(ts, (int, float)):
+                times.append(float(ts))
+        elif isinstance(body, dict) and isinstance(body.get("timestamp"), str):
+            times.append(datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00")).timestamp())
+    return max(times)

@@ -321,8 +321,8 @@ async def test_every_format_in_one_decoy_tree_lists_and_ranks_together(tmp_path)
     assert len(ranked) == 7 and all(ranked), out
     values = [float(m.group(3)) for m in ranked]
     assert values == sorted(values)
-    by_id = dict((n, s) for s, n in want)
-    sources = {by_id[m.group(2) or m.group(1)] for m in ranked}
+    # best_run names a run by its name alone when that is unique (issue 16 item 12): resolve it
+    sources = {ix.resolve(m.group(2) or m.group(1)).source for m in ranked}
     assert {"hf_trainer", "metric_log", "console", "wandb"} <= sources, out
     for m in ranked:  # each shown best is the minimum of the loss the run logged, at its step
         run = ix.resolve(m.group(2) or m.group(1), full=True)

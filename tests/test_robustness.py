@@ -261,8 +261,10 @@ def test_index_survives_every_kind_of_damage(tmp_path):
         (d / f"run-bad{i}.wandb").write_bytes(bytes(data))
     idx = RunIndex(load_settings([str(tmp_path)]))
     runs = idx.runs()
-    # copies of one run share its id (from the run record) and become segments of one run
-    assert sum(len(r.segments) for r in runs) == 12
+    # damaged copies of one run share its id and start time (from the run record): one run, read
+    # from the most complete copy, the others named as its copies (not merged as resumed segments)
+    assert sum(len(r.segments) + len(r.copies) for r in runs) == 12
+    assert all(len(r.segments) == 1 for r in runs)
     probs = idx.problems()
     assert any("not a .wandb log" in p for p in probs)
 

@@ -343,7 +343,8 @@ async def test_run_with_start_but_no_rows(tmp_path):
     (d / "run-early01.wandb").write_bytes(data[:4000])
     async with client_for(tmp_path) as c:
         line = text(await c.call_tool("list_runs", {})).splitlines()[1]
-        assert line.startswith("R001-finished running? ") and "no history yet" in line  # name from the run record
+        # name from the run record; state from the time of its first stats record (days ago)
+        assert line.startswith("R001-finished killed? no exit record, last log record ") and "no history yet" in line
         res = await c.call_tool("list_keys", {"run": "R001"})  # system metrics exist already
         assert not res.is_error and "system: 12 keys, 1 sample" in text(res)
         assert text(res).endswith("holds the run's start but no logged rows yet: the run has not called "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 NOW = 1796200000.0
 ROOTS = ("tests/fixtures/wandb_runs", "tests/fixtures/analysis_runs", "tests/fixtures/console_runs")
-_AGE = re.compile(r"(nothing written for|last write) [0-9][0-9hmsd.]*( ago)?")
+_AGE = re.compile(r"(nothing written for|last write|last log record) [0-9][0-9hmsd.]*( ago)?")
 
 
 def normalise(text: str, repo: Path) -> str:

@@ -261,7 +261,7 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
         return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
                 f"{t.call('get_config', run=r.id)} lists all")
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
-    source = "config.yaml" if r.segments and r.segments[-1].layout == "dryrun" else ""
+    source = {"dryrun": "config.yaml", "jsonl": "files/config.yaml"}.get(r.segments[-1].layout, "") if r.segments else ""
     if r.segments and r.segments[-1].hints.get("config_from"):
         source = t.clean(r.segments[-1].hints["config_from"])
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
@@ -269,6 +269,10 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
 
 
 # ---- check (for humans) ------------------------------------------------------------------------
+
+
+CHECK_FULL_READ = 64 << 20  # --check reads logs up to this size in full (exact row counts); larger are skimmed
+CHECK_FULL_BUDGET = 512 << 20  # and up to this many bytes of such logs in all
 
 
 def check_report(index: RunIndex) -> tuple[bool, str]:
@@ -287,12 +291,24 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
         f" (logs of {s.cache_min_bytes >> 20} MiB and more)" if s.cache_dir else ""))
     servers_ok, server_runs = _check_mlflow_servers(s, out)
     out.append(f"{t.plural(len(runs), 'run')} found in {dt:.2f}s:")
+    budget = CHECK_FULL_BUDGET
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
-        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {t.plural(r.history.rows, 'row')}"
+        size = sum(s.log_bytes for s in r.segments)
+        if r.sampled and size <= min(CHECK_FULL_READ, budget):  # a skim's rows are samples: count them in full
+            budget -= size
+            r = index.read_full(r)
+        if r.sampled:  # larger: say that the count is not known rather than give the skim's
+            rows = (f"steps to {t.step(r.last_step)}" if r.last_step is not None else "no rows in the skim")
+            rows += f" (log of {size / 2**20:,.1f} MiB skimmed; rows not counted)"
+        else:
+            rows = t.plural(r.history.rows, 'row')
+        out.append(f"  {ra.run_label(r)}: {t.state(r.state, now)}, {rows}"
                    f"{segs}, {t.clean(r.segments[-1].producer) if r.segments else ''}, "
                    f"{t.clean(r.segments[-1].path) if r.segments else ''}")
-    problems = index.problems()
+        if r.copies:
+            out.append(f"    {ra.copies_line(r)}")
+    problems = index.problems(full_paths=True)
     if problems:
         out.append("could not read:")
         out.extend(f"  {t.clean(p)}" for p in problems)

@@ -42,6 +42,21 @@ def _common(values: list[str]) -> str:
     return values[0] if len(values) > 1 and values[0] and all(v == values[0] for v in values) else ""
 
 
+def copies_word(r: Run) -> str:
+    """'1 copy', '3 copies' of a run found in other directories (run_summary says where)."""
+    n = len(r.copies)
+    return f"{n:,} {'copy' if n == 1 else 'copies'} elsewhere"
+
+
+def copies_line(r: Run) -> str:
+    """Where the copies of a run are: 'copies (listed once, read from <path>): <path>; ...'."""
+    shown = [t.clean(p) + (f" ({t.clean(why)})" if why else "") for p, why in r.copies[:5]]
+    more = f"; … {len(r.copies) - 5:,} more" if len(r.copies) > 5 else ""
+    kept = " + ".join(t.clean(s.path) for s in r.segments)
+    same = "identical " if not any(why for _, why in r.copies) else ""
+    return f"{same}copies (listed once, read from {kept}): " + "; ".join(shown) + more
+
+
 def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = True, group: bool = True,
              tags: bool = True, source: bool = False, basis: bool = True) -> str:
     """One run. The flags leave out what the list's header already says for every line (the
@@ -53,6 +68,8 @@ def run_line(line: RunLine, now: float, *, date: bool = True, metric: bool = Tru
         parts.append(r.source)
     if len(r.segments) > 1:
         parts.append(f"{len(r.segments)} segments (resumed)")
+    if r.copies:
+        parts.append(copies_word(r))
     when = t.when(r.start_time, now)
     parts.append(when if date or not r.start_time else when.rsplit(" ", 1)[-1])
     if r.sample_note:  # a skim that found no (last) row: say so, not "no history yet"
@@ -146,7 +163,10 @@ def no_runs_message(roots: list[str], problems: list[str]) -> str:
     from ..sources import SOURCES  # what every registered format looks for
 
     where = ", ".join(t.clean(x) for x in roots)
-    msg = (f"No runs found under {where}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
+    links = [p for p in problems if p.startswith("skipped symlink ")]  # wandb -> /scratch/u/wandb: say it first
+    problems = [p for p in problems if p not in links]
+    found = f": {'; '.join(t.clean(p) for p in links[:5])}" if links else ""
+    msg = (f"No runs found under {where}{found}. Looked for: {'; '.join(s.describe for s in SOURCES)}. "
            f"Point the server at the directory that contains your runs (e.g. your wandb/ or runs/ folder's "
            f"parent): --root PATH or RUNWISE_PROJECT_ROOT (several paths separated by '{os.pathsep}').")
     if problems:

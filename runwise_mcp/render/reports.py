@@ -16,7 +16,7 @@ from ..analysis.sampling import Sampled
 from ..analysis.stats import SeriesStats
 from ..model import Run
 from . import text as t
-from .answers import run_label
+from .answers import copies_line, copies_word, run_label
 
 
 def sci(v: float | None) -> str:
@@ -78,6 +78,8 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
     head = [f"{run_label(run)} {t.state(run.state, now)}"]
     if len(run.segments) > 1:
         head.append(f"{len(run.segments)} segments (resumed)")
+    if run.copies:
+        head.append(copies_word(run))
     head.append(f"step {t.step(run.last_step)}" if run.last_step is not None else "no history yet")
     head.append(t.duration(run.runtime))
     if run.group and not run.name.startswith(run.group):
@@ -99,6 +101,8 @@ def summary_answer(run: Run, now: float, lines: list[MetricLine], groups: list[t
     if anomalies:
         out.append(anomalies)
     out.append("source: " + t.clean(source))
+    if run.copies:
+        out.append(copies_line(run))
     return "\n".join(out)
 
 

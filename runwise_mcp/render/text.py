@@ -205,6 +205,8 @@ def state(st: RunState, now: float, basis: bool = True) -> str:
             return f"stopped (last {st.clock} {age} ago{why})"
         if st.state == RUNNING:
             return f"running? {st.basis}, last {st.clock} {age} ago"
+        if st.clock == "log record":  # judged from a time inside the W&B log (a copy has fresh file times)
+            return f"killed? {st.basis}, last {st.clock} {age} ago"
         return f"killed? {st.basis}, nothing written for {age}"
     return st.state
 

@@ -6,6 +6,9 @@
 * pre-0.10 (``dryrun-*`` and old online ``run-*`` without a ``.wandb``): everything is in the
   run directory itself: ``wandb-history.jsonl``, ``wandb-events.jsonl``, ``config.yaml``,
   ``wandb-summary.json``, ``wandb-metadata.json``, ``output.log``.
+* the same files in ``files/`` (layout "jsonl": ``run-*/files/wandb-history.jsonl`` with the
+  summary, config and metadata beside it and no ``.wandb``), as run directories copied from
+  W&B's files or exported by tools keep them.
 
 Each file is re-read only when its (size, mtime) changes; the log and the jsonl files are read
 from where the previous read stopped.
@@ -25,16 +28,17 @@ import yaml
 
 from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
-from ..model import History, RunState, judge_state
+from ..model import KILLED, RUNNING, History, RunState, judge_state
 from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
 from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
-from .wandb_log import WandbLog, flatten, skim
+from .wandb_log import WandbLog, flatten, max_time, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
+FILES_HISTORY = os.path.join("files", "wandb-history.jsonl")  # the "jsonl" layout's history
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
 MAX_KEYED_NAMES = 32  # a keyed read widened beyond this many keys is started afresh with the new ones
 MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
@@ -63,7 +67,8 @@ def is_run_dir(path: str) -> bool:
     if find_logs(path):
         return True
     return any(os.path.isfile(os.path.join(path, f))
-               for f in ("wandb-history.jsonl", "wandb-metadata.json", os.path.join("files", "output.log")))
+               for f in ("wandb-history.jsonl", "wandb-metadata.json", os.path.join("files", "output.log"),
+                         FILES_HISTORY))
 
 
 def _stat_key(path: str) -> tuple[int, int] | None:
@@ -251,10 +256,12 @@ class RunDir(RunPart):
                     self.skip_reason = f"{n} {e.why.removeprefix('it ')}"
                 except OSError:
                     pass
+        top = any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json"))
         if self.log_path:
             self.layout = "wandb"
-        elif not any(os.path.isfile(os.path.join(path, f)) for f in ("wandb-history.jsonl", "wandb-metadata.json")) \
-                and os.path.isfile(os.path.join(path, "files", "output.log")):
+        elif not top and os.path.isfile(os.path.join(path, FILES_HISTORY)):
+            self.layout = "jsonl"  # run-*/files/wandb-history.jsonl with summary, config, metadata beside it
+        elif not top and os.path.isfile(os.path.join(path, "files", "output.log")):
             self.layout = "console"  # only files/ survived (the .wandb was deleted or never written)
         else:
             self.layout = "dryrun"
@@ -276,9 +283,9 @@ class RunDir(RunPart):
         self.meta_file = SideFile(os.path.join(base, "wandb-metadata.json"), "json", self._stat)
         self.output_file = SideFile(os.path.join(base, "output.log"), "tail", self._stat)
         self.jsonl: list[JsonlHistory] = []  # pre-0.10: [history, system events]
-        if self.layout == "dryrun":
-            self.jsonl = [JsonlHistory(os.path.join(path, "wandb-history.jsonl"), _fold_history_row, self._stat),
-                          JsonlHistory(os.path.join(path, "wandb-events.jsonl"), _fold_events_row, self._stat)]
+        if self.layout in ("dryrun", "jsonl"):
+            self.jsonl = [JsonlHistory(os.path.join(base, "wandb-history.jsonl"), _fold_history_row, self._stat),
+                          JsonlHistory(os.path.join(base, "wandb-events.jsonl"), _fold_events_row, self._stat)]
         self.version = 0  # bumped whenever anything we hold changed
         self._console: ConsoleFile | None = None
 
@@ -764,21 +771,56 @@ class RunDir(RunPart):
                 w = w.get("value", w)
                 if isinstance(w, dict):
                     v = str(w.get("cli_version") or "")
-        return f"wandb {v}" if v else "wandb <0.10"
+        if v:
+            return f"wandb {v}"
+        if self.layout == "console":  # no log, no jsonl: nothing says which wandb wrote it
+            return "wandb (version unknown: only files/output.log)"
+        if self.layout == "jsonl":  # wandb's own files, from any version
+            return "wandb (version unknown: files/wandb-history.jsonl)"
+        return "wandb <0.10"
+
+    @property
+    def last_event(self) -> float | None:
+        """The newest time written inside the run's records: the last rows' ``_timestamp``,
+        system-stats and console record times (None when they hold none)."""
+        if self.log is not None:
+            times = [log.last_event for log in {id(x): x for x in (self.log, self._tail_log)}.values()]
+        else:
+            times = [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[:1]]
+            times += [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[1:]]
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+    def _clocked(self, st: RunState, now: float, stale_after: float) -> RunState:
+        """``st`` (judged from file times) judged again from the log's own clock: a copied or
+        checked-out run gets fresh file times, but the times inside its records stay those of
+        the training machine. A record time after the newest file write (another machine's
+        clock ahead, or a hostile value) counts as that write."""
+        if st.state not in (RUNNING, KILLED):
+            return st
+        event = self.last_event
+        if event is None:
+            return st
+        last = min(event, st.last_write) if st.last_write else event
+        return RunState(RUNNING if now - last <= stale_after else KILLED, st.basis, None, last,
+                        certain=False, clock="log record")
 
     def state(self, now: float, stale_after: float) -> RunState:
         if self.log is not None:
             log = self.log
             empty = log.reader.header_ok is None or (log.reader.header_ok and log.records == 0)
-            return judge_state(log.has_exit, log.exit_code, self.last_write, now, stale_after,
-                               empty=bool(empty), source="no exit record")
+            return self._clocked(judge_state(log.has_exit, log.exit_code, self.last_write, now, stale_after,
+                                             empty=bool(empty), source="no exit record"), now, stale_after)
         meta = self.meta
         code = meta.get("exitcode")
         if isinstance(code, int) and not isinstance(code, bool):
             st = judge_state(True, code, self.last_write, now, stale_after)
             st.basis += " (wandb-metadata.json)"
             return st
-        return judge_state(False, None, self.last_write, now, stale_after, source="no exit code in wandb-metadata.json")
+        why = ("only files/output.log, no .wandb log or wandb-metadata.json with an exit code"
+               if self.layout == "console" and not self.meta_file.key else "no exit code in wandb-metadata.json")
+        return self._clocked(judge_state(False, None, self.last_write, now, stale_after, source=why),
+                             now, stale_after)
 
     def problems(self) -> list[str]:
         """What could not be read here, for reports."""
@@ -812,14 +854,15 @@ class WandbSource(Source):
 
     name = "wandb"
     describe = ("W&B run-*, offline-run-* and dryrun-* directories (in wandb/ or .wandb/ folders) holding a "
-                "run-<id>.wandb log or wandb-history.jsonl")
+                "run-<id>.wandb log or wandb-history.jsonl (or files/wandb-history.jsonl)")
 
     def claim(self, path: str, files: tuple[str, ...], subdirs: tuple[str, ...], roots: Any) -> Claim | None:
         if not looks_like_run_dir(os.path.basename(path.rstrip(os.sep))):
             return None
         if any(n.startswith("run-") and n.endswith(".wandb") for n in files) or \
                 "wandb-history.jsonl" in files or "wandb-metadata.json" in files or \
-                ("files" in subdirs and os.path.isfile(os.path.join(path, "files", "output.log"))):
+                ("files" in subdirs and any(os.path.isfile(os.path.join(path, "files", f))
+                                            for f in ("output.log", "wandb-history.jsonl"))):
             return Claim(run=True, descend=False)
         return None
 

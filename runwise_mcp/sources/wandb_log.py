@@ -48,6 +48,19 @@ PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
 
 
+def max_time(t: float | None, col: Any) -> float | None:
+    """The later of ``t`` and the newest sane time among the last values of a ``_timestamp``
+    column (a bad value in the last row does not hide the row before it)."""
+    if col is not None:
+        vals = col.values
+        for v in reversed(vals[-8:]):
+            v = sane_time(v)
+            if v is not None:
+                t = v if t is None or v > t else t
+                break
+    return t
+
+
 def cut_note(size: int) -> str:
     """What a value over a size cap is kept as."""
     return f"<{size:,} bytes, not kept: over the per-run size cap>"
@@ -167,6 +180,7 @@ class WandbLog:
         self.exit_code: int | None = None
         self.has_exit = False
         self.exit_runtime: float | None = None
+        self.record_time: float | None = None  # newest time a stats or console record carries (epoch s)
         self.environment: dict[str, Any] = {}
         self.console = Console()
         # Summary updates that are not row mirrors: name -> (record number, value_json or None
@@ -795,6 +809,8 @@ class WandbLog:
         for f, wt, x, y in pw.fields(buf, a, b):
             if f == 1 and wt == pw.VARINT:
                 stream = x
+            elif f == 2 and wt == pw.LEN:
+                self._saw_time(pw.timestamp(buf, x, y))
             elif f == 3 and wt == pw.LEN:
                 line = pw.text(buf, x, y)
         if line:
@@ -815,8 +831,21 @@ class WandbLog:
                         flatten(name, v, items)
                     else:
                         items.append((name, v))
+        self._saw_time(ts)
         if items:
             self.system.add_row(int(ts), items)
+
+    def _saw_time(self, ts: float) -> None:
+        ts = sane_time(ts)
+        if ts is not None and (self.record_time is None or ts > self.record_time):
+            self.record_time = ts
+
+    @property
+    def last_event(self) -> float | None:
+        """The newest time written inside the log: the last rows' ``_timestamp``, stats and
+        console record times (epoch seconds; None when the log holds none). Values that are no
+        date (1e300, infinite) are passed over."""
+        return max_time(self.record_time, self.history.columns.get("_timestamp"))
 
     def _metric(self, buf: bytes, a: int, b: int) -> None:
         m = MetricDef()
