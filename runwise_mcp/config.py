@@ -42,8 +42,8 @@ class Settings:
     # walked nor read as run data, even when a root holds them (root = $HOME)
     own_dirs: list[str] = field(default_factory=list)
     cache_min_bytes: int = 4 << 20  # logs smaller than this are not cached (decoding them is quicker)
-    first_answer_wait: float = 1.5  # seconds run_summary waits for a background full read before answering from a skim
-    background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary reads in the background
+    first_answer_wait: float = 1.5  # seconds run_summary, list_keys wait at most for a background read (less if it cannot finish)
+    background_above: int = 32 << 20  # logs (bytes, all segments) that run_summary and list_keys read in the background
     include: list[str] = field(default_factory=list)  # [sources] include: globs (relative to a root) of extra run files
     exclude: list[str] = field(default_factory=list)  # [sources] exclude: globs of paths the walk skips
     # MLflow tracking servers (http(s) URIs) from --mlflow, else MLFLOW_TRACKING_URI; read over REST

@@ -109,6 +109,21 @@ class FullRead:
         spent = time.time() - self.started
         return spent * (1 - self.fraction) / self.fraction if self.fraction > 0.02 else None
 
+    def wait_briefly(self, limit: float) -> bool:
+        """Wait up to ``limit`` seconds for the read to finish, but stop as soon as its speed so
+        far says it will not finish in time (a first answer from a skim then comes without the
+        wasted wait). True if the read has finished."""
+        end = time.monotonic() + limit
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return self.finished.is_set()
+            if self.finished.wait(min(0.05, left)):
+                return True
+            eta = self.eta()
+            if eta is not None and eta > 2 * (end - time.monotonic()):
+                return False
+
 
 @dataclass
 class ScanReport:

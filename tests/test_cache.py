@@ -261,3 +261,52 @@ def test_tools_report_progress_while_a_log_is_read_in_full(tmp_path, monkeypatch
     assert len(seen) >= 3 and all(m.startswith(f"reading {src.name}: ") for _, _, m in seen)
     done = [p for p, _, _ in seen]
     assert done == sorted(done) and seen[0][1] == size
+
+
+def test_first_list_keys_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_path):
+    """A log not read yet: list_keys names the keys the skim saw, with their exact last values,
+    starts the full read in the background, and gives the full answer once it is read."""
+    src = run_dir("finished")
+    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
+    s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
+    s.skim_above, s.first_answer_wait, s.background_above = 20_000, 0.2, 0
+    ix = RunIndex(s)
+    with ix._lock:
+        first = answers.list_keys(ix, "R001-finished")
+    lines = first.splitlines()
+    assert "seen in a skim (head, tail and sampled blocks" in lines[0] and "last values exact" in lines[0]
+    assert lines[-1].startswith("full read: reading the whole log") and "% done" in lines[-1]
+    assert 'call list_keys(run="vtt9wpqc") again for point counts' in lines[-1]
+    ix._jobs["vtt9wpqc"].finished.wait(60)
+    full = answers.list_keys(ix, "R001-finished")
+    reference = answers.list_keys(RunIndex(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})),
+                                  "R001-finished")
+    assert full == reference and "seen in a skim" not in full
+    reader = RunIndex(load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"}))
+    run = reader.resolve("R001-finished", full=True)
+    skim_keys = {ln.split()[0] for ln in lines[1:-1]}
+    assert skim_keys and skim_keys <= set(run.history.columns) | set(run.history.other)
+    loss = next(ln for ln in lines if ln.split()[0] == "train/loss")  # the last value is the full read's
+    col = run.history.columns["train/loss"]
+    assert f"@{col.last_step}," in loss or f"@{col.last_step:,}," in loss
+    assert loss.split("last ")[1].split(" @")[0] in full
+
+
+def test_a_first_answer_waits_for_a_background_read_only_while_it_can_finish():
+    """wait_briefly returns at once for a finished read, and gives up before its limit when the
+    speed so far says the read cannot finish in time (here: 10% read in 10 s, 30 s allowed)."""
+    import time
+
+    from runwise_mcp.index import FullRead
+
+    done = FullRead("r", 100)
+    done.finished.set()
+    assert done.wait_briefly(30) is True
+    slow = FullRead("r", 100)
+    slow.started -= 10
+    slow.advance(10)
+    t = time.monotonic()
+    assert slow.wait_briefly(30) is False
+    assert time.monotonic() - t < 15  # gave up early instead of waiting the 30 s out
+    unknown = FullRead("r", 100)  # no progress yet: waits the (short) limit out
+    assert unknown.wait_briefly(0.1) is False

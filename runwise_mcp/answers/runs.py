@@ -74,6 +74,14 @@ def _run_line(run: Run, prefs: list[str], th: Thresholds) -> ra.RunLine:
 
 
 def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
+    r0 = get_run(index, run, full=False)
+    if (r0.sampled and r0.history.rows and not pattern.lower().startswith("system")
+            and sum(s.log_bytes for s in r0.segments) >= index.settings.background_above):
+        # a large log not read yet: name its keys from the skim while it is read in the background
+        job = index.read_in_background(r0)
+        job.wait_briefly(index.settings.first_answer_wait)
+        if not job.finished.is_set() or job.error is not None:
+            return _skim_keys(r0, job, pattern)
     r = get_run(index, run)
     h = r.history
     view = index.console(r)
@@ -92,6 +100,45 @@ def list_keys(index: RunIndex, run: str = "latest", pattern: str = "") -> str:
         out += ("\nconfig: " + "; ".join(map(t.clean, console_problems))
                 + " (ignored; fix runwise.toml and restart the server)")
     return out
+
+
+def _skim_keys(r: Run, job, pattern: str) -> str:
+    """list_keys from a skim (head, tail and sampled blocks) while the full read runs: the keys of
+    the sampled rows with their exact last values; counts, first steps, NaN/inf and console keys
+    come with the full read."""
+    h = r.history
+    names = sorted(k for k in list(h.columns) + list(h.other) if k not in RESERVED_KEYS and key_matches(k, pattern))
+    size = sum(s.log_bytes for s in r.segments)
+    if job.error is not None:
+        status = f"the full read failed ({t.clean(job.error)}); runwise-mcp --check shows what it can read"
+    else:
+        eta = job.eta()
+        status = (f"reading the whole log ({size / 2**20:,.0f} MiB) in the background, {job.fraction * 100:.0f}% done"
+                  + (f", about {t.duration(eta)} left" if eta else "")
+                  + f"; call {t.call('list_keys', run=r.id, pattern=pattern) if pattern else t.call('list_keys', run=r.id)}"
+                  " again for point counts, first steps, NaN/inf, system and console keys")
+    head = (f"{ra.run_label(r)}: {t.plural(len(names), 'key')}" + (f" matching {pattern!r}" if pattern else "")
+            + f" seen in a skim (head, tail and sampled blocks: {t.plural(h.rows, 'sampled row')}), last step "
+            f"{t.step(h.last_step)}; last values exact; a key logged only between the samples shows after the full read")
+    out = [head]
+    shown = names[:MAX_KEYS]
+    width = max((len(t.clean(k)) for k in shown), default=0)
+    for k in shown:
+        col = h.columns.get(k)
+        if col is not None:
+            share = "every sampled row" if len(col) == h.rows else f"{len(col):,} of the sampled rows"
+            out.append(f"  {t.clean(k):<{width}}  last {t.num(col.values[-1], k)} @{t.step(col.last_step)}, in {share}")
+        else:
+            o = h.other[k]
+            out.append(f"  {t.clean(k):<{width}}  {t.clean(o.kind or 'value')}, last {t.short(o.last, 40, quoted=True)}"
+                       f" @{t.step(o.last_step)}")
+    if len(names) > MAX_KEYS:
+        out.append(f"… {t.plural(len(names) - MAX_KEYS, 'more key')} not shown; narrow with "
+                   f"{t.call('list_keys', run=r.id, pattern='<prefix or glob>')}")
+    if not names:
+        out.append(f"no key matches {pattern!r} in the samples" if pattern else "no metric keys in the samples")
+    out.append(f"full read: {status}")
+    return "\n".join(out)
 
 
 def _console_keys(r: Run, view: ConsoleView, pattern: str, aliases: dict[str, Alias]) -> str:

@@ -47,7 +47,7 @@ def run_summary(index: RunIndex, run: str = "latest", keys: list[str] | str | No
     if r0.sampled and sum(s.log_bytes for s in r0.segments) >= index.settings.background_above:
         # a large log not read yet: read it in the background, answer from the skim meanwhile
         job = index.read_in_background(r0)
-        job.finished.wait(index.settings.first_answer_wait)
+        job.wait_briefly(index.settings.first_answer_wait)
         if not job.finished.is_set() or job.error is not None:
             return _skim_summary(index, r0, job, keys)
     r0 = get_run(index, run)

@@ -1,0 +1,100 @@
+"""First calls on a large run in a new process, next to wandb's compiled decoder (issue 18).
+
+    python benchmarks/bench_cold.py [--steps 200000] [--pairs 2]
+
+Each measurement is a whole new process (interpreter start, run discovery, read, answer; no
+persistent cache), alternated pair by pair with `wandb leet inspect --summary LOG` (wandb's Go
+decoder printing the run's state and metrics) so that load from other work on the machine hits
+both alike. The ratio is ours / leet --summary per pair; the range over pairs is shown. `cat` is
+the read floor. Needs the `wandb` CLI of the test extra (wandb 0.31) for the leet columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_reader import make_run  # noqa: E402
+from bench_tools import REPO  # noqa: E402
+
+CHILD = """
+import json, resource, sys
+sys.path.insert(0, {repo!r})
+from runwise_mcp.config import load_settings
+from runwise_mcp.index import RunIndex
+from runwise_mcp import answers
+root, tool, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+ix = RunIndex(load_settings([root], env={{"RUNWISE_CACHE_DIR": "off"}}))
+run_id = ix.runs()[0].id
+args = {{k: v.replace("RUN", run_id) if isinstance(v, str) else v for k, v in args.items()}}
+out = getattr(answers, tool)(ix, **args)
+segs = list(ix._segments.values())
+kind = "full" if any(s.full for s in segs) else "keyed" if any(s.in_memory for s in segs) else "skim"
+print(json.dumps({{"first_kind": kind, "chars": len(out),
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+sys.stdout.flush()
+import os; os._exit(0)  # do not wait for a background read: the answer is out
+"""
+
+CALLS = [
+    ("list_keys", {"run": "RUN"}),
+    ("history_stats", {"run": "RUN"}),
+    ("history_stats", {"run": "RUN", "keys": ["train/loss"]}),
+]
+
+
+def ours(root: Path, tool: str, args: dict) -> tuple[float, dict]:
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), str(root), tool, json.dumps(args)],
+                       capture_output=True, text=True, check=True)
+    return time.perf_counter() - t, json.loads(p.stdout)
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200_000)
+    ap.add_argument("--pairs", type=int, default=2)
+    a = ap.parse_args()
+    log = make_run(a.steps)
+    root = log.parent.parent
+    wandb_cli = Path(sys.executable).parent / "wandb"
+    wandb_cli = str(wandb_cli) if wandb_cli.exists() else shutil.which("wandb")
+    mib = log.stat().st_size / 2**20
+    print(f"{a.steps:,}-step run, {mib:.0f} MiB .wandb file; {a.pairs} pairs, alternated\n")
+    print("| first call (new process) | ours | peak RSS | leet --summary | ours / leet --summary | read on the call |")
+    print("|---|---|---|---|---|---|")
+    for tool, args in CALLS:
+        mine, leet, ratios = [], [], []
+        info: dict = {}
+        for _ in range(a.pairs):
+            s, info = ours(root, tool, args)
+            mine.append(s)
+            if wandb_cli:
+                w = timed([wandb_cli, "leet", "inspect", "--summary", str(log)])
+                leet.append(w)
+                ratios.append(s / w)
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k != "run")
+        r = f"{min(ratios):.2f}–{max(ratios):.2f}×" if ratios else "n/a"
+        lt = f"{min(leet):.2f}–{max(leet):.2f} s" if leet else "n/a"
+        print(f"| {tool}({shown}) | {min(mine):.2f}–{max(mine):.2f} s | {info['maxrss_mb']:.0f} MB | {lt} | {r} "
+              f"| {info['first_kind']} |")
+    cat = min(timed(["cat", str(log)]) for _ in range(3))
+    print(f"\ncat file > /dev/null (read floor): {cat:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
