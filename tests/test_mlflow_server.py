@@ -389,6 +389,16 @@ def test_an_unreachable_server_leaves_the_other_runs_answering(tmp_path):
     assert "s3cr3t" not in problems
     listing = answers.list_runs(ix)
     assert "R001-finished" in listing
+    # the header says where runs were looked for: the root and the server (never its token)
+    head = listing.split("\n")[0]
+    assert str(tmp_path) in head and f"MLflow server {url}" in head and "s3cr3t" not in listing
+
+
+def test_the_listing_names_the_server_it_read(server, scenario, tmp_path):
+    ix = RunIndex(_settings(tmp_path, server))
+    head = answers.list_runs(ix).split("\n")[0]
+    assert f"under {tmp_path}, MLflow server {server};" in head, head
+    assert "resnet" in answers.list_runs(ix, query="resnet")
 
 
 @pytest.fixture(scope="module")

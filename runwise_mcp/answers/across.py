@@ -33,6 +33,7 @@ from .common import (
     parse_keys,
     read_for_keys,
     read_runs_for_keys,
+    searched,
 )
 
 # ---- best_run ------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def _select_runs(index: RunIndex, query: str, keys: list[str] | str | None = Non
     runs = [r for r in index.runs() if not query or query_matches(r, query)]
     if not runs:
         if not index.runs():
-            raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
+            raise UserError(ra.no_runs_message(searched(index), index.problems()))
         raise UserError(f"no run matches query {query!r}; {t.call('list_runs')} shows all runs")
     return read_runs_for_keys(index, runs, keys)
 

@@ -31,6 +31,20 @@ class UserError(Exception):
 # ---- shared ------------------------------------------------------------------------------------
 
 
+def searched(index: RunIndex) -> list[str]:
+    """Where runs were looked for, as answers say it: the roots, then each configured MLflow
+    tracking server (its URL without credentials)."""
+    from ..sources.mlflow_rest import MlflowStoreError, split_uri
+
+    out = list(index.settings.roots)
+    for uri in getattr(index.settings, "mlflow_servers", []):
+        try:
+            out.append("MLflow server " + split_uri(uri)[0])
+        except MlflowStoreError:
+            out.append("an MLflow server URI that does not parse")
+    return out
+
+
 def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
     """The run named by ``ref``, read in full (``full=False``: possibly only skimmed)."""
     try:
@@ -38,7 +52,7 @@ def get_run(index: RunIndex, ref: str, full: bool = True) -> Run:
     except RunNotFound as e:
         roots = ", ".join(index.settings.roots)
         if not e.candidates:
-            raise UserError(ra.no_runs_message(index.settings.roots, index.problems())) from None
+            raise UserError(ra.no_runs_message(searched(index), index.problems())) from None
         cands = ", ".join(ra.run_label(r, e.candidates) for r in e.candidates)
         raise UserError(f"{e.reason} under {roots}. Closest: {cands}. Pass an exact name or id, "
                         f"or call list_runs(query=...) to search.") from None

@@ -29,6 +29,7 @@ from .common import (
     flatten_config,
     get_run,
     recent_trend,
+    searched,
     thresholds,
 )
 
@@ -54,7 +55,7 @@ def list_runs(index: RunIndex, query: str = "", state: str = "any", limit: int =
         r = line.run
         line.label = r.name if r.name and r.name != r.id and seen.get(r.name.lower()) == 1 else ra.run_label(r, runs)
     return ra.run_list(lines, total=len(runs), matched=len(matched), offset=offset, limit=limit, query=query,
-                       state=state, roots=index.settings.roots, now=now, problems=index.problems())
+                       state=state, roots=searched(index), now=now, problems=index.problems())
 
 
 def _run_line(run: Run, prefs: list[str], th: Thresholds) -> ra.RunLine:

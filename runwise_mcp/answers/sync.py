@@ -11,7 +11,7 @@ from ..index import RunIndex
 from ..model import Run
 from ..render import answers as ra
 from ..render import text as t
-from .common import UserError, get_run, parse_keys
+from .common import UserError, get_run, parse_keys, searched
 
 # ---- sync_runs -----------------------------------------------------------------------------------
 
@@ -68,7 +68,7 @@ def _sync_status(index: RunIndex, runs: list[Run], explicit: bool) -> str:
         if everything:
             raise UserError(f"sync_runs applies to W&B runs only; the {t.plural(len(everything), 'run')} here "
                             f"are {', '.join(sorted({r.source for r in everything}))} runs")
-        raise UserError(ra.no_runs_message(index.settings.roots, index.problems()))
+        raise UserError(ra.no_runs_message(searched(index), index.problems()))
     lines = []
     by_issue: dict[str, list[str]] = {}
     synced = dirs = 0
