@@ -544,12 +544,9 @@ async def test_attack_timestamp_1e300(tmp_path, hostile_wandb_run):
            "step or time past 64 bits, skipped" in out["list_runs"]
 
 
-async def test_attack_start_time_of_10_to_15_seconds(tmp_path):
-    """A run record whose start time is 10**15 s (year 31,690,708): the start is unknown and
-    said to be ignored, the run is listed and exported, the other run is unharmed."""
-    copy_run("legacy016-finished", tmp_path)
-    d = copy_run("finished", tmp_path)
-    (log,) = d.glob("run-*.wandb")
+def plant_start_in_year_31690708(run_dir: Path) -> None:
+    """Rewrite the run record of ``run_dir``'s log: its start time becomes 10**15 s."""
+    (log,) = run_dir.glob("run-*.wandb")
 
     def future(rec) -> bool:
         if rec.WhichOneof("record_type") == "run" and rec.run.start_time.seconds:
@@ -558,6 +555,14 @@ async def test_attack_start_time_of_10_to_15_seconds(tmp_path):
         return False
 
     assert rewrite_log(log, future) >= 1
+
+
+async def test_attack_start_time_of_10_to_15_seconds(tmp_path):
+    """A run record whose start time is 10**15 s (year 31,690,708): the start is unknown and
+    said to be ignored, the run is listed and exported, the other run is unharmed."""
+    copy_run("legacy016-finished", tmp_path)
+    d = copy_run("finished", tmp_path)
+    plant_start_in_year_31690708(d)
     async with client_for(tmp_path) as c:
         res, took = await timed_call(c, "list_runs", {})
         out = text(res)

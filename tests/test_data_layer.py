@@ -295,16 +295,9 @@ async def test_every_edge_value_at_once_keeps_every_run_and_logs_one_line_each(t
     rows = jsonl_rows(old / "wandb-history.jsonl")
     rows[-1]["_runtime"] = float("inf")
     write_jsonl(old / "wandb-history.jsonl", rows)
-    d = copy_run("finished", tmp_path)
-    (log,) = d.glob("run-*.wandb")
+    from test_attacks import plant_start_in_year_31690708
 
-    def future(rec) -> bool:
-        if rec.WhichOneof("record_type") == "run" and rec.run.start_time.seconds:
-            rec.run.start_time.seconds = 10**15
-            return True
-        return False
-
-    assert rewrite_log(log, future) >= 1
+    plant_start_in_year_31690708(copy_run("finished", tmp_path))
     hostile_copy(hostile_wandb_run, tmp_path)
     caplog.set_level("DEBUG", logger="runwise_mcp")
     runs = ("R002-crashed", "L016-finished", "L097-dryrun", "R001-finished", "hostile-run")

@@ -31,6 +31,18 @@ class UserError(Exception):
 # ---- shared ------------------------------------------------------------------------------------
 
 
+def background_read_note(r: Run, job: Any, again: str, prefix: str = "") -> str:
+    """How a background full read of ``r`` stands, for an answer given from its skim meanwhile:
+    its failure, or its progress and the call (``again``, "<call> again for <what>") that gets
+    the full answer."""
+    if job.error is not None:
+        return f"the full read failed ({t.clean(job.error)}); runwise-mcp --check shows what it can read"
+    size = sum(s.log_bytes for s in r.segments)
+    eta = job.eta()
+    return (f"{prefix}reading the whole log ({size / 2**20:,.0f} MiB) in the background, {job.fraction * 100:.0f}% done"
+            + (f", about {t.duration(eta)} left" if eta else "") + f"; call {again}")
+
+
 def searched(index: RunIndex) -> list[str]:
     """Where runs were looked for, as answers say it: the roots, then each configured MLflow
     tracking server (its URL without credentials)."""

@@ -22,6 +22,7 @@ from .common import (
     MAX_KEYS,
     UserError,
     _with_history,
+    background_read_note,
     console_logged_names,
     console_missing,
     console_notes,
@@ -109,15 +110,8 @@ def _skim_keys(r: Run, job, pattern: str) -> str:
     come with the full read."""
     h = r.history
     names = sorted(k for k in list(h.columns) + list(h.other) if k not in RESERVED_KEYS and key_matches(k, pattern))
-    size = sum(s.log_bytes for s in r.segments)
-    if job.error is not None:
-        status = f"the full read failed ({t.clean(job.error)}); runwise-mcp --check shows what it can read"
-    else:
-        eta = job.eta()
-        status = (f"reading the whole log ({size / 2**20:,.0f} MiB) in the background, {job.fraction * 100:.0f}% done"
-                  + (f", about {t.duration(eta)} left" if eta else "")
-                  + f"; call {t.call('list_keys', run=r.id, pattern=pattern) if pattern else t.call('list_keys', run=r.id)}"
-                  " again for point counts, first steps, NaN/inf, system and console keys")
+    again = t.call('list_keys', run=r.id, pattern=pattern) if pattern else t.call('list_keys', run=r.id)
+    status = background_read_note(r, job, f"{again} again for point counts, first steps, NaN/inf, system and console keys")
     head = (f"{ra.run_label(r)}: {t.plural(len(names), 'key')}" + (f" matching {pattern!r}" if pattern else "")
             + f" seen in a skim (head, tail and sampled blocks: {t.plural(h.rows, 'sampled row')}), last step "
             f"{t.step(h.last_step)}; last values exact; a key logged only between the samples shows after the full read")

@@ -19,6 +19,7 @@ from .common import (
     MAX_STATS_KEYS,
     SPARK_BUCKETS,
     UserError,
+    background_read_note,
     cadence,
     choose_keys,
     console_logged_names,
@@ -168,14 +169,8 @@ def _skim_summary(index: RunIndex, r: Run, job, keys: list[str] | str | None) ->
                           sparse=col.last_step != r.last_step,
                           compact=role.kind in ("lr", "grad_norm", "throughput") and not parse_keys(keys))
         (compact if m.compact else lines).append(m)
-    size = sum(s.log_bytes for s in r.segments)
-    if job.error is not None:
-        status = f"the full read failed ({t.clean(job.error)}); runwise-mcp --check shows what it can read"
-    else:
-        eta = job.eta()
-        status = (f"not checked yet: reading the whole log ({size / 2**20:,.0f} MiB) in the background, "
-                  f"{job.fraction * 100:.0f}% done" + (f", about {t.duration(eta)} left" if eta else "")
-                  + f"; call {t.call('run_summary', run=r.id)} again for best values and anomalies")
+    status = background_read_note(r, job, f"{t.call('run_summary', run=r.id)} again for best values and anomalies",
+                                  prefix="not checked yet: ")
     source = (f"{history_source(r)} (skim: head, tail and sampled blocks; last values exact, trends from "
               f"samples)")
     return rs.summary_answer(r, now, lines, [], compact, f"anomalies: {status}", source,
