@@ -80,7 +80,8 @@ class Diagnosis:
     stability: list[Stability]
 
 
-def _finite(steps: Sequence[int], values: Sequence[float]) -> tuple[Sequence[int], Sequence[float]]:
+def finite_points(steps: Sequence[int], values: Sequence[float]) -> tuple[Sequence[int], Sequence[float]]:
+    """The points whose value is finite (the inputs themselves when all are)."""
     if math.isfinite(sum(values)):
         return steps, values
     xs, ys = array("q"), array("d")
@@ -123,7 +124,7 @@ def check_spikes(key: str, steps: Sequence[int], values: Sequence[float], th: Th
     """Upward spikes: points whose robust z-score against the trailing window is at least
     ``spike_z`` and that rise at least ``spike_min_rise`` above the window's median. The window's
     median and MAD are refreshed every w/5 points: O(n log w)."""
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     w = min(th.spike_window, n // 4)
     if w < 8:
@@ -201,7 +202,7 @@ def _blocks(xs: Sequence[int], ys: Sequence[float], nb: int) -> tuple[list[float
 
 def check_divergence(key: str, steps: Sequence[int], values: Sequence[float], th: Thresholds) -> Finding | None:
     """A loss whose smoothed curve ends well above its minimum after rising for a sustained stretch."""
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     if n < 20:
         return None
@@ -242,7 +243,7 @@ def check_overfit(val_key: str, vsteps: Sequence[int], vvalues: Sequence[float],
                   train: tuple[str, Sequence[int], Sequence[float]] | None, th: Thresholds) -> Finding | None:
     """Validation loss rising from its minimum (accuracy falling from its peak) while the train
     loss keeps falling (or is not logged)."""
-    xs, ys = _finite(vsteps, vvalues)
+    xs, ys = finite_points(vsteps, vvalues)
     n = len(ys)
     if n < 4:
         return None
@@ -263,7 +264,7 @@ def check_overfit(val_key: str, vsteps: Sequence[int], vvalues: Sequence[float],
     data = {"best": best, "last": last, "change": change, "goal": goal, "points": n}
     if train is not None:
         tkey, tsteps, tvalues = train
-        txs, tys = _finite(tsteps, tvalues)
+        txs, tys = finite_points(tsteps, tvalues)
         at = [v for s, v in zip(txs, tys) if s <= xs[m]][-max(1, len(tys) // 20):]
         end = list(tys[-max(1, len(tys) // 20):])
         if at and end:
@@ -278,7 +279,7 @@ def check_plateau(key: str, steps: Sequence[int], values: Sequence[float], goal:
                   th: Thresholds) -> Finding | None:
     """No block mean after some step is more than ``plateau_min_improvement`` better than that
     step's block, over at least ``plateau_fraction`` of the run."""
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     if n < 40:
         return None
@@ -352,7 +353,7 @@ def growth_onset(xs: Sequence[int], ys: Sequence[float], blocks: int = 100) -> i
 
 
 def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th: Thresholds) -> Finding | None:
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     if n < 20:
         return None
@@ -370,7 +371,7 @@ def check_grad_norm(key: str, steps: Sequence[int], values: Sequence[float], th:
 def check_throughput(key: str, steps: Sequence[int], values: Sequence[float], th: Thresholds,
                      derived: bool = False) -> Finding | None:
     """The throughput of the last tenth well below that of the first half (after warm-up)."""
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     if n < 20:
         return None
@@ -408,7 +409,7 @@ def steps_per_second(steps: Sequence[int], runtime: Sequence[float]) -> tuple[li
 
 
 def stability(key: str, steps: Sequence[int], values: Sequence[float]) -> Stability:
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     n = len(ys)
     ratio = None
     if n >= 40:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..analysis.anomalies import _finite, check_nonfinite, check_spikes
+from ..analysis.anomalies import check_nonfinite, check_spikes, finite_points
 from ..analysis.sampling import sample_join
 from ..analysis.select import metric_goal
 from ..index import RunIndex
@@ -47,7 +47,7 @@ def _best(steps, values, goal: str) -> tuple[int, float] | None:
     """(step, value) of the lowest (goal min...) or highest finite value; the first on ties."""
     if not goal.startswith(("min", "max")):  # minimize / maximize (define_metric or the name), else unknown
         return None
-    xs, ys = _finite(steps, values)
+    xs, ys = finite_points(steps, values)
     if not len(ys):
         return None
     v = min(ys) if goal.startswith("min") else max(ys)
