@@ -91,6 +91,23 @@ class Column:
         self._last_row = row0 + n - 1
         self.values.extend(values)
 
+    def extend_from(self, other: Column, row0: int) -> None:
+        """Append ``other``'s points, whose rows are numbered from ``row0`` in this column's
+        history (the rows of a later part of the same file, decoded apart: a parallel read)."""
+        if not other.values:
+            return
+        if other._steps is None:  # dense over its rows: contiguous from its _start_row
+            arr, lo, hi = other.step_view()
+            self.extend(row0 + other._start_row, arr[lo:hi], other.values)
+            return
+        if self._steps is None:  # becomes sparse (it would have at other's first gap)
+            self._steps = self.steps
+            if self._start_row < 0:
+                self._start_row = row0 + other._start_row
+        self._steps.extend(other._steps)
+        self.values.extend(other.values)
+        self._last_row = row0 + other._last_row
+
     @property
     def last_row(self) -> int:
         """Index of the history row that holds the last point (-1 when empty)."""
@@ -228,6 +245,22 @@ class History:
         o.last = last
         o.kind = value_kind(last)
         o.last_row = row0 + len(steps) - 1
+
+    def extend_from(self, other: History) -> None:
+        """Append ``other``'s rows (a later part of the same file, decoded apart) to these,
+        keys in the order they first appear. The caller makes sure neither holds dropped keys
+        or nears the key cap (admission order would then matter)."""
+        row0 = len(self.steps)
+        for name, col in other.columns.items():
+            self.column(name).extend_from(col, row0)
+        for name, o in other.other.items():
+            mine = self.other.get(name)
+            if mine is None:
+                mine = self.other[name] = OtherKey(first_step=o.first_step)
+            mine.count += o.count
+            mine.last_step, mine.last, mine.kind = o.last_step, o.last, o.kind
+            mine.last_row = row0 + o.last_row
+        self.steps.extend(other.steps)
 
     def add_row(self, step: int, items: list[tuple[str, Any]]) -> None:
         """Append one row of (name, value) pairs; numbers go to columns, the rest to ``other``."""

@@ -116,7 +116,7 @@ class LogReader:
             head = os.pread(fd, want, 0)
             self.head_len, self.head_hash = len(head), hashlib.sha256(head).digest()
 
-    def _read_from(self, f, size: int, emit: Callable[[bytes], None]) -> int:
+    def _read_from(self, f, size: int, emit: Callable[[bytes], None], stop: int | None = None) -> int:
         if self.offset == 0:
             head = f.read(len(self.header))
             if len(head) < len(self.header):
@@ -132,7 +132,34 @@ class LogReader:
             self.offset = len(self.header)
         if self.header_ok is False:
             return 0
-        return self._read_chunks(f, size, emit)
+        return self._read_chunks(f, size, emit, stop=stop)
+
+    def skip_continuations(self, f, start: int, size: int) -> bool:
+        """Put ``self.offset`` on the first chunk at or after the block boundary ``start`` that
+        begins a record (MIDDLE/LAST chunks of a record begun earlier are passed over, quietly:
+        the reader of the part before reads that record to its end). False when a chunk on the
+        way is damaged (the caller then reads the file in one piece, which counts it)."""
+        pos = start
+        while pos < size:
+            in_block = pos % BLOCK
+            if BLOCK - in_block < CHUNK_HEADER:
+                pos += BLOCK - in_block
+                continue
+            f.seek(pos)
+            head = f.read(CHUNK_HEADER)
+            if len(head) < CHUNK_HEADER:
+                break
+            crc, length, ctype = _CHUNK.unpack(head)
+            if length > BLOCK - in_block - CHUNK_HEADER or not (FULL <= ctype <= LAST):
+                return False
+            payload = f.read(length)
+            if len(payload) < length or zlib.crc32(payload, zlib.crc32(head[6:])) != crc:
+                return False
+            if ctype in (FULL, FIRST):
+                break
+            pos += CHUNK_HEADER + length
+        self.offset = min(pos, size)
+        return True
 
     def read_span(self, start: int, stop: int, emit: Callable[[bytes], None], exact: bool = False,
                   budget: int | None = None) -> int:
@@ -176,7 +203,32 @@ class LogReader:
         f.seek(window_start)
         buf = f.read(min(window, size - window_start))
         mv = memoryview(buf)
+        limit = size if stop is None else min(size, stop)
         while pos < size:
+            if not parts and not skipping:
+                # The common case, tight: whole records in FULL chunks inside the window.
+                n = len(buf)
+                while pos < limit:
+                    in_block = pos & (BLOCK - 1)
+                    room = BLOCK - in_block
+                    if room < CHUNK_HEADER:
+                        pos += room
+                        if pos <= size:
+                            self.offset = pos
+                        continue
+                    i = pos - window_start
+                    if i + CHUNK_HEADER > n:
+                        break
+                    crc, length, ctype = unpack(buf, i)
+                    end = i + CHUNK_HEADER + length
+                    if ctype != FULL or length > room - CHUNK_HEADER or end > n or crc32(mv[i + 6 : end]) != crc:
+                        break
+                    emit(buf[i + CHUNK_HEADER : end])
+                    emitted += 1
+                    pos += CHUNK_HEADER + length
+                    self.offset = pos
+                if pos >= size:
+                    break
             if stop is not None and pos >= stop and not parts:
                 break
             in_block = pos % BLOCK

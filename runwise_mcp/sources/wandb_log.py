@@ -153,11 +153,17 @@ class WandbLog:
     other record (run, config, metric definitions, exit, console, system stats) is read as in a
     full read."""
 
+    _summary_peak = 0  # (class defaults for states cached before they existed)
+    _keys: frozenset[str] | None = None
+    _sigs: list[tuple[bytes, bytes | None]] | None = None
+
     def __init__(self, path: str, keys: frozenset[str] | None = None) -> None:
         self.path = path
+        self._keys = keys
         self.only: frozenset[str] | None = None if keys is None else frozenset(keys) | {"_step"}
         # Bytes that a row holding a wanted key must contain: the key's first dotted part (a
         # nested key is stored as parts, a 0.16.x nested dict as its top-level key).
+        self._sigs: list[tuple[bytes, bytes | None]] | None = None  # for _keyed_row
         self._marks: tuple[bytes, ...] | None = None if keys is None else tuple(sorted(
             {k.split(".", 1)[0].encode("utf-8", "surrogatepass") for k in keys if k.split(".", 1)[0]}))
         self.reader = LogReader(path, HEADER)
@@ -176,6 +182,7 @@ class WandbLog:
         self.summary_cut = 0  # summary values over the summary caps, kept as a note of their size
         self.values_cut = 0  # history values over VALUE_MAX, kept as a note of their size
         self._summary_bytes = 0  # bytes of the summary values kept
+        self._summary_peak = 0  # the most they ever were
         self.metrics: dict[str, MetricDef] = {}
         self.exit_code: int | None = None
         self.has_exit = False
@@ -201,9 +208,24 @@ class WandbLog:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def update(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def update(self, progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+               min_bytes: int | None = None) -> int:
         """Read records added since the last call. Returns the number of new records.
-        ``progress(offset, size)`` is called every PROGRESS_EVERY records."""
+        ``progress(offset, size)`` is called every PROGRESS_EVERY records.
+
+        The first read of a large log (``min_bytes``, default RUNWISE_PARALLEL_MIN_MB) uses
+        ``workers`` processes (default RUNWISE_READ_WORKERS, else the cores, at most 4); see
+        ``wandb_parallel``. Its result is that of one sequential read."""
+        from . import wandb_parallel as par
+
+        n = par.worth_parallel(self, workers, min_bytes)
+        if n > 1:
+            try:
+                return par.read_parallel(self, n, progress)
+            except par.Fallback:
+                fresh = WandbLog(self.path, keys=self._keys)
+                self.__dict__.clear()
+                self.__dict__.update(fresh.__dict__)
         every = PROGRESS_EVERY
         emit = self._record if self._marks is None else self._record_keyed
         if progress is None:
@@ -271,12 +293,10 @@ class WandbLog:
             self.bad_records += 1
 
     def _record_keyed(self, rec: bytes) -> None:
-        """A record of a keyed read: one without a wanted key's name in its bytes is a summary
-        update (skipped), a history row (only its step is kept) or any other record (read)."""
-        for m in self._marks:
-            if m in rec:
-                self._record(rec)
-                return
+        """A record of a keyed read: a summary update is skipped; a history row without a wanted
+        key's name in its bytes keeps only its step; a row holding the wanted keys as plain
+        numeric items (0.31's layout) is read without decoding its other items; anything else is
+        read in full (``_record``)."""
         try:
             pos = 0
             if rec[0] == 0x08:  # field 1: num (varint)
@@ -285,9 +305,25 @@ class WandbLog:
                     pos += 1
                 pos += 1
             tag = rec[pos]
-            if tag == 0x1A:
-                self.records += 1
-                return
+            if tag == 0x1A or tag == 0x12:
+                ln = rec[pos + 1]
+                if ln < 0x80:
+                    a = pos + 2
+                elif rec[pos + 2] < 0x80:
+                    ln = (ln & 0x7F) | rec[pos + 2] << 7
+                    a = pos + 3
+                else:
+                    ln, a = pw.varint(rec, pos + 1, len(rec))
+                if a + ln == len(rec):  # the update or row is the whole record
+                    if tag == 0x1A:
+                        self.records += 1  # skipped whole
+                        return
+                    if self.row_sink is None and self._keyed_row(rec, a, a + ln):
+                        return
+            for m in self._marks:
+                if m in rec:
+                    self._record(rec)
+                    return
             if tag == 0x12:
                 ln, a = pw.varint(rec, pos + 1, len(rec))
                 step = self._step_of(rec, a, a + ln)
@@ -299,6 +335,91 @@ class WandbLog:
         except (pw.WireError, IndexError):
             pass
         self._record(rec)  # anything else, or a row to decode in full (0.16.x keeps its step in an item)
+
+    def _keyed_row(self, rec: bytes, a: int, end: int) -> bool:
+        """The history row at rec[a:end] of a keyed read, read from its wanted items alone when
+        every mention of a wanted key's name is one such item: a one-part key shorter than 128
+        bytes with a numeric value_json, met at an item boundary (items are walked by their
+        lengths, not decoded). False (nothing done) for any other row: it is read in full."""
+        sigs = self._sigs
+        if sigs is None:
+            sigs = self._sigs = self._keyed_sigs()
+        if not sigs:
+            return False
+        found = None
+        for mark, want in sigs:
+            p = rec.find(mark, a, end)
+            if p < 0:
+                continue
+            if want is None or rec.find(mark, p + 1, end) >= 0:
+                return False
+            p -= len(want) - len(mark)  # the item's key field starts 2 bytes before the name
+            if rec[p : p + len(want)] != want:
+                return False
+            if found is None:
+                found = {}
+            found[p - 2] = want
+        # walk the items by their lengths: each found item must start at an item boundary,
+        # and the row's step comes last
+        targets = sorted(found) if found is not None else ()
+        met = 0
+        target = targets[0] if targets else -1
+        pos = a
+        while True:
+            ln = rec[pos + 1]
+            if rec[pos] != 0x0A or ln >= 0x80:
+                break
+            if pos == target:
+                met += 1
+                target = targets[met] if met < len(targets) else -1
+            pos += 2 + ln
+        if rec[pos] != 0x12 or ln >= 0x80 or pos + 2 + ln != end or met != len(targets):
+            return False
+        if ln == 0:
+            step = 0
+        elif rec[pos + 2] != 0x08:
+            return False
+        elif ln == 2 and rec[pos + 3] < 0x80:
+            step = rec[pos + 3]
+        else:
+            step = pw.int64(pw.varint(rec, pos + 3, end)[0])
+        items = []
+        if found is not None:
+            names = self._names
+            for s in targets:  # in the row's order
+                want = found[s]
+                e = s + 2 + rec[s + 1]
+                q = s + 2 + len(want)
+                if rec[q] != 0x82 or rec[q + 1] != 0x01 or q + 3 + rec[q + 2] != e:
+                    return False
+                try:
+                    v = float(rec[q + 3 : e])
+                except ValueError:
+                    return False
+                ent = names.get(want)
+                if ent is None:
+                    if len(names) >= NAMES_CAP:
+                        return False
+                    ent = names[want] = self._new_entry(self._key_name(want))
+                if not ent[3]:
+                    return False
+                items.append((ent, v))
+        self.records += 1
+        if self._add_row(step, items) is not False:
+            self._row_seq.append(-1)
+        return True
+
+    def _keyed_sigs(self) -> list[tuple[bytes, bytes | None]]:
+        """(name bytes, item key bytes) per wanted key for ``_keyed_row``; for a key that is not
+        one plain part (dotted, or 128 bytes and longer), (its first part, None)."""
+        out = []
+        for k in sorted(self.only - {"_step"}):
+            kb = k.encode("utf-8", "surrogatepass")
+            if "." not in k and 0 < len(kb) < 0x80:
+                out.append((kb, b"\x12" + bytes([len(kb)]) + kb))
+            else:  # found by its first part (as _marks): a row mentioning it is read in full
+                out.append((k.split(".", 1)[0].encode("utf-8", "surrogatepass"), None))
+        return out
 
     def _other(self, f: int, rec: bytes, a: int, b: int) -> None:
         if f == R_RUN:
@@ -474,17 +595,21 @@ class WandbLog:
             pos = e
         mirror = -1
         if pending is not None:
-            # 0.31 writes each row into the summary just before the row (same items, in
-            # another order). Such an update is the row itself: remember its record number.
             self._pending = None
-            seq, sbytes = pending
-            parts = _split_items(sbytes)
-            if parts is not None and len(parts) == len(seen) and seen.issuperset(parts):
-                mirror = seq
-            else:
-                self._fold_summary(seq, sbytes)
+            mirror = self._match_pending(pending, seen)
         if self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
+
+    def _match_pending(self, pending: tuple[int, bytes], seen: set[bytes]) -> int:
+        """The record number of the pending summary update when it mirrors the row whose items
+        are ``seen`` (0.31 writes each row into the summary just before the row: same items in
+        another order; such an update is the row itself), else -1 after folding it."""
+        seq, sbytes = pending
+        parts = _split_items(sbytes)
+        if parts is not None and len(parts) == len(seen) and seen.issuperset(parts):
+            return seq
+        self._fold_summary(seq, sbytes)
+        return -1
 
     @staticmethod
     def _step_of(buf: bytes, pos: int, end: int) -> int | None:
@@ -659,6 +784,8 @@ class WandbLog:
                     self.summary_cut += 1
                     value = json.dumps(cut_note(len(value))).encode()
                 self._summary_bytes += len(value)
+                if self._summary_bytes > self._summary_peak:
+                    self._summary_peak = self._summary_bytes
             raw[name] = (seq, value)
         self._summary_cache = None
 

@@ -1,0 +1,356 @@
+"""A cold read of a large `.wandb` log in parallel processes (issue 18).
+
+The file is cut at 32 KiB block boundaries into one part per worker; every block boundary is a
+resynchronisation point of the LevelDB-log framing, so each part is framed and decoded on its
+own: its records are those that *begin* in it (a record crossing into the next part is read to
+its end by its own part, whose continuation chunks the next part passes over). This process
+decodes the first part while the others run in worker processes; the parts are then joined in
+file order into exactly the state one sequential read builds:
+
+- history rows are appended part after part (columns keep their first-seen order);
+- record numbers (which order summary updates against row mirrors) are offset by the records
+  of the parts before;
+- a summary update left pending at the end of a part is matched against the first row of the
+  next part, as the sequential read does when it meets that row;
+- records other than history rows and summary updates (run, config, console, system stats,
+  metric definitions, exit...) are not decoded in workers: they are handed back raw and applied
+  here in file order, so everything order-dependent in them is read sequentially.
+
+Whenever joining could differ from a sequential read, the parts are discarded and the file is
+read sequentially instead (``Fallback``): damage anywhere, a part that stops early, rows
+without a step (wandb 0.16.x numbers those from the row before), media fields whose object
+was announced in another part, key counts near the caps, summary bytes near their cap, or a
+record mixing a history row or summary into another layout. Correctness never depends on the
+parallel path; only speed does.
+
+Workers open the file by path with O_NOFOLLOW and must find the very inode this process opened
+through ``confine`` (decided from what was opened); a worker that finds anything else fails and
+the read falls back. Workers never write anywhere and print nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable
+
+from ..confine import open_read
+from . import protowire as pw
+from .leveldb_log import BLOCK, LogReader
+from .wandb_log import HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, WandbLog
+
+ENV_WORKERS = "RUNWISE_READ_WORKERS"  # processes for a cold read of a large log (1: no parallel read)
+ENV_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
+DEFAULT_MAX_WORKERS = 4  # default: the machine's cores, at most this many
+DEFAULT_MIN_MB = 32.0
+
+
+class Fallback(Exception):
+    """Joining the parts could differ from a sequential read: read sequentially."""
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return v if v == v and v >= 0 else default
+
+
+def configured_workers() -> int:
+    """RUNWISE_READ_WORKERS, else the cores this process may use (at most 4)."""
+    n = _env_number(ENV_WORKERS, 0)
+    if n >= 1:
+        return min(int(n), 64)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, DEFAULT_MAX_WORKERS))
+
+
+def configured_min_bytes() -> int:
+    return int(_env_number(ENV_MIN_MB, DEFAULT_MIN_MB) * 2**20)
+
+
+def part_bounds(size: int, parts: int) -> list[int]:
+    """Block-aligned cut points [0, c1, ..., size] for ``parts`` parts of a ``size``-byte file."""
+    cuts = sorted({size * k // parts // BLOCK * BLOCK for k in range(1, parts)} - {0})
+    return [0, *[c for c in cuts if c < size], size]
+
+
+# ---- in a worker ---------------------------------------------------------------------------
+
+
+_FIRST = (-1, b"")  # the pending summary update a part starts with: "whatever the part before left"
+
+
+class PartLog(WandbLog):
+    """A WandbLog over one part of the file: history rows and summary updates are decoded as
+    usual; every other record is kept raw (``deferred``) for the joining process."""
+
+    def __init__(self, path: str, keys: frozenset[str] | None) -> None:
+        super().__init__(path, keys=keys)
+        self.deferred: list[bytes] = []
+        # The item bytes of the part's first row when no summary update came before it in the
+        # part: the joining process matches it against the update the part before left pending.
+        self.first_row: set[bytes] | None = None
+        if self._marks is None:  # (a keyed read skips summary updates: nothing is ever pending)
+            self._pending = _FIRST
+        self.stepless = 0
+        self.unsafe = ""
+
+    def _record(self, rec: bytes) -> None:
+        try:
+            pos = 0
+            if rec[0] == 0x08:
+                pos = 1
+                while rec[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            tag = rec[pos]
+        except IndexError:
+            tag = -1
+        if tag == 0x12 or tag == 0x1A:
+            super()._record(rec)
+            return
+        self.records += 1
+        try:
+            for f, wt, _, _ in pw.fields(rec):
+                if wt == pw.LEN and f in (2, 3):  # a row or summary in another layout
+                    self.unsafe = "a history or summary record in an unusual layout"
+        except pw.WireError:
+            pass  # the joining process counts it as a bad record, as a sequential read does
+        self.deferred.append(rec)
+
+    def _match_pending(self, pending: tuple[int, bytes], seen: set[bytes]) -> int:
+        if pending is _FIRST:
+            self.first_row = seen
+            return -1
+        return super()._match_pending(pending, seen)
+
+    def _flush_pending(self) -> None:
+        if self._pending is _FIRST:
+            self._pending = None
+        else:
+            super()._flush_pending()
+
+    def _add_row(self, step, items):
+        if step is None:
+            self.stepless += 1
+        return super()._add_row(step, items)
+
+
+def decode_part(path: str, ident: tuple[int, int], size: int, start: int, stop: int | None,
+                keys: frozenset[str] | None) -> PartLog:
+    """Decode the records beginning in [start, stop) of the file (to ``size``); runs in a worker."""
+    log = PartLog(path, keys)
+    reader = log.reader
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if (st.st_dev, st.st_ino) != ident:
+            raise Fallback("the file at the path is not the one opened")
+        if not reader.skip_continuations(f, start, size):
+            raise Fallback("damage at a part boundary")
+        reader.header_ok = True
+        reader.size = size
+        emit = log._record if log._marks is None else log._record_keyed
+        reader._read_chunks(f, size, emit, stop=stop)
+    log.reader = _EndOf(reader)
+    return log
+
+
+class _EndOf:
+    """What the joining process needs of a part's reader (not the reader itself)."""
+
+    def __init__(self, r: LogReader) -> None:
+        self.offset, self.end, self.tail = r.offset, r.end, r.tail
+        self.damaged = bool(r.damage.parts())
+
+
+# ---- joining -------------------------------------------------------------------------------
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop: int | None,
+                  keys: frozenset[str] | None) -> subprocess.Popen:
+    """A new interpreter running ``decode_part`` (``python -m runwise_mcp.sources.wandb_parallel``):
+    its arguments as JSON on the command line, its result pickled on its stdout (a pipe to us,
+    never our stdout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if x)
+    arg = json.dumps([path, list(ident), size, start, stop, None if keys is None else sorted(keys)])
+    return subprocess.Popen([sys.executable, "-m", __name__, arg], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
+
+
+def _result(proc: subprocess.Popen) -> PartLog:
+    out, err = proc.communicate()
+    if proc.returncode != 0 or not out:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        raise Fallback(f"a worker failed: {last[0][:200]}")
+    result = pickle.loads(out)
+    if isinstance(result, str):
+        raise Fallback(result)
+    return result
+
+
+def _main(arg: str) -> None:
+    path, ident, size, start, stop, keys = json.loads(arg)
+    try:
+        result: object = decode_part(path, (ident[0], ident[1]), size, start, stop,
+                                     None if keys is None else frozenset(keys))
+    except Fallback as e:
+        result = str(e)
+    data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+
+
+def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], None] | None = None) -> int:
+    """Read ``log`` (never read yet) in ``workers`` processes; return the records read. Raises
+    Fallback when the result could differ from a sequential read (``log`` is then spoiled:
+    the caller starts over with a new one)."""
+    reader = log.reader
+    with open_read(log.path) as f:
+        st = os.fstat(f.fileno())
+        size = st.st_size
+        bounds = part_bounds(size, workers)
+        if len(bounds) < 3:
+            raise Fallback("too small to split")
+        ident = (st.st_dev, st.st_ino)
+        procs: list[subprocess.Popen] = []
+        try:
+            try:
+                for i in range(1, len(bounds) - 1):
+                    procs.append(_start_worker(log.path, ident, size, bounds[i],
+                                               bounds[i + 1] if i + 2 < len(bounds) else None, log._keys))
+            except OSError as e:
+                raise Fallback(f"no worker processes: {e}") from e
+            reader.size = size
+            emit = log._record if log._marks is None else log._record_keyed
+            reader._read_from(f, size, emit, stop=bounds[1])
+            if reader.header_ok is not True:
+                return log.records
+            if progress is not None:
+                progress(bounds[1], size)
+            if reader.tail or reader.damage.parts():
+                raise Fallback("the first part did not end cleanly")
+            parts = [_result(p) for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                for stream in (p.stdout, p.stderr):
+                    if stream is not None:
+                        stream.close()
+        _check(log, parts)
+        for i, part in enumerate(parts):
+            _join(log, part, last=i == len(parts) - 1)
+        reader._remember(f.fileno(), st)
+    log._summary_cache = None
+    return log.records
+
+
+def _check(log: WandbLog, parts: list[PartLog]) -> None:
+    """Raise Fallback unless joining ``parts`` after ``log`` equals one sequential read."""
+    every = [log, *parts]
+    for i, p in enumerate(parts):
+        if p.unsafe:
+            raise Fallback(p.unsafe)
+        if p.reader.damaged or (p.reader.tail and i < len(parts) - 1):
+            raise Fallback("a part did not end cleanly")
+        if p.stepless or p.bad_rows:
+            raise Fallback("rows without a step (numbered from the row before)")
+    if any(x.history.dropped or x.system.dropped for x in every):
+        raise Fallback("keys over the cap")
+    if sum(len(x.history.columns) + len(x.history.other) for x in every) > HISTORY_KEY_CAP // 2 \
+            or sum(len(x._names) for x in every) > NAMES_CAP // 2:
+        raise Fallback("near the key cap")
+    if sum(x._summary_peak for x in every) > SUMMARY_MAX_BYTES:
+        raise Fallback("near the summary size cap")
+    media = set().union(*(x._media for x in every))
+    if media:
+        for x in every:
+            foreign = media - x._media
+            if foreign and any(_under(name, foreign) for name in (*x.history.columns, *x.history.other)):
+                raise Fallback("a media object's fields in another part than its type")
+
+
+def _under(name: str, prefixes: set[str]) -> bool:
+    p = name.find(".")
+    while p >= 0:
+        if name[:p] in prefixes:
+            return True
+        p = name.find(".", p + 1)
+    return False
+
+
+def _join(log: WandbLog, part: PartLog, last: bool) -> None:
+    base = log.records
+    pending = log._pending
+    row_seq = part._row_seq
+    if pending is not None and part._pending is not _FIRST:  # else the part met no row or update
+        log._pending = None
+        if part.first_row is None:  # the part's first row or update was an update
+            log._fold_summary(*pending)
+        else:
+            mirror = log._match_pending(pending, part.first_row)
+            if mirror >= 0:
+                row_seq[0] = mirror - base  # becomes ``mirror`` once offset below
+    log.history.extend_from(part.history)
+    log._row_seq.extend(s + base if s >= 0 else -1 for s in row_seq)
+    for name, (seq, value) in part._summary_raw.items():
+        log._summary_raw[name] = (seq + base, value)
+    log._summary_bytes = sum(len(v) for _, v in log._summary_raw.values() if v is not None)
+    log._summary_peak += part._summary_peak
+    if part._pending is not None and part._pending is not _FIRST:
+        log._pending = (part._pending[0] + base, part._pending[1])
+    log._fold_memo = None
+    if part._media - log._media:
+        log._media |= part._media
+        log._media_gen += 1
+    log.records = base + part.records
+    for name in ("bad_records", "bad_rows", "values_cut", "summary_cut"):
+        setattr(log, name, getattr(log, name) + getattr(part, name))
+    for rec in part.deferred:  # in file order, through the sequential code
+        n = log.records
+        log._record(rec)
+        log.records = n
+    r = log.reader
+    r.offset = max(r.offset, part.reader.offset)
+    r.end = part.reader.end
+    if last:
+        r.tail = part.reader.tail
+
+
+def worth_parallel(log: WandbLog, workers: int | None, min_bytes: int | None) -> int:
+    """How many processes a read of ``log`` should use (1: sequential)."""
+    if log.reader.offset or log.records or log.row_sink is not None or log.sampled:
+        return 1
+    workers = configured_workers() if workers is None else workers
+    if workers < 2:
+        return 1
+    min_bytes = configured_min_bytes() if min_bytes is None else min_bytes
+    try:
+        from ..confine import stat_file
+
+        size = stat_file(log.path).st_size
+    except OSError:
+        return 1
+    if size < max(min_bytes, 2 * BLOCK):
+        return 1
+    return workers
+
+
+if __name__ == "__main__":  # a worker: run the module under its own name, so its result unpickles
+    from runwise_mcp.sources import wandb_parallel
+
+    wandb_parallel._main(sys.argv[1])
