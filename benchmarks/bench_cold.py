@@ -1,18 +1,22 @@
 """First calls on a large run in a new process, next to wandb's compiled decoder (issue 18).
 
-    python benchmarks/bench_cold.py [--steps 200000] [--pairs 2]
+    python benchmarks/bench_cold.py [--steps 200000] [--pairs 2] [--workers 1,2] [--json]
 
 Each measurement is a whole new process (interpreter start, run discovery, read, answer; no
 persistent cache), alternated pair by pair with `wandb leet inspect --summary LOG` (wandb's Go
 decoder printing the run's state and metrics) so that load from other work on the machine hits
 both alike. The ratio is ours / leet --summary per pair; the range over pairs is shown. `cat` is
-the read floor. Needs the `wandb` CLI of the test extra (wandb 0.31) for the leet columns.
+the read floor; `--json` adds one run of `leet inspect --json` (every record as JSON, much
+slower). Each call is measured with each number of read processes in `--workers`
+(RUNWISE_READ_WORKERS; 1 = one process). Peak RSS is ours and, separately, the largest worker's.
+Needs the `wandb` CLI of the test extra (wandb 0.31) for the leet columns.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +43,8 @@ out = getattr(answers, tool)(ix, **args)
 segs = list(ix._segments.values())
 kind = "full" if any(s.full for s in segs) else "keyed" if any(s.in_memory for s in segs) else "skim"
 print(json.dumps({{"first_kind": kind, "chars": len(out),
-                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}}))
 sys.stdout.flush()
 import os; os._exit(0)  # do not wait for a background read: the answer is out
 """
@@ -51,10 +56,11 @@ CALLS = [
 ]
 
 
-def ours(root: Path, tool: str, args: dict) -> tuple[float, dict]:
+def ours(root: Path, tool: str, args: dict, workers: int) -> tuple[float, dict]:
+    env = {**os.environ, "RUNWISE_READ_WORKERS": str(workers)}
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", CHILD.format(repo=str(REPO)), str(root), tool, json.dumps(args)],
-                       capture_output=True, text=True, check=True)
+                       capture_output=True, text=True, check=True, env=env)
     return time.perf_counter() - t, json.loads(p.stdout)
 
 
@@ -68,32 +74,39 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=200_000)
     ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--workers", default="1,2", help="read processes to measure, comma-separated")
+    ap.add_argument("--json", action="store_true", help="also time leet inspect --json once")
     a = ap.parse_args()
     log = make_run(a.steps)
     root = log.parent.parent
     wandb_cli = Path(sys.executable).parent / "wandb"
     wandb_cli = str(wandb_cli) if wandb_cli.exists() else shutil.which("wandb")
     mib = log.stat().st_size / 2**20
-    print(f"{a.steps:,}-step run, {mib:.0f} MiB .wandb file; {a.pairs} pairs, alternated\n")
-    print("| first call (new process) | ours | peak RSS | leet --summary | ours / leet --summary | read on the call |")
-    print("|---|---|---|---|---|---|")
+    print(f"{a.steps:,}-step run, {mib:.0f} MiB .wandb file; {a.pairs} pairs, alternated; {os.cpu_count()} cores\n")
+    print("| first call (new process) | read processes | ours | peak RSS (worker) | leet --summary "
+          "| ours / leet --summary | read on the call |")
+    print("|---|---|---|---|---|---|---|")
     for tool, args in CALLS:
-        mine, leet, ratios = [], [], []
-        info: dict = {}
-        for _ in range(a.pairs):
-            s, info = ours(root, tool, args)
-            mine.append(s)
-            if wandb_cli:
-                w = timed([wandb_cli, "leet", "inspect", "--summary", str(log)])
-                leet.append(w)
-                ratios.append(s / w)
-        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k != "run")
-        r = f"{min(ratios):.2f}–{max(ratios):.2f}×" if ratios else "n/a"
-        lt = f"{min(leet):.2f}–{max(leet):.2f} s" if leet else "n/a"
-        print(f"| {tool}({shown}) | {min(mine):.2f}–{max(mine):.2f} s | {info['maxrss_mb']:.0f} MB | {lt} | {r} "
-              f"| {info['first_kind']} |")
+        for workers in [int(w) for w in a.workers.split(",")]:
+            mine, leet, ratios = [], [], []
+            info: dict = {}
+            for _ in range(a.pairs):
+                s, info = ours(root, tool, args, workers)
+                mine.append(s)
+                if wandb_cli:
+                    w = timed([wandb_cli, "leet", "inspect", "--summary", str(log)])
+                    leet.append(w)
+                    ratios.append(s / w)
+            shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k != "run")
+            r = f"{min(ratios):.2f}–{max(ratios):.2f}×" if ratios else "n/a"
+            lt = f"{min(leet):.2f}–{max(leet):.2f} s" if leet else "n/a"
+            rss = f"{info['maxrss_mb']:.0f} MB" + (f" ({info['worker_rss_mb']:.0f} MB)" if info["worker_rss_mb"] else "")
+            print(f"| {tool}({shown}) | {workers} | {min(mine):.2f}–{max(mine):.2f} s | {rss} | {lt} | {r} "
+                  f"| {info['first_kind']} |")
     cat = min(timed(["cat", str(log)]) for _ in range(3))
     print(f"\ncat file > /dev/null (read floor): {cat:.2f} s")
+    if a.json and wandb_cli:
+        print(f"leet inspect --json (once): {timed([wandb_cli, 'leet', 'inspect', '--json', str(log)]):.2f} s")
 
 
 if __name__ == "__main__":

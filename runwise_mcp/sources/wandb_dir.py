@@ -29,7 +29,6 @@ import yaml
 from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
 from ..model import KILLED, RUNNING, History, RunState, judge_state
-from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
@@ -424,29 +423,10 @@ class RunDir(RunPart):
             log = self.cache.load(path, key[0])
         log = log or WandbLog(path)
         saved = log.reader.offset
-        if progress is None:
-            read = self._update_log(log)
-            if read is not log:
-                log, saved = read, 0
-        else:
-            for attempt in range(3):
-                emit = log._record
-                count = [0]
-
-                def record(rec: bytes, log: WandbLog = log, emit=emit, count=count) -> None:
-                    emit(rec)
-                    count[0] += 1
-                    if count[0] % wandb_log.PROGRESS_EVERY == 0:
-                        progress(log.reader.offset, key[0])
-
-                try:
-                    log.reader.read(record)
-                    break
-                except Replaced:  # another file at the path: decode that one from the start
-                    if attempt == 2:
-                        raise
-                    log, saved = WandbLog(path), 0
-            log._summary_cache = None
+        read = self._update_log(log, progress)  # (a large log's first read: in parallel processes)
+        if read is not log:  # another file at the path: decoded from the start
+            log, saved = read, 0
+        log._summary_cache = None
         if self.cache is not None and log.reader.offset - saved >= self.cache.min_bytes:
             self.cache.save(path, log)
             saved = log.reader.offset

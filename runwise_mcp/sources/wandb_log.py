@@ -24,6 +24,13 @@ from .leveldb_log import BLOCK, LogReader
 
 HEADER = b":W&B" + b"\xe1\xbe" + b"\x00"
 
+
+class ReadInOneProcess(Exception):
+    """A parallel read's parts could not be joined into exactly the sequential state (see
+    ``wandb_parallel``): the log is read on in one process."""
+
+FIRST_ROW = (-1, b"")  # pending at the start of a parallel read's part: "whatever the part before left"
+
 # Record oneof field numbers
 R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
@@ -154,6 +161,15 @@ class WandbLog:
     full read."""
 
     _summary_peak = 0  # (class defaults for states cached before they existed)
+    # A parallel read's part (wandb_parallel.PartLog): records other than rows and summary
+    # updates are kept raw here for the joining process; rows without a step are counted.
+    parts_read = 1  # how many parts the first read was decoded in (wandb_parallel)
+    deferred: list[bytes] | None = None
+    deferred_bytes = 0
+    deferred_max = 0
+    deferred_unsafe = False
+    stepless = 0
+    first_row: set[bytes] | None = None
     _keys: frozenset[str] | None = None
     _sigs: list[tuple[bytes, bytes | None]] | None = None
 
@@ -214,7 +230,7 @@ class WandbLog:
         ``progress(offset, size)`` is called every PROGRESS_EVERY records.
 
         The first read of a large log (``min_bytes``, default RUNWISE_PARALLEL_MIN_MB) uses
-        ``workers`` processes (default RUNWISE_READ_WORKERS, else the cores, at most 4); see
+        ``workers`` processes (default RUNWISE_READ_WORKERS, else the cores, at most 8); see
         ``wandb_parallel``. Its result is that of one sequential read."""
         from . import wandb_parallel as par
 
@@ -222,10 +238,8 @@ class WandbLog:
         if n > 1:
             try:
                 return par.read_parallel(self, n, progress)
-            except par.Fallback:
-                fresh = WandbLog(self.path, keys=self._keys)
-                self.__dict__.clear()
-                self.__dict__.update(fresh.__dict__)
+            except ReadInOneProcess:
+                self._summary_cache = None  # what was read here (the first part, if any) stands
         every = PROGRESS_EVERY
         emit = self._record if self._marks is None else self._record_keyed
         if progress is None:
@@ -266,6 +280,9 @@ class WandbLog:
                     ln = rec[pos + 1]
                     if ln < 0x80:
                         a = pos + 2
+                    elif rec[pos + 2] < 0x80:
+                        ln = (ln & 0x7F) | rec[pos + 2] << 7
+                        a = pos + 3
                     else:
                         ln, a = pw.varint(rec, pos + 1, end)
                     b = a + ln
@@ -278,6 +295,22 @@ class WandbLog:
                     pos = b
                     continue
                 # any other layout (e.g. _info before the record body): walk generically
+                if self.deferred is not None:
+                    # A parallel read's part: rows and summary updates here, in order; the other
+                    # fields in the joining process, in order (``replay``).
+                    self.deferred.append(rec)
+                    self.deferred_bytes += len(rec)
+                    if self.deferred_bytes > self.deferred_max:  # e.g. a console-heavy log
+                        raise ReadInOneProcess(f"over {self.deferred_max >> 20} MiB of other records in one part")
+                    try:
+                        for f, wt, a, b in pw.fields(rec, pos, end):
+                            if wt == pw.LEN and f == R_HISTORY:
+                                self._history(rec, a, b)
+                            elif wt == pw.LEN and f == R_SUMMARY and self.only is None:
+                                self._summary(rec[a:b])
+                    except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
+                        self.deferred_unsafe = True  # (a damaged record: read in one process)
+                    break
                 for f, wt, a, b in pw.fields(rec, pos, end):
                     if wt != pw.LEN:
                         continue
@@ -289,6 +322,22 @@ class WandbLog:
                     else:
                         self._other(f, rec, a, b)
                 break
+        except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
+            self.bad_records += 1
+
+    def replay(self, rec: bytes) -> None:
+        """A record a parallel read's part handed back (``deferred``): every field but rows and
+        summary updates (read in the part), as ``_record``'s walk reads them. Not counted again."""
+        try:
+            pos = 0
+            if rec and rec[0] == 0x08:
+                pos = 1
+                while rec[pos] & 0x80:
+                    pos += 1
+                pos += 1
+            for f, wt, a, b in pw.fields(rec, pos, len(rec)):
+                if wt == pw.LEN and f != R_HISTORY and f != R_SUMMARY:
+                    self._other(f, rec, a, b)
         except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
             self.bad_records += 1
 
@@ -526,11 +575,28 @@ class WandbLog:
     # ---- history ---------------------------------------------------------------------------
 
     def _history(self, buf: bytes, pos: int, end: int) -> None:
+        # A number for a key whose column is dense up to the row before is appended to it at
+        # once ("fused"); the rest goes through _add_row. A row that is not added after all
+        # (a malformed record, or a 0.16.x step out of range) takes its fused values back.
+        h = self.history
+        row = len(h.steps)
+        prev = row - 1
+        fused: list = []
+        try:
+            self._history_row(buf, pos, end, row, prev, fused)
+        except BaseException:
+            for col in fused:
+                col.values.pop()
+                col._last_row = prev
+            raise
+
+    def _history_row(self, buf: bytes, pos: int, end: int, row: int, prev: int, fused: list) -> None:
         pending = self._pending
         seen: set[bytes] | None = None if pending is None else set()
         items: list[tuple[list, Any]] = []
         step = None
         names = self._names
+        fuse = self.row_sink is None
         while pos < end:
             tag = buf[pos]
             ln = buf[pos + 1]
@@ -551,9 +617,9 @@ class WandbLog:
                     kind, vs, ve = 16, kend + 3, e
                 else:
                     kend, kind, vs, ve = self._item(buf, s, e)
-                sig = buf[s:kend]
-                ent = names.get(sig)
+                ent = names.get(buf[s:kend])
                 if ent is None:
+                    sig = buf[s:kend]
                     if len(names) >= NAMES_CAP:  # over the per-run cap: counted, not kept
                         self.history.drop(self._key_name(sig))
                         pos = e
@@ -572,6 +638,14 @@ class WandbLog:
                             v = float(raw)
                         except ValueError:
                             v = decode_json(raw)
+                        else:
+                            col = ent[1]
+                            if fuse and col is not None and col._last_row == prev and col._steps is None:
+                                col.values.append(v)
+                                col._last_row = row
+                                fused.append(col)
+                                pos = e
+                                continue
                 elif kind:
                     v = self._typed(buf, kind, vs, ve)
                 else:
@@ -599,11 +673,19 @@ class WandbLog:
             mirror = self._match_pending(pending, seen)
         if self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
+        elif fused:
+            for col in fused:
+                col.values.pop()
+                col._last_row = prev
+            fused.clear()
 
     def _match_pending(self, pending: tuple[int, bytes], seen: set[bytes]) -> int:
         """The record number of the pending summary update when it mirrors the row whose items
         are ``seen`` (0.31 writes each row into the summary just before the row: same items in
         another order; such an update is the row itself), else -1 after folding it."""
+        if pending is FIRST_ROW:
+            self.first_row = seen
+            return -1
         seq, sbytes = pending
         parts = _split_items(sbytes)
         if parts is not None and len(parts) == len(seen) and seen.issuperset(parts):
@@ -680,6 +762,7 @@ class WandbLog:
     def _add_row(self, step: int | None, items: list[tuple[list, Any]]) -> bool | None:
         h = self.history
         if step is None:  # 0.16.x: no HistoryStep, use the _step item
+            self.stepless += 1
             for ent, v in items:
                 if ent[0] == "_step" and isinstance(v, (int, float)) and math.isfinite(v):
                     step = int(v)
@@ -747,7 +830,8 @@ class WandbLog:
         if self._pending is not None:
             seq, sbytes = self._pending
             self._pending = None
-            self._fold_summary(seq, sbytes)
+            if seq >= 0:  # (not FIRST_ROW)
+                self._fold_summary(seq, sbytes)
 
     def _fold_summary(self, seq: int, buf: bytes) -> None:
         """Apply a SummaryRecord {1 update, 2 remove} that is not a row mirror."""

@@ -13,15 +13,15 @@ file order into exactly the state one sequential read builds:
 - a summary update left pending at the end of a part is matched against the first row of the
   next part, as the sequential read does when it meets that row;
 - records other than history rows and summary updates (run, config, console, system stats,
-  metric definitions, exit...) are not decoded in workers: they are handed back raw and applied
-  here in file order, so everything order-dependent in them is read sequentially.
+  metric definitions, exit...) are handed back raw (a record that holds both, like wandb's
+  `_info` + summary records, has its rows and updates read in the part) and their other fields
+  read here in file order, so everything order-dependent in them is read sequentially.
 
 Whenever joining could differ from a sequential read, the parts are discarded and the file is
 read sequentially instead (``Fallback``): damage anywhere, a part that stops early, rows
 without a step (wandb 0.16.x numbers those from the row before), media fields whose object
 was announced in another part, key counts near the caps, summary bytes near their cap, or a
-record mixing a history row or summary into another layout. Correctness never depends on the
-parallel path; only speed does.
+worker that could not run. Correctness never depends on the parallel path; only speed does.
 
 Workers open the file by path with O_NOFOLLOW and must find the very inode this process opened
 through ``confine`` (decided from what was opened); a worker that finds anything else fails and
@@ -38,18 +38,17 @@ import sys
 from collections.abc import Callable
 
 from ..confine import open_read
-from . import protowire as pw
 from .leveldb_log import BLOCK, LogReader
-from .wandb_log import HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, WandbLog
+from .wandb_log import FIRST_ROW, HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, ReadInOneProcess, WandbLog
 
 ENV_WORKERS = "RUNWISE_READ_WORKERS"  # processes for a cold read of a large log (1: no parallel read)
 ENV_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
-DEFAULT_MAX_WORKERS = 4  # default: the machine's cores, at most this many
+DEFAULT_MAX_WORKERS = 8  # default: the cores this process may use, at most this many
 DEFAULT_MIN_MB = 32.0
 
 
-class Fallback(Exception):
-    """Joining the parts could differ from a sequential read: read sequentially."""
+Fallback = ReadInOneProcess  # joining the parts could differ from a sequential read
+DEFERRED_BUDGET = 32 << 20  # bytes of records other than rows and updates handed back, all parts together
 
 
 def _env_number(name: str, default: float) -> float:
@@ -61,7 +60,7 @@ def _env_number(name: str, default: float) -> float:
 
 
 def configured_workers() -> int:
-    """RUNWISE_READ_WORKERS, else the cores this process may use (at most 4)."""
+    """RUNWISE_READ_WORKERS, else the cores this process may use (at most DEFAULT_MAX_WORKERS)."""
     n = _env_number(ENV_WORKERS, 0)
     if n >= 1:
         return min(int(n), 64)
@@ -76,80 +75,43 @@ def configured_min_bytes() -> int:
     return int(_env_number(ENV_MIN_MB, DEFAULT_MIN_MB) * 2**20)
 
 
+FIRST_SHARE = 1.0  # the first part (read here while workers start) is this much of an equal share
+
+
 def part_bounds(size: int, parts: int) -> list[int]:
-    """Block-aligned cut points [0, c1, ..., size] for ``parts`` parts of a ``size``-byte file."""
-    cuts = sorted({size * k // parts // BLOCK * BLOCK for k in range(1, parts)} - {0})
+    """Block-aligned cut points [0, c1, ..., size] for ``parts`` parts of a ``size``-byte file.
+    The first part, read by this process while the workers start, is a little smaller."""
+    first = size / parts * FIRST_SHARE
+    rest = (size - first) / (parts - 1) if parts > 1 else 0
+    cuts = sorted({int(first + rest * (k - 1)) // BLOCK * BLOCK for k in range(1, parts)} - {0})
     return [0, *[c for c in cuts if c < size], size]
 
 
 # ---- in a worker ---------------------------------------------------------------------------
 
 
-_FIRST = (-1, b"")  # the pending summary update a part starts with: "whatever the part before left"
-
-
 class PartLog(WandbLog):
     """A WandbLog over one part of the file: history rows and summary updates are decoded as
-    usual; every other record is kept raw (``deferred``) for the joining process."""
+    usual; every other record is kept raw (``deferred``) for the joining process; the part's
+    first row, met with no summary update before it in the part, keeps its item bytes
+    (``first_row``) to be matched against the update the part before left pending."""
 
-    def __init__(self, path: str, keys: frozenset[str] | None) -> None:
+    def __init__(self, path: str, keys: frozenset[str] | None, deferred_max: int = DEFERRED_BUDGET) -> None:
         super().__init__(path, keys=keys)
-        self.deferred: list[bytes] = []
-        # The item bytes of the part's first row when no summary update came before it in the
-        # part: the joining process matches it against the update the part before left pending.
-        self.first_row: set[bytes] | None = None
+        self.deferred = []
+        self.deferred_max = deferred_max
         if self._marks is None:  # (a keyed read skips summary updates: nothing is ever pending)
-            self._pending = _FIRST
-        self.stepless = 0
-        self.unsafe = ""
-
-    def _record(self, rec: bytes) -> None:
-        try:
-            pos = 0
-            if rec[0] == 0x08:
-                pos = 1
-                while rec[pos] & 0x80:
-                    pos += 1
-                pos += 1
-            tag = rec[pos]
-        except IndexError:
-            tag = -1
-        if tag == 0x12 or tag == 0x1A:
-            super()._record(rec)
-            return
-        self.records += 1
-        try:
-            for f, wt, _, _ in pw.fields(rec):
-                if wt == pw.LEN and f in (2, 3):  # a row or summary in another layout
-                    self.unsafe = "a history or summary record in an unusual layout"
-        except pw.WireError:
-            pass  # the joining process counts it as a bad record, as a sequential read does
-        self.deferred.append(rec)
-
-    def _match_pending(self, pending: tuple[int, bytes], seen: set[bytes]) -> int:
-        if pending is _FIRST:
-            self.first_row = seen
-            return -1
-        return super()._match_pending(pending, seen)
-
-    def _flush_pending(self) -> None:
-        if self._pending is _FIRST:
-            self._pending = None
-        else:
-            super()._flush_pending()
-
-    def _add_row(self, step, items):
-        if step is None:
-            self.stepless += 1
-        return super()._add_row(step, items)
+            self._pending = FIRST_ROW
 
 
 def decode_part(path: str, ident: tuple[int, int], size: int, start: int, stop: int | None,
-                keys: frozenset[str] | None) -> PartLog:
-    """Decode the records beginning in [start, stop) of the file (to ``size``); runs in a worker."""
-    log = PartLog(path, keys)
+                keys: frozenset[str] | None, deferred_max: int = DEFERRED_BUDGET) -> PartLog:
+    """Decode the records beginning in [start, stop) of the file (to ``size``); runs in a worker.
+    Raises Fallback early when the part hands back more than ``deferred_max`` bytes of other
+    records (they would all be held at once by the joining process)."""
+    log = PartLog(path, keys, deferred_max)
     reader = log.reader
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if (st.st_dev, st.st_ino) != ident:
@@ -178,15 +140,16 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 
 
 def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop: int | None,
-                  keys: frozenset[str] | None) -> subprocess.Popen:
-    """A new interpreter running ``decode_part`` (``python -m runwise_mcp.sources.wandb_parallel``):
-    its arguments as JSON on the command line, its result pickled on its stdout (a pipe to us,
-    never our stdout)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if x)
-    arg = json.dumps([path, list(ident), size, start, stop, None if keys is None else sorted(keys)])
-    return subprocess.Popen([sys.executable, "-m", __name__, arg], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, close_fds=True)
+                  keys: frozenset[str] | None, deferred_max: int) -> subprocess.Popen:
+    """A new interpreter running ``decode_part``: its arguments as JSON on the command line, its
+    result pickled on its stdout (a pipe to us, never our stdout). Isolated mode (-I): no
+    PYTHON* variables, no user site, and neither the working directory (possibly a hostile
+    run tree) nor any script directory on its import path, only this package's."""
+    code = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
+            "from runwise_mcp.sources.wandb_parallel import _main; _main(sys.argv[1])")
+    arg = json.dumps([path, list(ident), size, start, stop, None if keys is None else sorted(keys), deferred_max])
+    return subprocess.Popen([sys.executable, "-I", "-c", code, arg], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_PACKAGE_PARENT, close_fds=True)
 
 
 def _result(proc: subprocess.Popen) -> PartLog:
@@ -201,10 +164,10 @@ def _result(proc: subprocess.Popen) -> PartLog:
 
 
 def _main(arg: str) -> None:
-    path, ident, size, start, stop, keys = json.loads(arg)
+    path, ident, size, start, stop, keys, deferred_max = json.loads(arg)
     try:
         result: object = decode_part(path, (ident[0], ident[1]), size, start, stop,
-                                     None if keys is None else frozenset(keys))
+                                     None if keys is None else frozenset(keys), deferred_max)
     except Fallback as e:
         result = str(e)
     data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
@@ -215,8 +178,8 @@ def _main(arg: str) -> None:
 
 def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], None] | None = None) -> int:
     """Read ``log`` (never read yet) in ``workers`` processes; return the records read. Raises
-    Fallback when the result could differ from a sequential read (``log`` is then spoiled:
-    the caller starts over with a new one)."""
+    Fallback when the result could differ from a sequential read; ``log`` then holds exactly
+    what a sequential read of the first part gives (or nothing), and is read on from there."""
     reader = log.reader
     with open_read(log.path) as f:
         st = os.fstat(f.fileno())
@@ -228,9 +191,10 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
         procs: list[subprocess.Popen] = []
         try:
             try:
+                share = max(4 << 20, DEFERRED_BUDGET // (len(bounds) - 2))
                 for i in range(1, len(bounds) - 1):
                     procs.append(_start_worker(log.path, ident, size, bounds[i],
-                                               bounds[i + 1] if i + 2 < len(bounds) else None, log._keys))
+                                               bounds[i + 1] if i + 2 < len(bounds) else None, log._keys, share))
             except OSError as e:
                 raise Fallback(f"no worker processes: {e}") from e
             reader.size = size
@@ -240,9 +204,14 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
                 return log.records
             if progress is not None:
                 progress(bounds[1], size)
-            if reader.tail or reader.damage.parts():
-                raise Fallback("the first part did not end cleanly")
-            parts = [_result(p) for p in procs]
+            try:
+                if reader.tail or reader.damage.parts():
+                    raise Fallback("the first part did not end cleanly")
+                parts = [_result(p) for p in procs]
+                _check(log, parts)
+            except Fallback:
+                reader._remember(f.fileno(), st)  # read on from the first part, in this file only
+                raise
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -251,9 +220,9 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
                 for stream in (p.stdout, p.stderr):
                     if stream is not None:
                         stream.close()
-        _check(log, parts)
         for i, part in enumerate(parts):
             _join(log, part, last=i == len(parts) - 1)
+        log.parts_read = len(parts) + 1
         reader._remember(f.fileno(), st)
     log._summary_cache = None
     return log.records
@@ -263,8 +232,8 @@ def _check(log: WandbLog, parts: list[PartLog]) -> None:
     """Raise Fallback unless joining ``parts`` after ``log`` equals one sequential read."""
     every = [log, *parts]
     for i, p in enumerate(parts):
-        if p.unsafe:
-            raise Fallback(p.unsafe)
+        if p.deferred_unsafe:
+            raise Fallback("a damaged record")
         if p.reader.damaged or (p.reader.tail and i < len(parts) - 1):
             raise Fallback("a part did not end cleanly")
         if p.stepless or p.bad_rows:
@@ -297,7 +266,7 @@ def _join(log: WandbLog, part: PartLog, last: bool) -> None:
     base = log.records
     pending = log._pending
     row_seq = part._row_seq
-    if pending is not None and part._pending is not _FIRST:  # else the part met no row or update
+    if pending is not None and part._pending is not FIRST_ROW:  # else the part met no row or update
         log._pending = None
         if part.first_row is None:  # the part's first row or update was an update
             log._fold_summary(*pending)
@@ -311,7 +280,7 @@ def _join(log: WandbLog, part: PartLog, last: bool) -> None:
         log._summary_raw[name] = (seq + base, value)
     log._summary_bytes = sum(len(v) for _, v in log._summary_raw.values() if v is not None)
     log._summary_peak += part._summary_peak
-    if part._pending is not None and part._pending is not _FIRST:
+    if part._pending is not None and part._pending is not FIRST_ROW:
         log._pending = (part._pending[0] + base, part._pending[1])
     log._fold_memo = None
     if part._media - log._media:
@@ -321,9 +290,7 @@ def _join(log: WandbLog, part: PartLog, last: bool) -> None:
     for name in ("bad_records", "bad_rows", "values_cut", "summary_cut"):
         setattr(log, name, getattr(log, name) + getattr(part, name))
     for rec in part.deferred:  # in file order, through the sequential code
-        n = log.records
-        log._record(rec)
-        log.records = n
+        log.replay(rec)
     r = log.reader
     r.offset = max(r.offset, part.reader.offset)
     r.end = part.reader.end
@@ -348,9 +315,3 @@ def worth_parallel(log: WandbLog, workers: int | None, min_bytes: int | None) ->
     if size < max(min_bytes, 2 * BLOCK):
         return 1
     return workers
-
-
-if __name__ == "__main__":  # a worker: run the module under its own name, so its result unpickles
-    from runwise_mcp.sources import wandb_parallel
-
-    wandb_parallel._main(sys.argv[1])
