@@ -39,7 +39,15 @@ from collections.abc import Callable
 
 from ..confine import open_read
 from .leveldb_log import BLOCK, LogReader
-from .wandb_log import FIRST_ROW, HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, ReadInOneProcess, WandbLog
+from .wandb_log import (
+    FIRST_ROW,
+    HISTORY_KEY_CAP,
+    NAMES_CAP,
+    PROGRESS_EVERY,
+    SUMMARY_MAX_BYTES,
+    ReadInOneProcess,
+    WandbLog,
+)
 
 ENV_WORKERS = "RUNWISE_READ_WORKERS"  # processes for a cold read of a large log (1: no parallel read)
 ENV_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
@@ -199,11 +207,20 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
                 raise Fallback(f"no worker processes: {e}") from e
             reader.size = size
             emit = log._record if log._marks is None else log._record_keyed
+            if progress is not None:
+                # The parts advance at about the same pace: the first part's share read stands
+                # for the whole file's.
+                first, count, every, plain = bounds[1], [0], PROGRESS_EVERY, emit
+
+                def emit(rec: bytes) -> None:
+                    plain(rec)
+                    count[0] += 1
+                    if count[0] % every == 0:
+                        progress(min(size, reader.offset * size // first), size)
+
             reader._read_from(f, size, emit, stop=bounds[1])
             if reader.header_ok is not True:
                 return log.records
-            if progress is not None:
-                progress(bounds[1], size)
             try:
                 if reader.tail or reader.damage.parts():
                     raise Fallback("the first part did not end cleanly")
