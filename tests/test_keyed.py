@@ -182,3 +182,34 @@ def test_keyed_reads_count_against_the_memory_budget():
     assert segs[b.id].in_memory and not segs[a.id].in_memory  # the older keyed read was dropped
     again = ix.read_keys(runs["A00-healthy"], ["train/loss"])  # read again when asked again
     assert list(again.history.columns["train/loss"].values) == list(a.history.columns["train/loss"].values)
+
+
+def test_attack_fake_item_inside_a_key_is_not_read_as_the_wanted_key(tmp_path):
+    """A keyed read takes a 0.31 row's wanted item where the key's name occurs once in the row,
+    after walking the row's items to prove it starts at an item boundary. A key crafted to end
+    with the bytes of a `train/loss` item (its host's value then completing that fake item) must
+    not give `train/loss` a value at a row that has none: the keyed read equals the full read."""
+    pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+    from test_attacks_scale import hostile_run
+
+    value = "0.5"
+    fake_len = 12 + 3 + len(value)  # \x12 \x0a train/loss, \x82\x01 VL, then the host's value
+    host_key = "x\n" + chr(fake_len) + "\x12\ntrain/loss"
+    recs = []
+    for step in (10_000, 10_001):
+        r = pb.Record()
+        item = r.history.item.add()
+        item.nested_key.append(host_key)
+        item.value_json = value
+        r.history.step.num = step
+        recs.append(r.SerializeToString())
+    assert b"\n" + bytes([fake_len]) + b"\x12\ntrain/loss\x82\x01\x03" + value.encode() in recs[0]
+    path = hostile_run(tmp_path, recs)
+    full = WandbLog(str(path))
+    full.update(workers=1)
+    keyed = WandbLog(str(path), keys=frozenset({"train/loss"}))
+    keyed.update(workers=1)
+    want, got = full.history.columns["train/loss"], keyed.history.columns["train/loss"]
+    assert 10_000 not in list(want.steps)
+    assert same_column(want, got) and list(keyed.history.steps) == list(full.history.steps)
+    assert host_key in full.history.columns

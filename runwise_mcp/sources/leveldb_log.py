@@ -65,6 +65,10 @@ class Damage(DamageNotes):
 class LogReader:
     """Reads complete records of one framed file, incrementally."""
 
+    # Records that are one protobuf field with this tag byte (after an optional varint field 1)
+    # are counted in ``skipped`` instead of emitted, when met in whole chunks (others are emitted)
+    skip_tag: int | None = None
+    skipped = 0
     # What identifies the file read so far (class defaults for states pickled before they existed)
     ident: tuple[int, int] | None = None  # (st_dev, st_ino)
     head_len = 0  # how many of its first bytes are hashed
@@ -204,6 +208,7 @@ class LogReader:
         buf = f.read(min(window, size - window_start))
         mv = memoryview(buf)
         limit = size if stop is None else min(size, stop)
+        skip_tag = -1 if self.skip_tag is None else self.skip_tag
         while pos < size:
             if not parts and not skipping:
                 # The common case, tight: whole records in FULL chunks inside the window.
@@ -223,6 +228,26 @@ class LogReader:
                     end = i + CHUNK_HEADER + length
                     if ctype != FULL or length > room - CHUNK_HEADER or end > n or crc32(mv[i + 6 : end]) != crc:
                         break
+                    if skip_tag >= 0:  # a record that is one field of this tag (after a varint field 1)?
+                        j = i + CHUNK_HEADER
+                        if buf[j] == 0x08:
+                            j += 1
+                            while j < end and buf[j] & 0x80:
+                                j += 1
+                            j += 1
+                        if j + 2 < end and buf[j] == skip_tag:
+                            k = buf[j + 1]
+                            if k < 0x80:
+                                k += j + 2
+                            elif buf[j + 2] < 0x80:
+                                k = (k & 0x7F | buf[j + 2] << 7) + j + 3
+                            else:
+                                k = -1
+                            if k == end:
+                                self.skipped += 1
+                                pos += CHUNK_HEADER + length
+                                self.offset = pos
+                                continue
                     emit(buf[i + CHUNK_HEADER : end])
                     emitted += 1
                     pos += CHUNK_HEADER + length

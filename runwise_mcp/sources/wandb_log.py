@@ -183,6 +183,8 @@ class WandbLog:
         self._marks: tuple[bytes, ...] | None = None if keys is None else tuple(sorted(
             {k.split(".", 1)[0].encode("utf-8", "surrogatepass") for k in keys if k.split(".", 1)[0]}))
         self.reader = LogReader(path, HEADER)
+        if keys is not None:  # a keyed read skips summary updates: the framing passes them over
+            self.reader.skip_tag = 0x1A
         self.records = 0
         self.bad_records = 0  # complete records whose protobuf did not decode
         self.bad_rows = 0  # history rows skipped: a step past 64 bits (0.16.x `_step` item of 1e300)
@@ -244,6 +246,7 @@ class WandbLog:
         emit = self._record if self._marks is None else self._record_keyed
         if progress is None:
             n = self.reader.read(emit)
+            n += self.count_skipped()
         else:
             count = [0]
 
@@ -254,8 +257,17 @@ class WandbLog:
                     progress(self.reader.offset, self.reader.size)
 
             n = self.reader.read(record)
+            n += self.count_skipped()
         if n:
             self._summary_cache = None
+        return n
+
+    def count_skipped(self) -> int:
+        """Count the records the framing passed over (a keyed read's summary updates)."""
+        n = self.reader.skipped
+        if n:
+            self.reader.skipped = 0
+            self.records += n
         return n
 
     @property
@@ -402,8 +414,8 @@ class WandbLog:
                 continue
             if want is None or rec.find(mark, p + 1, end) >= 0:
                 return False
-            p -= len(want) - len(mark)  # the item's key field starts 2 bytes before the name
-            if rec[p : p + len(want)] != want:
+            p -= 2  # the item's key field (tag, length) starts 2 bytes before the name
+            if not rec.startswith(want, p):
                 return False
             if found is None:
                 found = {}
@@ -430,9 +442,39 @@ class WandbLog:
             return False
         elif ln == 2 and rec[pos + 3] < 0x80:
             step = rec[pos + 3]
+        elif ln == 3 and rec[pos + 4] < 0x80:
+            step = (rec[pos + 3] & 0x7F) | rec[pos + 4] << 7
+        elif ln == 4 and rec[pos + 5] < 0x80:
+            step = (rec[pos + 3] & 0x7F) | (rec[pos + 4] & 0x7F) << 7 | rec[pos + 5] << 14
         else:
             step = pw.int64(pw.varint(rec, pos + 3, end)[0])
+        h = self.history
+        if found is None:  # none of the wanted keys: the row's step alone
+            self.records += 1
+            h.steps.append(step)
+            self._row_seq.append(-1)
+            return True
         items = []
+        if len(targets) == 1:  # one wanted key: straight into its column while it is dense
+            s = targets[0]
+            want = found[s]
+            e = s + 2 + rec[s + 1]
+            q = s + 2 + len(want)
+            ent = self._names.get(want)
+            if ent is not None and ent[3] and rec[q] == 0x82 and rec[q + 1] == 0x01 and q + 3 + rec[q + 2] == e:
+                col = ent[1]
+                row = len(h.steps)
+                if col is not None and col._last_row == row - 1 and col._steps is None:
+                    try:
+                        v = float(rec[q + 3 : e])
+                    except ValueError:
+                        return False
+                    self.records += 1
+                    h.steps.append(step)
+                    col.values.append(v)
+                    col._last_row = row
+                    self._row_seq.append(-1)
+                    return True
         if found is not None:
             names = self._names
             for s in targets:  # in the row's order

@@ -130,6 +130,7 @@ def decode_part(path: str, ident: tuple[int, int], size: int, start: int, stop: 
         reader.size = size
         emit = log._record if log._marks is None else log._record_keyed
         reader._read_chunks(f, size, emit, stop=stop)
+    log.count_skipped()
     log.reader = _EndOf(reader)
     return log
 
@@ -219,6 +220,7 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
                         progress(min(size, reader.offset * size // first), size)
 
             reader._read_from(f, size, emit, stop=bounds[1])
+            log.count_skipped()
             if reader.header_ok is not True:
                 return log.records
             try:
