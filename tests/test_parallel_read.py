@@ -212,6 +212,18 @@ def test_a_worker_that_fails_leaves_the_sequential_read(tmp_path, monkeypatch):
     assert log.parts_read == 1 and state(log) == state(sequential(src))
 
 
+def test_a_fault_of_the_parallel_read_itself_leaves_a_sequential_read(monkeypatch, caplog):
+    src = max(BIG, key=lambda p: p.stat().st_size)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in joining")
+
+    monkeypatch.setattr(par, "_join", broken)
+    log = parallel(src, 2)
+    assert log.parts_read == 1 and state(log) == state(sequential(src))
+    assert "a bug in joining" in caplog.text and "reading it in one process" in caplog.text
+
+
 def test_pinned_wandb_answers_with_parallel_reads(monkeypatch):
     monkeypatch.setenv(par.ENV_WORKERS, "3")
     monkeypatch.setenv(par.ENV_MIN_MB, "0")

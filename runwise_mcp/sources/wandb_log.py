@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import math
+import os
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -242,18 +244,27 @@ class WandbLog:
                 return par.read_parallel(self, n, progress)
             except ReadInOneProcess:
                 self._summary_cache = None  # what was read here (the first part, if any) stands
+            except OSError:
+                raise  # the log cannot be read: as a sequential read reports it
+            except Exception as e:  # a fault of the parallel read itself: never the user's problem
+                logging.getLogger(__name__).warning("parallel read of %s failed (%s: %s); reading it in one process",
+                                                    os.path.basename(self.path), type(e).__name__, e)
+                fresh = WandbLog(self.path, keys=self._keys)
+                self.__dict__.clear()
+                self.__dict__.update(fresh.__dict__)
         every = PROGRESS_EVERY
         emit = self._record if self._marks is None else self._record_keyed
         if progress is None:
             n = self.reader.read(emit)
             n += self.count_skipped()
         else:
-            count = [0]
+            count = [0, every]  # records emitted, next report at (records passed over count too)
 
             def record(rec: bytes) -> None:
                 emit(rec)
                 count[0] += 1
-                if count[0] % every == 0:
+                if count[0] + self.reader.skipped >= count[1]:
+                    count[1] = count[0] + self.reader.skipped + every
                     progress(self.reader.offset, self.reader.size)
 
             n = self.reader.read(record)

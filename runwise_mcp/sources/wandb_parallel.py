@@ -38,16 +38,9 @@ import sys
 from collections.abc import Callable
 
 from ..confine import open_read
+from . import wandb_log
 from .leveldb_log import BLOCK, LogReader
-from .wandb_log import (
-    FIRST_ROW,
-    HISTORY_KEY_CAP,
-    NAMES_CAP,
-    PROGRESS_EVERY,
-    SUMMARY_MAX_BYTES,
-    ReadInOneProcess,
-    WandbLog,
-)
+from .wandb_log import FIRST_ROW, HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, ReadInOneProcess, WandbLog
 
 ENV_WORKERS = "RUNWISE_READ_WORKERS"  # processes for a cold read of a large log (1: no parallel read)
 ENV_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
@@ -211,12 +204,14 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
             if progress is not None:
                 # The parts advance at about the same pace: the first part's share read stands
                 # for the whole file's.
-                first, count, every, plain = bounds[1], [0], PROGRESS_EVERY, emit
+                every = wandb_log.PROGRESS_EVERY
+                first, count, plain = bounds[1], [0, every], emit
 
                 def emit(rec: bytes) -> None:
                     plain(rec)
                     count[0] += 1
-                    if count[0] % every == 0:
+                    if count[0] + reader.skipped >= count[1]:
+                        count[1] = count[0] + reader.skipped + every
                         progress(min(size, reader.offset * size // first), size)
 
             reader._read_from(f, size, emit, stop=bounds[1])
