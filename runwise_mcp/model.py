@@ -248,11 +248,13 @@ class History:
 
     def extend_from(self, other: History) -> None:
         """Append ``other``'s rows (a later part of the same file, decoded apart) to these,
-        keys in the order they first appear. The caller makes sure neither holds dropped keys
+        keys in the order they first appear; ``other``'s columns are used up. The caller makes sure neither holds dropped keys
         or nears the key cap (admission order would then matter)."""
         row0 = len(self.steps)
-        for name, col in other.columns.items():
+        for name in list(other.columns):
+            col = other.columns.pop(name)  # ``other`` is used up: each column freed once copied
             self.column(name).extend_from(col, row0)
+            del col
         for name, o in other.other.items():
             mine = self.other.get(name)
             if mine is None:

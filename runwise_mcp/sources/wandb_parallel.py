@@ -150,31 +150,39 @@ def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop
     code = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
             "from runwise_mcp.sources.wandb_parallel import _main; _main(sys.argv[1])")
     arg = json.dumps([path, list(ident), size, start, stop, None if keys is None else sorted(keys), deferred_max])
-    return subprocess.Popen([sys.executable, "-I", "-c", code, arg], stdin=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-I", "-W", "ignore", "-c", code, arg], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_PACKAGE_PARENT, close_fds=True)
 
 
 def _result(proc: subprocess.Popen) -> PartLog:
-    out, err = proc.communicate()
-    if proc.returncode != 0 or not out:
+    """The part a worker decoded, unpickled as it streams in (never held twice)."""
+    try:
+        result = pickle.load(proc.stdout)
+    except Exception:  # (a worker that died: no or a cut result)
+        result = None
+    err = proc.stderr.read() if proc.stderr is not None else b""
+    proc.wait()
+    if result is None or proc.returncode != 0:
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         raise Fallback(f"a worker failed: {last[0][:200]}")
-    result = pickle.loads(out)
     if isinstance(result, str):
         raise Fallback(result)
     return result
 
 
 def _main(arg: str) -> None:
-    path, ident, size, start, stop, keys, deferred_max = json.loads(arg)
+    """A worker: decode one part and pickle it onto stdout (a message string when it cannot)."""
+    result: object
     try:
-        result: object = decode_part(path, (ident[0], ident[1]), size, start, stop,
-                                     None if keys is None else frozenset(keys), deferred_max)
+        path, ident, size, start, stop, keys, deferred_max = json.loads(arg)
+        result = decode_part(path, (ident[0], ident[1]), size, start, stop,
+                             None if keys is None else frozenset(keys), deferred_max)
     except Fallback as e:
         result = str(e)
-    data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:  # reported by the joining process, which reads the log itself
+        result = f"{type(e).__name__}: {e}"
     out = sys.stdout.buffer
-    out.write(data)
+    pickle.dump(result, out, protocol=pickle.HIGHEST_PROTOCOL)
     out.flush()
 
 
@@ -234,9 +242,12 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
                 for stream in (p.stdout, p.stderr):
                     if stream is not None:
                         stream.close()
-        for i, part in enumerate(parts):
-            _join(log, part, last=i == len(parts) - 1)
-        log.parts_read = len(parts) + 1
+        n = len(parts)
+        for i in range(n):
+            part, parts[i] = parts[i], None  # each part freed once joined
+            _join(log, part, last=i == n - 1)
+            del part
+        log.parts_read = n + 1
         reader._remember(f.fileno(), st)
     log._summary_cache = None
     return log.records
