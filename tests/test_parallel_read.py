@@ -156,6 +156,30 @@ def test_worker_refuses_a_log_swapped_for_a_symlink(tmp_path):
         par.decode_part(str(link), (st.st_dev, st.st_ino), st.st_size, BLOCK, None, None)
 
 
+def test_worker_does_not_hang_on_a_log_swapped_for_a_fifo(tmp_path):
+    """A FIFO put at the log's path after the index opened the log: opening it for reading
+    would block until a writer comes. The worker opens without blocking and refuses it."""
+    import threading
+
+    src = max(BIG, key=lambda p: p.stat().st_size)
+    st = src.stat()
+    fifo = tmp_path / "run-x.wandb"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def run():
+        try:
+            par.decode_part(str(fifo), (st.st_dev, st.st_ino), st.st_size, BLOCK, None, None)
+        except Exception as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "decode_part blocked on a FIFO"
+    assert outcome and isinstance(outcome[0], par.Fallback)
+
+
 def test_worker_does_not_import_modules_planted_in_the_working_directory(tmp_path, monkeypatch):
     """A server started inside a hostile run tree: a `json.py` or `pickle.py` there must not
     be imported by the worker processes (they run isolated, from this package's directory)."""

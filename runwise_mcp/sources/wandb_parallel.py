@@ -33,11 +33,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
 
-from ..confine import open_read
+from ..confine import open_read, stat_file
 from . import wandb_log
 from .leveldb_log import BLOCK, LogReader
 from .wandb_log import FIRST_ROW, HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, ReadInOneProcess, WandbLog
@@ -112,11 +113,15 @@ def decode_part(path: str, ident: tuple[int, int], size: int, start: int, stop: 
     records (they would all be held at once by the joining process)."""
     log = PartLog(path, keys, deferred_max)
     reader = log.reader
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    # O_NONBLOCK: a FIFO put at the path must not stall the open (it is then refused by its inode)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
-        if (st.st_dev, st.st_ino) != ident:
+        if (st.st_dev, st.st_ino) != ident or not stat.S_ISREG(st.st_mode):
             raise Fallback("the file at the path is not the one opened")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
         if not reader.skip_continuations(f, start, size):
             raise Fallback("damage at a part boundary")
         reader.header_ok = True
@@ -263,6 +268,8 @@ def _check(log: WandbLog, parts: list[PartLog]) -> None:
             raise Fallback("a part did not end cleanly")
         if p.stepless or p.bad_rows:
             raise Fallback("rows without a step (numbered from the row before)")
+        if p.bad_records:  # (a row that failed may have taken the mirror meant for the part's first row)
+            raise Fallback("a damaged record")
     if any(x.history.dropped or x.system.dropped for x in every):
         raise Fallback("keys over the cap")
     if sum(len(x.history.columns) + len(x.history.other) for x in every) > HISTORY_KEY_CAP // 2 \
@@ -332,8 +339,6 @@ def worth_parallel(log: WandbLog, workers: int | None, min_bytes: int | None) ->
         return 1
     min_bytes = configured_min_bytes() if min_bytes is None else min_bytes
     try:
-        from ..confine import stat_file
-
         size = stat_file(log.path).st_size
     except OSError:
         return 1
