@@ -145,3 +145,38 @@ def test_run_dir_combines_log_and_files():
     assert "_wandb" not in d.config
     assert not any(k.startswith("_wandb") for k in d.summary)
     assert d.console_tail and d.console_tail[0].startswith("step 0")  # from files/output.log
+
+
+@pytest.mark.parametrize("case", ["rotated mirror", "reordered mirror", "same length, other value"])
+def test_a_summary_update_before_a_row_is_its_mirror_only_with_the_same_items(tmp_path, case):
+    """0.31 writes each row into the summary just before the row, its items in another order (a
+    rotation of the row's for rows of up to 8 items, which the reader checks first). An update of
+    the same length with another value is a real summary update: it must be folded, and the
+    summary keep its value rather than the row's."""
+    pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+    from test_attacks_scale import hostile_run
+
+    keys = [("train/loss", "0.5"), ("train/acc", "0.25"), ("lr", "0.001")]
+
+    def items(msg, pairs):
+        for k, v in pairs:
+            it = msg.add()
+            it.nested_key.append(k)
+            it.value_json = v
+
+    row = pb.Record()
+    items(row.history.item, keys)
+    row.history.step.num = 10_000
+    update = pb.Record()
+    if case == "rotated mirror":
+        items(update.summary.update, keys[1:] + keys[:1])
+    elif case == "reordered mirror":
+        items(update.summary.update, [keys[0], keys[2], keys[1]])
+    else:
+        items(update.summary.update, [("train/loss", "0.7")] + keys[1:])
+    path = hostile_run(tmp_path, [update.SerializeToString(), row.SerializeToString()])
+    log = WandbLog(str(path))
+    log.update(workers=1)
+    mirrored = log._row_seq[-1] >= 0
+    assert mirrored == (case != "same length, other value")
+    assert log.summary()["train/loss"] == (0.7 if case == "same length, other value" else 0.5)

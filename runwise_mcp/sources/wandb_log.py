@@ -52,6 +52,7 @@ SKIM_TAIL = 32 << 10  # the tail (last rows, summary, exit record), widened unti
 SKIM_BLOCKS = 32  # and this many evenly spaced 32 KiB blocks in between (trend samples)
 SKIM_TAIL_ROWS = 8  # the tail is widened until it holds this many history rows
 SKIM_READ_BUDGET = 8 << 20  # bytes a skim reads at most, whatever the log's layout
+ITEM_MEMO_MAX = 4096  # item layouts (key and value length) remembered per log for the fast path
 MEDIA_DEPTH = 16  # a key is tried as a field of a media object at its first this many dots
 PROGRESS_EVERY = 50_000  # records between progress reports of a long read
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
@@ -97,6 +98,15 @@ def flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
             flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     else:
         out.append((prefix, value))
+
+
+def _item_end(buf: bytes, pos: int, end: int) -> int:
+    """End of the length-delimited field whose tag is at ``pos``."""
+    ln = buf[pos + 1]
+    if ln < 0x80:
+        return pos + 2 + ln
+    ln, s = pw.varint(buf, pos + 1, end)
+    return s + ln
 
 
 def _split_items(buf: bytes) -> list[bytes] | None:
@@ -171,9 +181,10 @@ class WandbLog:
     deferred_max = 0
     deferred_unsafe = False
     stepless = 0
-    first_row: set[bytes] | None = None
+    first_row: list[bytes] | None = None
     _keys: frozenset[str] | None = None
     _sigs: list[tuple[bytes, bytes | None]] | None = None
+    _item_memo: dict[bytes, list] | None = None
 
     def __init__(self, path: str, keys: frozenset[str] | None = None) -> None:
         self.path = path
@@ -218,6 +229,8 @@ class WandbLog:
         self._fold_memo: tuple[bytes, list] | None = None
         self._summary_cache: dict[str, Any] | None = None
         self._names: dict[bytes, list] = {}  # item key bytes -> [name, column, media prefix]
+        # an item's first bytes (tag, length, key, value tag, value length) -> its _names entry
+        self._item_memo: dict[bytes, list] = {}
         self._media: set[str] = set()
         self._media_gen = 0  # bumped when a new media object name appears
         # Optional callback(step, [(name, value), ...]) for every history row as decoded,
@@ -645,14 +658,52 @@ class WandbLog:
 
     def _history_row(self, buf: bytes, pos: int, end: int, row: int, prev: int, fused: list) -> None:
         pending = self._pending
-        seen: set[bytes] | None = None if pending is None else set()
+        starts: list[int] | None = None if pending is None else []  # where the row's items begin
         items: list[tuple[list, Any]] = []
         step = None
         names = self._names
+        memo = self._item_memo
+        if memo is None:  # (a state cached before it existed)
+            memo = self._item_memo = {}
         fuse = self.row_sink is None
+        first = pos
+        other_at = -1  # where the first field that is not an item begins
+        spread = False  # an item after such a field: the items are not one run of bytes
         while pos < end:
             tag = buf[pos]
             ln = buf[pos + 1]
+            if tag == 0x0A and ln < 0x80:
+                # An item whose first bytes (tag, length, key, value tag, value length) are those
+                # of an item decoded before: the same layout, so its value is the rest.
+                ve = pos + 7 + buf[pos + 3]
+                ent = memo.get(buf[pos:ve])
+                if ent is not None:
+                    e = pos + 2 + ln
+                    if e > end:
+                        raise pw.WireError("history field runs past the record")
+                    if starts is not None:
+                        starts.append(pos)
+                        if other_at >= 0:
+                            spread = True
+                    if not ent[3]:  # (became over the key cap)
+                        pos = e
+                        continue
+                    raw = buf[ve:e]
+                    try:
+                        v = float(raw)
+                    except ValueError:
+                        v = decode_json(raw)
+                    else:
+                        col = ent[1]
+                        if fuse and col is not None and col._last_row == prev and col._steps is None:
+                            col.values.append(v)
+                            col._last_row = row
+                            fused.append(col)
+                            pos = e
+                            continue
+                    items.append((ent, v))
+                    pos = e
+                    continue
             if ln < 0x80:
                 s = pos + 2
             else:
@@ -661,12 +712,15 @@ class WandbLog:
             if e > end:
                 raise pw.WireError("history field runs past the record")
             if tag == 0x0A:  # item
-                if seen is not None:
-                    seen.add(buf[pos:e])
+                if starts is not None:
+                    starts.append(pos)
+                    if other_at >= 0:
+                        spread = True
                 # fast path: one nested_key component then value_json, short lengths
                 kend = s + 2 + buf[s + 1]
-                if (buf[s] == 0x12 and buf[s + 1] < 0x80 and kend + 3 <= e and buf[kend] == 0x82
-                        and buf[kend + 1] == 0x01 and kend + 3 + buf[kend + 2] == e):
+                simple = (buf[s] == 0x12 and buf[s + 1] < 0x80 and kend + 3 <= e and buf[kend] == 0x82
+                          and buf[kend + 1] == 0x01 and kend + 3 + buf[kend + 2] == e)
+                if simple:
                     kind, vs, ve = 16, kend + 3, e
                 else:
                     kend, kind, vs, ve = self._item(buf, s, e)
@@ -681,6 +735,8 @@ class WandbLog:
                 if not ent[3]:  # a keyed read and not a wanted key, or a key over the cap
                     pos = e
                     continue
+                if simple and s == pos + 2 and len(memo) < ITEM_MEMO_MAX:
+                    memo[buf[pos:vs]] = ent
                 if kind == 16:
                     if ve - vs > VALUE_MAX:
                         v = cut_note(ve - vs)
@@ -705,25 +761,40 @@ class WandbLog:
                     pos = e
                     continue
                 items.append((ent, v))
-            elif tag == 0x12:  # HistoryStep {1 num}
-                step = 0
-                if e > s:
-                    if buf[s] == 0x08:
-                        step = pw.int64(pw.varint(buf, s + 1, e)[0])
-                    else:
-                        for f, wt, a, _ in pw.fields(buf, s, e):
-                            if f == 1 and wt == pw.VARINT:
-                                step = pw.int64(a)
-            elif (tag & 7) != pw.LEN:
-                # an unexpected scalar field: validate the rest generically and stop
-                for _ in pw.fields(buf, pos, end):
-                    pass
-                break
+            else:
+                if other_at < 0:
+                    other_at = pos
+                if tag == 0x12:  # HistoryStep {1 num}
+                    step = 0
+                    if e > s:
+                        if buf[s] == 0x08:
+                            step = pw.int64(pw.varint(buf, s + 1, e)[0])
+                        else:
+                            for f, wt, a, _ in pw.fields(buf, s, e):
+                                if f == 1 and wt == pw.VARINT:
+                                    step = pw.int64(a)
+                elif (tag & 7) != pw.LEN:
+                    # an unexpected scalar field: validate the rest generically and stop
+                    for _ in pw.fields(buf, pos, end):
+                        pass
+                    break
             pos = e
         mirror = -1
         if pending is not None:
             self._pending = None
-            mirror = self._match_pending(pending, seen)
+            sbytes = pending[1]
+            if not spread and pending is not FIRST_ROW and starts:
+                # 0.31's mirror holds the row's items in another order; for a row of up to 8
+                # items (Go's one-bucket map) that order is a rotation of the row's. The update
+                # is the row's mirror when the row's items are the update's bytes rotated at
+                # one of the row's item boundaries (both then hold the same items).
+                x = buf[first : other_at if other_at >= 0 else pos]
+                if len(x) == len(sbytes):
+                    k = (sbytes + sbytes).find(x)
+                    if k == 0 or (k > 0 and first + len(sbytes) - k in starts):
+                        mirror = pending[0]
+            if mirror < 0:
+                mirror = self._match_pending(pending, [buf[p : _item_end(buf, p, end)] for p in starts])
         if self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
         elif fused:
@@ -732,16 +803,16 @@ class WandbLog:
                 col._last_row = prev
             fused.clear()
 
-    def _match_pending(self, pending: tuple[int, bytes], seen: set[bytes]) -> int:
+    def _match_pending(self, pending: tuple[int, bytes], seen: list[bytes]) -> int:
         """The record number of the pending summary update when it mirrors the row whose items
-        are ``seen`` (0.31 writes each row into the summary just before the row: same items in
-        another order; such an update is the row itself), else -1 after folding it."""
+        are ``seen`` (0.31 writes each row into the summary just before the row: the same items
+        in another order; such an update is the row itself), else -1 after folding it."""
         if pending is FIRST_ROW:
             self.first_row = seen
             return -1
         seq, sbytes = pending
         parts = _split_items(sbytes)
-        if parts is not None and len(parts) == len(seen) and seen.issuperset(parts):
+        if parts is not None and len(parts) == len(seen) and sorted(parts) == sorted(seen):
             return seq
         self._fold_summary(seq, sbytes)
         return -1
