@@ -359,6 +359,7 @@ class WandbLog:
                         self._other(f, rec, a, b)
                 break
         except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
+            self._take_back(len(self.history.steps))  # a row cut short keeps none of its values
             self.bad_records += 1
 
     def replay(self, rec: bytes) -> None:
@@ -640,23 +641,19 @@ class WandbLog:
 
     # ---- history ---------------------------------------------------------------------------
 
+    def _take_back(self, row: int) -> None:
+        """Take back the values appended at history row ``row``, which is not added after all."""
+        for col in self.history.columns.values():
+            if col._last_row == row and col._steps is None and col.values:
+                col.values.pop()
+                col._last_row = row - 1
+
     def _history(self, buf: bytes, pos: int, end: int) -> None:
         # A number for a key whose column is dense up to the row before is appended to it at
-        # once ("fused"); the rest goes through _add_row. A row that is not added after all
-        # (a malformed record, or a 0.16.x step out of range) takes its fused values back.
-        h = self.history
-        row = len(h.steps)
+        # once; the rest goes through _add_row. A row that is not added after all (a 0.16.x
+        # step out of range here; a malformed record in _record's handler) takes them back.
+        row = len(self.history.steps)
         prev = row - 1
-        fused: list = []
-        try:
-            self._history_row(buf, pos, end, row, prev, fused)
-        except BaseException:
-            for col in fused:
-                col.values.pop()
-                col._last_row = prev
-            raise
-
-    def _history_row(self, buf: bytes, pos: int, end: int, row: int, prev: int, fused: list) -> None:
         pending = self._pending
         starts: list[int] | None = None if pending is None else []  # where the row's items begin
         items: list[tuple[list, Any]] = []
@@ -698,7 +695,6 @@ class WandbLog:
                         if fuse and col is not None and col._last_row == prev and col._steps is None:
                             col.values.append(v)
                             col._last_row = row
-                            fused.append(col)
                             pos = e
                             continue
                     items.append((ent, v))
@@ -752,7 +748,6 @@ class WandbLog:
                             if fuse and col is not None and col._last_row == prev and col._steps is None:
                                 col.values.append(v)
                                 col._last_row = row
-                                fused.append(col)
                                 pos = e
                                 continue
                 elif kind:
@@ -797,11 +792,8 @@ class WandbLog:
                 mirror = self._match_pending(pending, [buf[p : _item_end(buf, p, end)] for p in starts])
         if self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
-        elif fused:
-            for col in fused:
-                col.values.pop()
-                col._last_row = prev
-            fused.clear()
+        else:
+            self._take_back(row)
 
     def _match_pending(self, pending: tuple[int, bytes], seen: list[bytes]) -> int:
         """The record number of the pending summary update when it mirrors the row whose items
@@ -946,8 +938,9 @@ class WandbLog:
     def _summary(self, body: bytes) -> None:
         # Hold it: if the next history row has the very same items, this update is that row
         # (0.31 writes every row into the summary just before the row).
-        if self._pending is not None:
-            self._flush_pending()
+        pending = self._pending
+        if pending is not None and pending[0] >= 0:  # (FIRST_ROW is dropped, as _flush_pending does)
+            self._fold_summary(pending[0], pending[1])
         self._pending = (self.records, body)
 
     def _flush_pending(self) -> None:
@@ -985,6 +978,9 @@ class WandbLog:
         raw = self._summary_raw
         for name, value in ops:
             old = raw.get(name)
+            if old is not None and old[1] is value and value is not None:
+                raw[name] = (seq, value)  # the very value kept before (a memoised update): counted already
+                continue
             if old is not None and old[1] is not None:
                 self._summary_bytes -= len(old[1])
             if value is not None:
