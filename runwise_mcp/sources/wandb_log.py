@@ -310,6 +310,18 @@ class WandbLog:
                 while rec[pos] & 0x80:
                     pos += 1
                 pos += 1
+            if pos < end and rec[pos] == 0x12:  # a history row: the hot path (also handled below)
+                ln = rec[pos + 1]
+                if ln < 0x80:
+                    a = pos + 2
+                elif rec[pos + 2] < 0x80:
+                    ln = (ln & 0x7F) | rec[pos + 2] << 7
+                    a = pos + 3
+                else:
+                    ln, a = pw.varint(rec, pos + 1, end)
+                if a + ln == end:
+                    self._history(rec, a, end)
+                    return
             while pos < end:
                 tag = rec[pos]
                 if tag == 0x12 or tag == 0x1A:  # history / summary: the hot path
@@ -665,7 +677,6 @@ class WandbLog:
         fuse = self.row_sink is None
         first = pos
         other_at = -1  # where the first field that is not an item begins
-        spread = False  # an item after such a field: the items are not one run of bytes
         while pos < end:
             tag = buf[pos]
             ln = buf[pos + 1]
@@ -680,8 +691,6 @@ class WandbLog:
                         raise pw.WireError("history field runs past the record")
                     if starts is not None:
                         starts.append(pos)
-                        if other_at >= 0:
-                            spread = True
                     if not ent[3]:  # (became over the key cap)
                         pos = e
                         continue
@@ -710,8 +719,6 @@ class WandbLog:
             if tag == 0x0A:  # item
                 if starts is not None:
                     starts.append(pos)
-                    if other_at >= 0:
-                        spread = True
                 # fast path: one nested_key component then value_json, short lengths
                 kend = s + 2 + buf[s + 1]
                 simple = (buf[s] == 0x12 and buf[s + 1] < 0x80 and kend + 3 <= e and buf[kend] == 0x82
@@ -778,7 +785,8 @@ class WandbLog:
         if pending is not None:
             self._pending = None
             sbytes = pending[1]
-            if not spread and pending is not FIRST_ROW and starts:
+            # (the items must be one run of bytes: none after the first other field)
+            if pending is not FIRST_ROW and starts and (other_at < 0 or starts[-1] < other_at):
                 # 0.31's mirror holds the row's items in another order; for a row of up to 8
                 # items (Go's one-bucket map) that order is a rotation of the row's. The update
                 # is the row's mirror when the row's items are the update's bytes rotated at
