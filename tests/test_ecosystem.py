@@ -306,9 +306,12 @@ def test_tail_follow_prints_new_console_lines(tmp_path):
 
 def test_tail_follow_stops_on_ctrl_c(tmp_path):
     _copy_run(tmp_path, "crashed")
+    # Ctrl-C as a terminal delivers it: a runner that starts the tests in the background (where
+    # SIGINT is ignored, and a child inherits that) must not make the command deaf to it.
     p = subprocess.Popen([sys.executable, "-m", "runwise_mcp.human_cli", "--root", str(tmp_path / "runs"), "tail",
                           "R002-crashed", "-f", "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)})
+                         cwd=str(REPO), env={**os.environ, "PYTHONPATH": str(REPO)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = p.stdout.readline().decode()
     time.sleep(0.5)
     p.send_signal(signal.SIGINT)
