@@ -785,19 +785,25 @@ class WandbLog:
         if pending is not None:
             self._pending = None
             sbytes = pending[1]
-            # (the items must be one run of bytes: none after the first other field)
-            if pending is not FIRST_ROW and starts and (other_at < 0 or starts[-1] < other_at):
-                # 0.31's mirror holds the row's items in another order; for a row of up to 8
-                # items (Go's one-bucket map) that order is a rotation of the row's. The update
-                # is the row's mirror when the row's items are the update's bytes rotated at
-                # one of the row's item boundaries (both then hold the same items).
-                x = buf[first : other_at if other_at >= 0 else pos]
+            # the items are one run of bytes when no other field comes before or between them
+            run = bool(starts) and (other_at < 0 or starts[-1] < other_at)
+            stop = other_at if other_at >= 0 else pos
+            if run and pending is not FIRST_ROW:
+                # 0.31's mirror holds the row's items in another order, seen to be a rotation of
+                # the row's (rows of 8 and of 30 items alike). The update is the row's mirror when
+                # the row's items are the update's bytes rotated at one of the row's item
+                # boundaries (both then hold the same items); else the exact comparison decides.
+                x = buf[first:stop]
                 if len(x) == len(sbytes):
                     k = (sbytes + sbytes).find(x)
                     if k == 0 or (k > 0 and first + len(sbytes) - k in starts):
                         mirror = pending[0]
             if mirror < 0:
-                mirror = self._match_pending(pending, [buf[p : _item_end(buf, p, end)] for p in starts])
+                if run:
+                    seen = [buf[p:q] for p, q in zip(starts, starts[1:] + [stop])]
+                else:
+                    seen = [buf[p : _item_end(buf, p, end)] for p in starts]
+                mirror = self._match_pending(pending, seen)
         if self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
         else:
