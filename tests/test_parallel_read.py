@@ -286,3 +286,21 @@ def test_part_bounds_are_block_aligned_and_cover_the_file():
             assert b[0] == 0 and b[-1] == size and b == sorted(set(b))
             assert all(x % BLOCK == 0 for x in b[1:-1])
             assert len(b) - 1 <= parts
+
+
+def test_default_workers_follow_a_container_cpu_quota(tmp_path, monkeypatch):
+    monkeypatch.delenv(par.ENV_WORKERS, raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")  # no quota: the cores decide
+    free = par.configured_workers(str(cpu_max))
+    assert 1 <= free <= par.DEFAULT_MAX_WORKERS
+    cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: 2 processes at most
+    assert par.configured_workers(str(cpu_max)) == min(free, 2)
+    cpu_max.write_text("50000 100000\n")  # half a CPU: one process
+    assert par.configured_workers(str(cpu_max)) == 1
+    for bad in ("", "garbage", "1 0", "-5 100000"):
+        cpu_max.write_text(bad)
+        assert par.configured_workers(str(cpu_max)) >= 1
+    assert par.configured_workers(str(tmp_path / "absent")) == free
+    monkeypatch.setenv(par.ENV_WORKERS, "3")
+    assert par.configured_workers(str(cpu_max)) == 3

@@ -61,8 +61,9 @@ def _env_number(name: str, default: float) -> float:
     return v if v == v and v >= 0 else default
 
 
-def configured_workers() -> int:
-    """RUNWISE_READ_WORKERS, else the cores this process may use (at most DEFAULT_MAX_WORKERS)."""
+def configured_workers(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """RUNWISE_READ_WORKERS, else the cores this process may use: its CPU affinity, capped by a
+    cgroup v2 CPU quota (a container given 2 CPUs of a 64-core host), at most DEFAULT_MAX_WORKERS."""
     n = _env_number(ENV_WORKERS, 0)
     if n >= 1:
         return min(int(n), 64)
@@ -70,7 +71,22 @@ def configured_workers() -> int:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
+    quota = cpu_quota(cpu_max)
+    if quota is not None:
+        cores = min(cores, quota)
     return max(1, min(cores, DEFAULT_MAX_WORKERS))
+
+
+def cpu_quota(path: str) -> int | None:
+    """Whole CPUs of a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD": none), rounded up."""
+    try:
+        with open(path, encoding="ascii") as f:
+            quota, period = f.read(64).split()[:2]
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def configured_min_bytes() -> int:
