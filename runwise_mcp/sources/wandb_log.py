@@ -310,18 +310,6 @@ class WandbLog:
                 while rec[pos] & 0x80:
                     pos += 1
                 pos += 1
-            if pos < end and rec[pos] == 0x12:  # a history row: the hot path (also handled below)
-                ln = rec[pos + 1]
-                if ln < 0x80:
-                    a = pos + 2
-                elif rec[pos + 2] < 0x80:
-                    ln = (ln & 0x7F) | rec[pos + 2] << 7
-                    a = pos + 3
-                else:
-                    ln, a = pw.varint(rec, pos + 1, end)
-                if a + ln == end:
-                    self._history(rec, a, end)
-                    return
             while pos < end:
                 tag = rec[pos]
                 if tag == 0x12 or tag == 0x1A:  # history / summary: the hot path
@@ -680,43 +668,30 @@ class WandbLog:
         while pos < end:
             tag = buf[pos]
             ln = buf[pos + 1]
+            ent = None
             if tag == 0x0A and ln < 0x80:
                 # An item whose first bytes (tag, length, key, value tag, value length) are those
                 # of an item decoded before: the same layout, so its value is the rest.
-                ve = pos + 7 + buf[pos + 3]
-                ent = memo.get(buf[pos:ve])
-                if ent is not None:
-                    e = pos + 2 + ln
-                    if e > end:
-                        raise pw.WireError("history field runs past the record")
-                    if starts is not None:
-                        starts.append(pos)
-                    if not ent[3]:  # (became over the key cap)
-                        pos = e
-                        continue
-                    raw = buf[ve:e]
-                    try:
-                        v = float(raw)
-                    except ValueError:
-                        v = decode_json(raw)
-                    else:
-                        col = ent[1]
-                        if fuse and col is not None and col._last_row == prev and col._steps is None:
-                            col.values.append(v)
-                            col._last_row = row
-                            pos = e
-                            continue
-                    items.append((ent, v))
+                vs = pos + 7 + buf[pos + 3]
+                ent = memo.get(buf[pos:vs])
+            if ent is not None:
+                e = ve = pos + 2 + ln
+                if e > end:
+                    raise pw.WireError("history field runs past the record")
+                kind = 16
+                if starts is not None:
+                    starts.append(pos)
+                if not ent[3]:  # (became over the key cap)
                     pos = e
                     continue
-            if ln < 0x80:
-                s = pos + 2
-            else:
-                ln, s = pw.varint(buf, pos + 1, end)
-            e = s + ln
-            if e > end:
-                raise pw.WireError("history field runs past the record")
-            if tag == 0x0A:  # item
+            elif tag == 0x0A:  # an item of a layout not met before
+                if ln < 0x80:
+                    s = pos + 2
+                else:
+                    ln, s = pw.varint(buf, pos + 1, end)
+                e = s + ln
+                if e > end:
+                    raise pw.WireError("history field runs past the record")
                 if starts is not None:
                     starts.append(pos)
                 # fast path: one nested_key component then value_json, short lengths
@@ -740,6 +715,7 @@ class WandbLog:
                     continue
                 if simple and s == pos + 2 and len(memo) < ITEM_MEMO_MAX:
                     memo[buf[pos:vs]] = ent
+            if ent is not None:  # the item's value
                 if kind == 16:
                     if ve - vs > VALUE_MAX:
                         v = cut_note(ve - vs)
@@ -763,7 +739,14 @@ class WandbLog:
                     pos = e
                     continue
                 items.append((ent, v))
-            else:
+            else:  # a field that is not an item
+                if ln < 0x80:
+                    s = pos + 2
+                else:
+                    ln, s = pw.varint(buf, pos + 1, end)
+                e = s + ln
+                if e > end:
+                    raise pw.WireError("history field runs past the record")
                 if other_at < 0:
                     other_at = pos
                 if tag == 0x12:  # HistoryStep {1 num}
