@@ -213,3 +213,20 @@ def test_attack_fake_item_inside_a_key_is_not_read_as_the_wanted_key(tmp_path):
     assert 10_000 not in list(want.steps)
     assert same_column(want, got) and list(keyed.history.steps) == list(full.history.steps)
     assert host_key in full.history.columns
+
+
+def test_attack_empty_record_at_the_end_of_a_keyed_read(tmp_path):
+    """A keyed read passes summary records over inside the framing loop by peeking at a record's
+    first bytes; an empty record (a zero-length chunk) as the last thing in the file has none to
+    peek at. The read must go on as a full read does, not fail on the missing byte."""
+    from test_attacks import read_records, write_records
+
+    src = log_file("finished")
+    path = tmp_path / src.name
+    write_records(path, src.read_bytes()[:7], read_records(src) + [b""])
+    full = WandbLog(str(path))
+    full.update(workers=1)
+    keyed = WandbLog(str(path), keys=frozenset({"train/loss"}))
+    keyed.update(workers=1)
+    assert keyed.records == full.records and keyed.reader.offset == full.reader.offset == path.stat().st_size
+    assert same_column(full.history.columns["train/loss"], keyed.history.columns["train/loss"])

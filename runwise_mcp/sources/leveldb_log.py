@@ -230,7 +230,7 @@ class LogReader:
                         break
                     if skip_tag >= 0:  # a record that is one field of this tag (after a varint field 1)?
                         j = i + CHUNK_HEADER
-                        if buf[j] == 0x08:
+                        if j < end and buf[j] == 0x08:
                             j += 1
                             while j < end and buf[j] & 0x80:
                                 j += 1
