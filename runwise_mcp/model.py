@@ -247,9 +247,9 @@ class History:
         o.last_row = row0 + len(steps) - 1
 
     def extend_from(self, other: History) -> None:
-        """Append ``other``'s rows (a later part of the same file, decoded apart) to these,
-        keys in the order they first appear; ``other``'s columns are used up. The caller makes sure neither holds dropped keys
-        or nears the key cap (admission order would then matter)."""
+        """Append ``other``'s rows (a later part of the same file, decoded apart) to these, keys
+        in the order they first appear; ``other``'s columns are used up. The caller makes sure
+        neither holds dropped keys or nears the key cap (admission order would then matter)."""
         row0 = len(self.steps)
         for name in list(other.columns):
             col = other.columns.pop(name)  # ``other`` is used up: each column freed once copied

@@ -31,6 +31,7 @@ class ReadInOneProcess(Exception):
     """A parallel read's parts could not be joined into exactly the sequential state (see
     ``wandb_parallel``): the log is read on in one process."""
 
+
 FIRST_ROW = (-1, b"")  # pending at the start of a parallel read's part: "whatever the part before left"
 
 # Record oneof field numbers
@@ -474,32 +475,7 @@ class WandbLog:
         else:
             step = pw.int64(pw.varint(rec, pos + 3, end)[0])
         h = self.history
-        if found is None:  # none of the wanted keys: the row's step alone
-            self.records += 1
-            h.steps.append(step)
-            self._row_seq.append(-1)
-            return True
         items = []
-        if len(targets) == 1:  # one wanted key: straight into its column while it is dense
-            s = targets[0]
-            want = found[s]
-            e = s + 2 + rec[s + 1]
-            q = s + 2 + len(want)
-            ent = self._names.get(want)
-            if ent is not None and ent[3] and rec[q] == 0x82 and rec[q + 1] == 0x01 and q + 3 + rec[q + 2] == e:
-                col = ent[1]
-                row = len(h.steps)
-                if col is not None and col._last_row == row - 1 and col._steps is None:
-                    try:
-                        v = float(rec[q + 3 : e])
-                    except ValueError:
-                        return False
-                    self.records += 1
-                    h.steps.append(step)
-                    col.values.append(v)
-                    col._last_row = row
-                    self._row_seq.append(-1)
-                    return True
         if found is not None:
             names = self._names
             for s in targets:  # in the row's order
@@ -521,6 +497,20 @@ class WandbLog:
                     return False
                 items.append((ent, v))
         self.records += 1
+        row = len(h.steps)
+        if not items:  # none of the wanted keys: the row's step alone
+            h.steps.append(step)
+            self._row_seq.append(-1)
+            return True
+        if len(items) == 1:  # one wanted key: straight into its column while it is dense
+            (ent, v), = items
+            col = ent[1]
+            if col is not None and col._last_row == row - 1 and col._steps is None:
+                h.steps.append(step)
+                col.values.append(v)
+                col._last_row = row
+                self._row_seq.append(-1)
+                return True
         if self._add_row(step, items) is not False:
             self._row_seq.append(-1)
         return True
@@ -935,9 +925,8 @@ class WandbLog:
     def _summary(self, body: bytes) -> None:
         # Hold it: if the next history row has the very same items, this update is that row
         # (0.31 writes every row into the summary just before the row).
-        pending = self._pending
-        if pending is not None and pending[0] >= 0:  # (FIRST_ROW is dropped, as _flush_pending does)
-            self._fold_summary(pending[0], pending[1])
+        if self._pending is not None:
+            self._flush_pending()
         self._pending = (self.records, body)
 
     def _flush_pending(self) -> None:
