@@ -30,13 +30,13 @@ from bench_reader import make_run  # noqa: E402
 from bench_tools import REPO  # noqa: E402
 
 CHILD = """
-import json, resource, sys
+import json, os, resource, sys
 sys.path.insert(0, {repo!r})
 from runwise_mcp.config import load_settings
 from runwise_mcp.index import RunIndex
 from runwise_mcp import answers
 root, tool, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-ix = RunIndex(load_settings([root], env={{"RUNWISE_CACHE_DIR": "off"}}))
+ix = RunIndex(load_settings([root], env={{**os.environ, "RUNWISE_CACHE_DIR": "off"}}))  # RUNWISE_READ_WORKERS
 run_id = ix.runs()[0].id
 args = {{k: v.replace("RUN", run_id) if isinstance(v, str) else v for k, v in args.items()}}
 out = getattr(answers, tool)(ix, **args)

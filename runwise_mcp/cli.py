@@ -13,6 +13,8 @@ from .config import (
     ENV_DEPTH,
     ENV_MAIN_METRIC,
     ENV_MLFLOW_URI,
+    ENV_PARALLEL_MIN_MB,
+    ENV_READ_WORKERS,
     ENV_ROOT,
     ENV_STALE,
     ENV_WANDB_CLI,
@@ -35,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   {ENV_DEPTH}      how deep to search below each root (default 6)
   {ENV_CACHE_MB}        memory for fully read histories, MB (default 1024)
   {ENV_CACHE_DIR}       cache of decoded logs (default $XDG_CACHE_HOME/runwise-mcp/logs; off to disable)
-  RUNWISE_READ_WORKERS    processes for the first read of a large .wandb log (default: the cores, at most 8; 1: one)
-  RUNWISE_PARALLEL_MIN_MB logs smaller than this are read in one process (default 32)
+  {ENV_READ_WORKERS}    processes for the first read of a large .wandb log (default: the cores, at most 8; 1: one)
+  {ENV_PARALLEL_MIN_MB} logs smaller than this are read in one process (default 32)
   {ENV_MAIN_METRIC}     comma-separated metric keys list_runs shows, in order of preference
   {ENV_WANDB_CLI}       the wandb command sync_runs(action="upload") runs (default: wandb on PATH)
   XDG_CACHE_HOME          base of the cache directory (default ~/.cache)

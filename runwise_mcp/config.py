@@ -14,12 +14,17 @@ ENV_MAIN_METRIC = "RUNWISE_MAIN_METRIC"
 ENV_CACHE_MB = "RUNWISE_CACHE_MB"
 ENV_WANDB_CLI = "RUNWISE_WANDB_CLI"  # the wandb command sync_runs(action="upload") runs
 ENV_CACHE_DIR = "RUNWISE_CACHE_DIR"  # where decoded logs are cached; "off" disables the cache
+ENV_READ_WORKERS = "RUNWISE_READ_WORKERS"  # processes for the first read of a large .wandb log (1: one)
+ENV_PARALLEL_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
 ENV_MLFLOW_URI = "MLFLOW_TRACKING_URI"  # MLflow's own variable: a tracking server, or a file:/sqlite: store
 
 DEFAULT_STALE_MINUTES = 10.0
 DEFAULT_DEPTH = 6
 MAX_DEPTH = 64  # RUNWISE_SCAN_DEPTH is capped here (the walk recurses once per level)
 DEFAULT_CACHE_MB = 1024
+DEFAULT_PARALLEL_MIN_MB = 32.0
+MAX_READ_WORKERS = 8  # the default number of read processes is the cores, at most this many
+CPU_MAX = "/sys/fs/cgroup/cpu.max"  # a cgroup v2 CPU quota ("QUOTA PERIOD", or "max PERIOD")
 SKIM_ABOVE_BYTES = 256 << 10  # run lists only skim logs larger than this; tools on one run read it all
 BYTES_PER_POINT = 16  # memory estimate of one cached history value (value + step)
 
@@ -53,6 +58,8 @@ class Settings:
     mlflow_local: list[str] = field(default_factory=list)
     mlflow_from: str = ""  # "--mlflow" | ENV_MLFLOW_URI | ""
     env: dict[str, str] = field(default_factory=dict, repr=False)  # the environment read (MLFLOW_TRACKING_* auth)
+    read_workers: int = 1  # processes for the first read of a large .wandb log (sources/wandb_parallel.py)
+    parallel_min_bytes: int = int(DEFAULT_PARALLEL_MIN_MB * 2**20)  # smaller logs: one process
 
 
 def _float_env(env: dict[str, str], name: str, default: float) -> float:
@@ -129,7 +136,34 @@ def load_settings(roots: list[str] | None = None, env: dict[str, str] | None = N
         mlflow_local=local,
         mlflow_from=mlflow_from,
         env=env,
+        read_workers=min(int(_float_env(env, ENV_READ_WORKERS, 0) or default_workers()), 64),
+        parallel_min_bytes=int(_float_env(env, ENV_PARALLEL_MIN_MB, DEFAULT_PARALLEL_MIN_MB) * 2**20),
     )
+
+
+def default_workers(cpu_max: str = CPU_MAX) -> int:
+    """Read processes by default: the cores this process may use (its CPU affinity), capped by a
+    cgroup v2 CPU quota (a container given 2 CPUs of a 64-core host), at most MAX_READ_WORKERS."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    quota = cpu_quota(cpu_max)
+    if quota is not None:
+        cores = min(cores, quota)
+    return max(1, min(cores, MAX_READ_WORKERS))
+
+
+def cpu_quota(path: str) -> int | None:
+    """Whole CPUs of a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD": none), rounded up."""
+    try:
+        with open(path, encoding="ascii") as f:
+            quota, period = f.read(64).split()[:2]
+        if quota == "max":
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _under(path: str, root: str) -> bool:

@@ -256,6 +256,10 @@ class RunIndex:
                             report.run_dirs.append(sub)
                         break
 
+    def _context(self, root: str) -> ReadContext:
+        st = self.settings
+        return ReadContext(self.roots, root, self.cache, st.read_workers, st.parallel_min_bytes)
+
     def _skipped_link(self, link: str, target: str, report: ScanReport) -> None:
         """Say that a symlink that looks like a run folder (``wandb -> /scratch/u/wandb``) was
         not followed, and the exact root that would read it. Only the link itself is read: its
@@ -350,7 +354,7 @@ class RunIndex:
                 if part is not None and seg is not part:
                     seg = self._segments[path] = part
                 elif seg is None:
-                    seg = self._segments[path] = src.open(path, ReadContext(self.roots, root, self.cache))
+                    seg = self._segments[path] = src.open(path, self._context(root))
                 if seg.skip_reason:
                     report.problems.append(f"skipped {path}: {seg.skip_reason}")
                     continue
@@ -389,7 +393,7 @@ class RunIndex:
             store = self._stores.get(path)
             try:
                 if store is None or store.source != src.name:
-                    store = self._stores[path] = src.open(path, ReadContext(self.roots, root, self.cache))
+                    store = self._stores[path] = src.open(path, self._context(root))
                 parts = store.parts()
             except Exception as e:  # a store's damage or a reader bug must not take the listing down
                 log.error("cannot read %s: %s: %s", path, type(e).__name__, e)

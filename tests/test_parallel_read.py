@@ -22,6 +22,7 @@ from helpers import REPO, all_logs
 from mcp import Client, StdioServerParameters
 from wandb_answers import answers_of
 
+from runwise_mcp import config
 from runwise_mcp.sources import wandb_parallel as par
 from runwise_mcp.sources.leveldb_log import BLOCK
 from runwise_mcp.sources.wandb_log import WandbLog
@@ -248,11 +249,9 @@ def test_a_fault_of_the_parallel_read_itself_leaves_a_sequential_read(monkeypatc
     assert "a bug in joining" in caplog.text and "reading it in one process" in caplog.text
 
 
-def test_pinned_wandb_answers_with_parallel_reads(monkeypatch):
-    monkeypatch.setenv(par.ENV_WORKERS, "3")
-    monkeypatch.setenv(par.ENV_MIN_MB, "0")
+def test_pinned_wandb_answers_with_parallel_reads():
     pinned = json.loads(SNAPSHOT.read_text())
-    now = answers_of(REPO)
+    now = answers_of(REPO, env={config.ENV_READ_WORKERS: "3", config.ENV_PARALLEL_MIN_MB: "0.01"})
     changed = [k for k in pinned if pinned[k] != now[k]]
     assert not changed, f"{len(changed)} answers changed, first {changed[0]!r}:\n{now[changed[0]]}"
 
@@ -266,7 +265,8 @@ async def test_answers_over_stdio_with_parallel_reads_equal_sequential_ones(tmp_
              ("run_summary", {"run": run}), ("list_keys", {"run": run}), ("diagnose_run", {"run": run})]
     bodies = {}
     for workers in ("1", "3"):
-        env = {"PYTHONPATH": str(REPO), "RUNWISE_CACHE_DIR": "off", par.ENV_WORKERS: workers, par.ENV_MIN_MB: "0"}
+        env = {"PYTHONPATH": str(REPO), "RUNWISE_CACHE_DIR": "off", config.ENV_READ_WORKERS: workers,
+               config.ENV_PARALLEL_MIN_MB: "0.01"}
         params = StdioServerParameters(command=sys.executable, args=["-m", "runwise_mcp", "--root", str(root)],
                                        env=env, cwd=str(REPO))
         async with Client(params) as c:
@@ -288,19 +288,27 @@ def test_part_bounds_are_block_aligned_and_cover_the_file():
             assert len(b) - 1 <= parts
 
 
-def test_default_workers_follow_a_container_cpu_quota(tmp_path, monkeypatch):
-    monkeypatch.delenv(par.ENV_WORKERS, raising=False)
+def test_default_workers_follow_a_container_cpu_quota(tmp_path):
     cpu_max = tmp_path / "cpu.max"
     cpu_max.write_text("max 100000\n")  # no quota: the cores decide
-    free = par.configured_workers(str(cpu_max))
-    assert 1 <= free <= par.DEFAULT_MAX_WORKERS
+    free = config.default_workers(str(cpu_max))
+    assert 1 <= free <= config.MAX_READ_WORKERS
     cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: 2 processes at most
-    assert par.configured_workers(str(cpu_max)) == min(free, 2)
+    assert config.default_workers(str(cpu_max)) == min(free, 2)
     cpu_max.write_text("50000 100000\n")  # half a CPU: one process
-    assert par.configured_workers(str(cpu_max)) == 1
+    assert config.default_workers(str(cpu_max)) == 1
     for bad in ("", "garbage", "1 0", "-5 100000"):
         cpu_max.write_text(bad)
-        assert par.configured_workers(str(cpu_max)) >= 1
-    assert par.configured_workers(str(tmp_path / "absent")) == free
-    monkeypatch.setenv(par.ENV_WORKERS, "3")
-    assert par.configured_workers(str(cpu_max)) == 3
+        assert config.default_workers(str(cpu_max)) >= 1
+    assert config.default_workers(str(tmp_path / "absent")) == free
+
+
+def test_read_workers_setting(tmp_path):
+    base = {"RUNWISE_CACHE_DIR": "off"}
+    assert config.load_settings([str(tmp_path)], env=base).read_workers == config.default_workers()
+    s = config.load_settings([str(tmp_path)], env={**base, config.ENV_READ_WORKERS: "3",
+                                                   config.ENV_PARALLEL_MIN_MB: "0.5"})
+    assert (s.read_workers, s.parallel_min_bytes) == (3, 1 << 19)
+    for bad in ("many", "0", "-2"):  # said at start, as every other variable
+        with pytest.raises(ValueError, match=config.ENV_READ_WORKERS):
+            config.load_settings([str(tmp_path)], env={**base, config.ENV_READ_WORKERS: bad})

@@ -23,12 +23,14 @@ def normalise(text: str, repo: Path) -> str:
     return _AGE.sub(r"\1 <AGE>\2", text.replace(str(repo), "<REPO>"))
 
 
-def answers_of(repo: Path) -> dict[str, str]:
+def answers_of(repo: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Every answer; ``env``: more environment for the settings (e.g. RUNWISE_READ_WORKERS)."""
     from runwise_mcp import answers as a
     from runwise_mcp.config import load_settings
     from runwise_mcp.index import RunIndex
 
-    settings = load_settings([str(repo / r) for r in ROOTS], env={"RUNWISE_CACHE_DIR": "off"}, cwd=str(repo))
+    settings = load_settings([str(repo / r) for r in ROOTS], env={"RUNWISE_CACHE_DIR": "off", **(env or {})},
+                             cwd=str(repo))
     ix = RunIndex(settings, clock=lambda: NOW)
     res: dict[str, str] = {}
 

@@ -38,11 +38,13 @@ from ..model import History, RunState
 class ReadContext:
     """What a source gets from the index: the roots (readers open files through
     ``confine.open_read``, which the index confines to them), the persistent cache, the root the
-    part was found under."""
+    part was found under, how many processes a first read of a large log may use."""
 
     roots: Roots
     root: str = ""  # the configured root (resolved) this part was found under
     cache: Any = None  # LogCache or None
+    read_workers: int = 1  # processes for the first read of a large log (Settings.read_workers)
+    parallel_min_bytes: int = 32 << 20  # smaller logs are read in one process
 
 
 @dataclass

@@ -29,6 +29,7 @@ import yaml
 from ..config import BYTES_PER_POINT
 from ..confine import Refused, open_read, stat_file
 from ..model import KILLED, RUNNING, History, RunState, judge_state
+from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
 from .jsonl import JsonlReader
@@ -231,10 +232,13 @@ class RunDir(RunPart):
 
     source = "wandb"
 
-    def __init__(self, path: str, cache: Any = None) -> None:
+    def __init__(self, path: str, cache: Any = None, read_workers: int = 1,
+                 parallel_min_bytes: int = wandb_log.PARALLEL_MIN_BYTES) -> None:
         """Files are opened under the roots the index makes active (``confine.using``); a file
         that is refused is treated as absent and reported. ``cache``: a LogCache for the decoded
-        state of large logs (None: no persistent cache)."""
+        state of large logs (None: no persistent cache). ``read_workers``: processes a first read
+        of a log of ``parallel_min_bytes`` and more may use."""
+        self.read_workers, self.parallel_min_bytes = read_workers, parallel_min_bytes
         self.path = path
         self.cache = cache
         self._saved_offset = 0  # the log offset of the last cache entry written or loaded
@@ -312,7 +316,7 @@ class RunDir(RunPart):
         the start instead, so two files' records never mix."""
         for _ in range(3):
             try:
-                log.update(progress)
+                log.update(progress, self.read_workers, self.parallel_min_bytes)
                 return log
             except Replaced:
                 log = WandbLog(log.path, keys=keys)
@@ -851,4 +855,4 @@ class WandbSource(Source):
         return looks_like_run_dir(name)
 
     def open(self, path: str, ctx: ReadContext) -> RunDir:
-        return RunDir(path, cache=ctx.cache)
+        return RunDir(path, cache=ctx.cache, read_workers=ctx.read_workers, parallel_min_bytes=ctx.parallel_min_bytes)

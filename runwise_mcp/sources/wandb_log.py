@@ -56,6 +56,7 @@ SKIM_READ_BUDGET = 8 << 20  # bytes a skim reads at most, whatever the log's lay
 ITEM_MEMO_MAX = 4096  # item layouts (key and value length) remembered per log for the fast path
 MEDIA_DEPTH = 16  # a key is tried as a field of a media object at its first this many dots
 PROGRESS_EVERY = 50_000  # records between progress reports of a long read
+PARALLEL_MIN_BYTES = 32 << 20  # a first read of a smaller log uses one process (Settings.parallel_min_bytes)
 _SUMMARY_KINDS = {1: "min", 2: "max", 3: "mean", 4: "best", 5: "last", 6: "none", 7: "copy", 8: "first"}
 
 
@@ -242,20 +243,19 @@ class WandbLog:
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def update(self, progress: Callable[[int, int], None] | None = None, workers: int | None = None,
-               min_bytes: int | None = None) -> int:
+    def update(self, progress: Callable[[int, int], None] | None = None, workers: int = 1,
+               min_bytes: int = PARALLEL_MIN_BYTES) -> int:
         """Read records added since the last call. Returns the number of new records.
         ``progress(offset, size)`` is called every PROGRESS_EVERY records.
 
-        The first read of a large log (``min_bytes``, default RUNWISE_PARALLEL_MIN_MB) uses
-        ``workers`` processes (default RUNWISE_READ_WORKERS, else the cores, at most 8); see
-        ``wandb_parallel``. Its result is that of one sequential read."""
+        The first read of a log of ``min_bytes`` and more uses ``workers`` processes (the index
+        passes Settings.read_workers, RUNWISE_READ_WORKERS); see ``wandb_parallel``. Its result
+        is that of one sequential read."""
         from . import wandb_parallel as par
 
-        n = par.worth_parallel(self, workers, min_bytes)
-        if n > 1:
+        if par.worth_parallel(self, workers, min_bytes):
             try:
-                return par.read_parallel(self, n, progress)
+                return par.read_parallel(self, workers, progress)
             except ReadInOneProcess:
                 self._summary_cache = None  # what was read here (the first part, if any) stands
             except OSError:

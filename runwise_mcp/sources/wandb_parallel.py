@@ -43,65 +43,14 @@ from . import wandb_log
 from .leveldb_log import BLOCK, LogReader
 from .wandb_log import FIRST_ROW, HISTORY_KEY_CAP, NAMES_CAP, SUMMARY_MAX_BYTES, ReadInOneProcess, WandbLog
 
-ENV_WORKERS = "RUNWISE_READ_WORKERS"  # processes for a cold read of a large log (1: no parallel read)
-ENV_MIN_MB = "RUNWISE_PARALLEL_MIN_MB"  # logs smaller than this are read in one process
-DEFAULT_MAX_WORKERS = 8  # default: the cores this process may use, at most this many
-DEFAULT_MIN_MB = 32.0
-
-
 Fallback = ReadInOneProcess  # joining the parts could differ from a sequential read
 DEFERRED_BUDGET = 32 << 20  # bytes of records other than rows and updates handed back, all parts together
 
 
-def _env_number(name: str, default: float) -> float:
-    try:
-        v = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return v if v == v and v >= 0 else default
-
-
-def configured_workers(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """RUNWISE_READ_WORKERS, else the cores this process may use: its CPU affinity, capped by a
-    cgroup v2 CPU quota (a container given 2 CPUs of a 64-core host), at most DEFAULT_MAX_WORKERS."""
-    n = _env_number(ENV_WORKERS, 0)
-    if n >= 1:
-        return min(int(n), 64)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    quota = cpu_quota(cpu_max)
-    if quota is not None:
-        cores = min(cores, quota)
-    return max(1, min(cores, DEFAULT_MAX_WORKERS))
-
-
-def cpu_quota(path: str) -> int | None:
-    """Whole CPUs of a cgroup v2 `cpu.max` ("QUOTA PERIOD", or "max PERIOD": none), rounded up."""
-    try:
-        with open(path, encoding="ascii") as f:
-            quota, period = f.read(64).split()[:2]
-        if quota == "max":
-            return None
-        return max(1, -(-int(quota) // int(period)))
-    except (OSError, ValueError, ZeroDivisionError):
-        return None
-
-
-def configured_min_bytes() -> int:
-    return int(_env_number(ENV_MIN_MB, DEFAULT_MIN_MB) * 2**20)
-
-
-FIRST_SHARE = 1.0  # the first part (read here while workers start) is this much of an equal share
-
-
 def part_bounds(size: int, parts: int) -> list[int]:
-    """Block-aligned cut points [0, c1, ..., size] for ``parts`` parts of a ``size``-byte file.
-    The first part, read by this process while the workers start, is a little smaller."""
-    first = size / parts * FIRST_SHARE
-    rest = (size - first) / (parts - 1) if parts > 1 else 0
-    cuts = sorted({int(first + rest * (k - 1)) // BLOCK * BLOCK for k in range(1, parts)} - {0})
+    """Block-aligned cut points [0, c1, ..., size] for ``parts`` equal parts of a ``size``-byte
+    file (parts that round to nothing are left out)."""
+    cuts = sorted({size * k // parts // BLOCK * BLOCK for k in range(1, parts)} - {0})
     return [0, *[c for c in cuts if c < size], size]
 
 
@@ -346,18 +295,13 @@ def _join(log: WandbLog, part: PartLog, last: bool) -> None:
         r.tail = part.reader.tail
 
 
-def worth_parallel(log: WandbLog, workers: int | None, min_bytes: int | None) -> int:
-    """How many processes a read of ``log`` should use (1: sequential)."""
-    if log.reader.offset or log.records or log.row_sink is not None or log.sampled:
-        return 1
-    workers = configured_workers() if workers is None else workers
-    if workers < 2:
-        return 1
-    min_bytes = configured_min_bytes() if min_bytes is None else min_bytes
+def worth_parallel(log: WandbLog, workers: int, min_bytes: int) -> bool:
+    """Whether a read of ``log`` should use ``workers`` processes: its first read, a file of at
+    least ``min_bytes`` (and two blocks), nothing that needs every row in order (``row_sink``)."""
+    if workers < 2 or log.reader.offset or log.records or log.row_sink is not None or log.sampled:
+        return False
     try:
         size = stat_file(log.path).st_size
     except OSError:
-        return 1
-    if size < max(min_bytes, 2 * BLOCK):
-        return 1
-    return workers
+        return False
+    return size >= max(min_bytes, 2 * BLOCK)
