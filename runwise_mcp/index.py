@@ -53,6 +53,14 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg[:300]}{'…' if len(msg) > 300 else ''}{where}"
 
 
+def log_failure(what: str, e: BaseException, logger: logging.Logger | None = None) -> None:
+    """Log ``what`` failed, with ``e``, as one line (``one_line``); the traceback at debug level.
+    Call it from the ``except`` block that caught ``e``."""
+    logger = logger or log
+    logger.error("%s: %s", what, one_line(e))
+    logger.debug("traceback of the failure above", exc_info=True)
+
+
 class RunNotFound(LookupError):
     """An unknown or ambiguous ``run`` argument; ``candidates`` are the closest runs."""
 
@@ -131,7 +139,6 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)  # roots missing, unreadable dirs
     run_dirs: list[str] = field(default_factory=list)
     found: list[tuple[str, Source, str]] = field(default_factory=list)  # (path, source, root) of each run part
-    links: list[tuple[str, str, str]] = field(default_factory=list)  # symlinks not followed: (link, target, root to add)
 
 
 @dataclass
@@ -270,7 +277,6 @@ class RunIndex:
             return
         report.problems.append(f"skipped symlink {link} -> {target}: symlinks are not followed (runs are read "
                                f"only under the roots); to read it, add --root {where}")
-        report.links.append((link, target, where))
 
     def _claim_files(self, path: str, files: tuple[str, ...], report: ScanReport, seen: set[str], root: str) -> None:
         """Files in ``path`` that a source claims as runs of their own (console logs), each
@@ -396,8 +402,7 @@ class RunIndex:
                     store = self._stores[path] = src.open(path, self._context(root))
                 parts = store.parts()
             except Exception as e:  # a store's damage or a reader bug must not take the listing down
-                log.error("cannot read %s: %s: %s", path, type(e).__name__, e)
-                log.debug("traceback of the failure above", exc_info=True)
+                log_failure(f"cannot read {path}", e)
                 why = str(e) if type(e).__name__.endswith("StoreError") else f"{type(e).__name__}: {e}"
                 report.problems.append(f"cannot read {path}: {why}")
                 continue
@@ -433,8 +438,7 @@ class RunIndex:
                         if progress else None)
             return True
         except Exception as e:  # a reader bug must not take the index down
-            log.error("cannot read %s: %s", seg.path, one_line(e))  # one line; traceback at debug
-            log.debug("traceback of the failure above", exc_info=True)
+            log_failure(f"cannot read {seg.path}", e)
             self.last_scan.problems.append(f"cannot read {seg.path}: {type(e).__name__}: {e}")
             return False
 
@@ -516,8 +520,7 @@ class RunIndex:
                                   if progress else None)
                 failed = ""
             except Exception as e:  # a reader bug must not take the index down: read in full
-                log.error("keyed read of %s failed: %s", run.id, one_line(e))  # one line
-                log.debug("traceback of the failure above", exc_info=True)
+                log_failure(f"keyed read of {run.id} failed", e)
                 failed = f"keyed read of {run.id} failed ({type(e).__name__}: {e}); read in full"
                 self.last_scan.problems.append(failed)
                 for seg in segs:
@@ -659,8 +662,7 @@ class RunIndex:
                         done += seg.log_bytes  # the size it was read to
                 job.advance(job.total)
             except Exception as e:  # reported by the tool that asks next
-                log.error("background read of %s failed: %s", job.run_id, one_line(e))  # one line
-                log.debug("traceback of the failure above", exc_info=True)
+                log_failure(f"background read of {job.run_id} failed", e)
                 job.error = f"{type(e).__name__}: {e}"
             finally:
                 confine.ACTIVE.reset(token)

@@ -21,7 +21,7 @@ from . import __version__, answers
 from .answers.plot import plot_runs as plot_answer
 from .arguments import problem as argument_problem
 from .config import Settings, load_settings
-from .index import READ_PROGRESS, RunIndex, one_line
+from .index import READ_PROGRESS, RunIndex, log_failure
 from .liveness import CANCEL, Cancelled
 from .render import text as rt
 from .render.answers import LIST_LIMIT
@@ -117,8 +117,7 @@ def _answer(fn: Callable[..., str], *args, **kwargs) -> str:
     except answers.UserError as e:
         raise ToolError(rt.guard(str(e))) from None
     except Exception as e:  # never let a reader bug become an opaque failure
-        log.error("tool %s failed: %s", getattr(fn, "__name__", fn), one_line(e))  # the traceback at debug level
-        log.debug("traceback of the failure above", exc_info=True)
+        log_failure(f"tool {getattr(fn, '__name__', fn)} failed", e, log)
         raise ToolError(rt.guard(f"internal error: {type(e).__name__}: {e}. This is a bug in runwise-mcp; "
                                  f"`runwise-mcp --check` shows what it can read.")) from None
 
