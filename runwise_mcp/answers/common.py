@@ -255,9 +255,7 @@ def history_source(run: Run) -> str:
             rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
             parts.append(f"{seg.source} {t.clean(seg.label or os.path.basename(seg.log_path or seg.path))} ({rng})")
             continue
-        name = os.path.basename(seg.log_path) if seg.log_path else (
-            {"dryrun": "wandb-history.jsonl", "jsonl": "files/wandb-history.jsonl"}.get(seg.layout)
-            or os.path.basename(seg.path))
+        name = os.path.basename(seg.log_path) if seg.log_path else (seg.label or os.path.basename(seg.path))
         rng = f"history to {t.step(seg.last_step)}" if seg.last_step is not None else "no rows"
         parts.append(f"{t.clean(name)} ({rng})")
     return " + ".join(parts)

@@ -256,9 +256,7 @@ def _config_answer(r: Run, items: list[tuple[str, Any]], pattern: str) -> str:
         return (f"{ra.run_label(r)}: no config key matches {pattern!r} among {t.plural(len(items), 'key')}; "
                 f"{t.call('get_config', run=r.id)} lists all")
     limit = CONFIG_CHARS_ONE if len(matched) == 1 else CONFIG_CHARS
-    source = {"dryrun": "config.yaml", "jsonl": "files/config.yaml"}.get(r.segments[-1].layout, "") if r.segments else ""
-    if r.segments and r.segments[-1].hints.get("config_from"):
-        source = t.clean(r.segments[-1].hints["config_from"])
+    source = t.clean(r.segments[-1].hints.get("config_from", "")) if r.segments else ""
     return ra.config_answer(r, matched, total=len(matched), pattern=pattern, limit_chars=limit,
                             max_items=MAX_CONFIG, source=source)
 

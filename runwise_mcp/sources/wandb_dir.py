@@ -39,6 +39,9 @@ from .wandb_log import WandbLog, flatten, max_time, skim
 
 RUN_DIR_PREFIXES = ("run-", "offline-run-", "dryrun-")
 FILES_HISTORY = os.path.join("files", "wandb-history.jsonl")  # the "jsonl" layout's history
+# the files answers name for a run without a .wandb log: (history, config), by layout
+_JSONL_FILES = {"dryrun": ("wandb-history.jsonl", "config.yaml"),
+                "jsonl": ("files/wandb-history.jsonl", "files/config.yaml")}
 _DRYRUN_ID = re.compile(r"^(?:dryrun|run|offline-run)-\d{8}_\d{6}-(.+)$")
 MAX_KEYED_NAMES = 32  # a keyed read widened beyond this many keys is started afresh with the new ones
 MAX_SIDE_FILE = 32 << 20  # json/yaml side files larger than this are not loaded
@@ -720,7 +723,10 @@ class RunDir(RunPart):
 
     @property
     def info(self) -> SegmentInfo:
-        return SegmentInfo("wandb", self.layout, self.log.path if self.log is not None else None)
+        files = _JSONL_FILES.get(self.layout)  # without a .wandb log: where history and config are
+        if files is None:
+            return SegmentInfo("wandb", self.layout, self.log.path if self.log is not None else None)
+        return SegmentInfo("wandb", self.layout, None, label=files[0], hints={"config_from": files[1]})
 
     @property
     def config_errors(self) -> list[str]:
@@ -770,8 +776,7 @@ class RunDir(RunPart):
         if self.log is not None:
             times = [log.last_event for log in {id(x): x for x in (self.log, self._tail_log)}.values()]
         else:
-            times = [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[:1]]
-            times += [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl[1:]]
+            times = [max_time(None, j.history.columns.get("_timestamp")) for j in self.jsonl]
         times = [t for t in times if t is not None]
         return max(times) if times else None
 
