@@ -156,15 +156,21 @@ def test_list_runs_reports_progress_on_a_cold_index(tmp_path):
     assert seen == [(100, 230), (200, 230)]
 
 
-def test_first_summary_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_path):
-    """A log not read yet: run_summary answers at once from the skim (exact identity, state and
-    last values), reads the log in a background thread, and gives the full answer once it is read.
-    Holding the index lock keeps the background read from finishing during the first answer."""
+def skim_first_index(tmp_path) -> RunIndex:
+    """An index over a copy of the "finished" run whose log counts as large: listed from a skim,
+    read in full in the background by run_summary and list_keys, which wait 0.2 s for it."""
     src = run_dir("finished")
     shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
     s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
     s.skim_above, s.first_answer_wait, s.background_above = 20_000, 0.2, 0
-    ix = RunIndex(s)
+    return RunIndex(s)
+
+
+def test_first_summary_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_path):
+    """A log not read yet: run_summary answers at once from the skim (exact identity, state and
+    last values), reads the log in a background thread, and gives the full answer once it is read.
+    Holding the index lock keeps the background read from finishing during the first answer."""
+    ix = skim_first_index(tmp_path)
     with ix._lock:
         first = answers.run_summary(ix, "R001-finished")
     assert "anomalies: not checked yet: reading the whole log" in first and "% done" in first
@@ -266,11 +272,7 @@ def test_tools_report_progress_while_a_log_is_read_in_full(tmp_path, monkeypatch
 def test_first_list_keys_of_a_large_log_comes_from_a_skim_while_it_is_read(tmp_path):
     """A log not read yet: list_keys names the keys the skim saw, with their exact last values,
     starts the full read in the background, and gives the full answer once it is read."""
-    src = run_dir("finished")
-    shutil.copytree(src, tmp_path / "wandb" / src.name, symlinks=True)
-    s = load_settings([str(tmp_path)], env={"RUNWISE_CACHE_DIR": "off"})
-    s.skim_above, s.first_answer_wait, s.background_above = 20_000, 0.2, 0
-    ix = RunIndex(s)
+    ix = skim_first_index(tmp_path)
     with ix._lock:
         first = answers.list_keys(ix, "R001-finished")
     lines = first.splitlines()
