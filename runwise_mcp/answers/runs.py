@@ -287,7 +287,7 @@ def check_report(index: RunIndex) -> tuple[bool, str]:
     budget = CHECK_FULL_BUDGET
     for r in runs:
         segs = f", {len(r.segments)} segments" if len(r.segments) > 1 else ""
-        size = sum(s.log_bytes for s in r.segments)
+        size = sum(seg.log_bytes for seg in r.segments)
         if r.sampled and size <= min(CHECK_FULL_READ, budget):  # a skim's rows are samples: count them in full
             budget -= size
             r = index.read_full(r)
