@@ -82,6 +82,16 @@ def test_a_parallel_read_equals_the_sequential_read(path):
             assert log.parts_read == len(par.part_bounds(path.stat().st_size, workers)) - 1 > 1
 
 
+def test_a_log_named_by_a_relative_path_is_read_in_parallel(monkeypatch):
+    """Workers run in another directory: a relative path is made absolute for them (it made
+    every worker fail, and the read fall back to one process)."""
+    path = max(BIG, key=lambda p: p.stat().st_size)
+    monkeypatch.chdir(path.parent.parent)
+    log = parallel(os.path.join(path.parent.name, path.name), 3)
+    assert log.parts_read == 3
+    assert state(log) == state(sequential(path))
+
+
 def test_a_summary_update_waiting_in_one_part_for_its_row_in_the_next_is_matched():
     """0.31 writes each row into the summary just before the row; where a part boundary falls
     between the two, the join must match them as the sequential read does (else the update

@@ -119,7 +119,7 @@ def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop
     run tree) nor any script directory on its import path, only this package's."""
     code = (f"import sys; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
             "from runwise_mcp.sources.wandb_parallel import _main; _main(sys.argv[1])")
-    arg = json.dumps([path, list(ident), size, start, stop, None if keys is None else sorted(keys), deferred_max])
+    arg = json.dumps([os.path.abspath(path), list(ident), size, start, stop, None if keys is None else sorted(keys), deferred_max])
     return subprocess.Popen([sys.executable, "-I", "-W", "ignore", "-c", code, arg], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_PACKAGE_PARENT, close_fds=True)
 
