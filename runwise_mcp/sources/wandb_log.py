@@ -178,6 +178,8 @@ class WandbLog:
     # A parallel read's part (wandb_parallel.PartLog): records other than rows and summary
     # updates are kept raw here for the joining process; rows without a step are counted.
     parts_read = 1  # how many parts the first read was decoded in (wandb_parallel)
+    part_times = None  # wandb_parallel.PartTimes of that read, when parallel
+    cpu_seconds = 0.0  # (a worker's part: its process's CPU seconds when decoded)
     deferred: list[bytes] | None = None
     deferred_bytes = 0
     deferred_max = 0
@@ -328,7 +330,9 @@ class WandbLog:
                     if tag == 0x12:
                         self._history(rec, a, b)
                     elif self.only is None:  # a keyed read skips summary updates
-                        self._summary(rec[a:b])
+                        if self._pending is not None:  # (``_summary`` inline)
+                            self._flush_pending()
+                        self._pending = (self.records, rec[a:b])
                     pos = b
                     continue
                 # any other layout (e.g. _info before the record body): walk generically
@@ -743,7 +747,15 @@ class WandbLog:
                     step = 0
                     if e > s:
                         if buf[s] == 0x08:
-                            step = pw.int64(pw.varint(buf, s + 1, e)[0])
+                            n = e - s  # the step varint inline when it is the whole field (1-3 bytes)
+                            if n == 2 and buf[s + 1] < 0x80:
+                                step = buf[s + 1]
+                            elif n == 3 and buf[s + 2] < 0x80 <= buf[s + 1]:
+                                step = (buf[s + 1] & 0x7F) | buf[s + 2] << 7
+                            elif n == 4 and buf[s + 3] < 0x80 <= buf[s + 2] and buf[s + 1] >= 0x80:
+                                step = (buf[s + 1] & 0x7F) | (buf[s + 2] & 0x7F) << 7 | buf[s + 3] << 14
+                            else:
+                                step = pw.int64(pw.varint(buf, s + 1, e)[0])
                         else:
                             for f, wt, a, _ in pw.fields(buf, s, e):
                                 if f == 1 and wt == pw.VARINT:
@@ -777,7 +789,11 @@ class WandbLog:
                 else:
                     seen = [buf[p : _item_end(buf, p, end)] for p in starts]
                 mirror = self._match_pending(pending, seen)
-        if self._add_row(step, items) is not False:
+        if step is not None and self.row_sink is None and (not items or (len(items) == 1 and items[0][0][0] == "_step")):
+            # every value went straight into its column (the `_step` item only repeats the step)
+            self.history.steps.append(step)
+            self._row_seq.append(mirror)
+        elif self._add_row(step, items) is not False:
             self._row_seq.append(mirror)
         else:
             self._take_back(row)
