@@ -58,7 +58,7 @@ def state(log: WandbLog) -> dict:
 def sequential(path, keys=None) -> WandbLog:
     log = WandbLog(str(path), keys=keys)
     log.update(workers=1)
-    assert log.parts_read == 1
+    assert log.parts_read == 1 and log.part_times is None
     return log
 
 
@@ -78,6 +78,10 @@ def test_a_parallel_read_equals_the_sequential_read(path):
     for workers in (2, 6):
         log = parallel(path, workers)
         assert state(log) == want, workers
+        # CPU seconds by stage, for the benchmark's projection to more cores
+        t = log.part_times
+        assert len(t.workers) == log.parts_read - 1 and min(t.workers) > 0 and t.first > 0
+        assert t.critical_path() >= max(t.first, *t.workers)
         if log.producer:  # (0.16.x numbers stepless rows from the row before: read sequentially)
             assert log.parts_read == len(par.part_bounds(path.stat().st_size, workers)) - 1 > 1
 
