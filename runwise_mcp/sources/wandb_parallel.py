@@ -51,14 +51,15 @@ DEFERRED_BUDGET = 32 << 20  # bytes of records other than rows and updates hande
 
 @dataclass
 class PartTimes:
-    """CPU seconds of a parallel read, by stage (``WandbLog.part_times``; for benchmarks and
-    debugging). On as many idle cores as parts, the read takes about
-    ``max(first, *workers) + receive + join`` (``critical_path``)."""
+    """CPU seconds of a parallel read, by stage, and its wall-clock seconds
+    (``WandbLog.part_times``; for benchmarks and debugging). On as many idle cores as parts,
+    the read takes about ``max(first, *workers) + receive + join`` (``critical_path``)."""
 
     first: float  # this process decoding the first part
     workers: list[float]  # each worker process, whole (interpreter start, imports, its part)
     receive: float  # this process unpickling the workers' results
     join: float  # this process checking and joining the parts
+    wall: float  # the whole read, start to end, as it ran here
 
     def critical_path(self) -> float:
         return max(self.first, *self.workers) + self.receive + self.join
@@ -202,6 +203,7 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
             except OSError as e:
                 raise Fallback(f"no worker processes: {e}") from e
             reader.size = size
+            t_wall = time.perf_counter()
             t_first = time.thread_time()
             emit = log._record if log._marks is None else log._record_keyed
             if progress is not None:
@@ -248,7 +250,8 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
             _join(log, part, last=i == n - 1)
             del part
         log.parts_read = n + 1
-        log.part_times = PartTimes(t_first, workers_cpu, t_receive, time.thread_time() - t_join)
+        log.part_times = PartTimes(t_first, workers_cpu, t_receive, time.thread_time() - t_join,
+                                   time.perf_counter() - t_wall)
         reader._remember(f.fileno(), st)
     log._summary_cache = None
     return log.records
