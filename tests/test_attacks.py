@@ -521,6 +521,28 @@ async def test_attack_runtime_infinity(tmp_path):
         assert out["run_summary"].startswith(f"{run} (") and "| step 29 | -" in out["run_summary"]
 
 
+def test_attack_pre010_history_rewritten_with_the_same_size_is_read_again(tmp_path):
+    """A pre-0.10 run's wandb-history.jsonl rewritten in place with other values of the same
+    length after it was read: the answers show the new values only (the reader used to go on
+    from its old read position, keeping the old rows)."""
+    from runwise_mcp import answers
+    from runwise_mcp.index import RunIndex
+
+    old = copy_run("legacy097-dryrun", tmp_path)
+    path = old / "wandb-history.jsonl"
+    ix = RunIndex(load_settings([str(tmp_path)]))
+    before = answers.history_stats(ix, "L097-dryrun")
+    raw = path.read_bytes()
+    changed = raw.replace(b'"train/loss": 1.0,', b'"train/loss": 9.0,', 1)
+    assert changed != raw and len(changed) == len(raw)
+    with open(path, "r+b") as f:
+        f.write(changed)
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    after = answers.history_stats(ix, "L097-dryrun")
+    fresh = answers.history_stats(RunIndex(load_settings([str(tmp_path)])), "L097-dryrun")
+    assert after == fresh != before and "max 9" in after
+
+
 async def test_attack_timestamp_1e300(tmp_path, hostile_wandb_run):
     """`_timestamp: 1e300` in a row the real wandb wrote (0.31 keeps it as given), and in a
     pre-0.10 run's first history row and system events: every row but the events row is kept,

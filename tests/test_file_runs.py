@@ -220,6 +220,39 @@ def test_growing_jsonl_is_read_incrementally(tmp_path):
     assert series(ix.resolve("m", full=True), "loss") == ([0, 1, 2], [1.0, 0.5, 0.25])
 
 
+def test_jsonl_replaced_by_a_longer_file_is_read_again(tmp_path):
+    """Another file put at the path (a rerun's log, renamed into place), longer than what was
+    read: its rows alone, not the old rows plus the new file's bytes after the old read position."""
+    p = tmp_path / "m.jsonl"
+    p.write_text("".join(json.dumps({"step": i, "loss": 1 / (i + 1)}) + "\n" for i in range(5)))
+    ix = index(tmp_path)
+    assert series(ix.resolve("m", full=True), "loss")[0] == [0, 1, 2, 3, 4]
+    new = tmp_path / "m.new"
+    new.write_text("".join(json.dumps({"step": 100 + i, "loss": 2.0 + i}) + "\n" for i in range(8)))
+    os.replace(new, p)
+    os.utime(p, (time.time() + 5, time.time() + 5))
+    assert series(ix.resolve("m", full=True), "loss") == ([100 + i for i in range(8)], [2.0 + i for i in range(8)])
+
+
+@pytest.mark.parametrize("where", ["first line", "last line read"])
+def test_jsonl_rewritten_in_place_with_the_same_size_is_read_again(tmp_path, where):
+    """The file rewritten in place (same inode, same size): other bytes in its first line or just
+    before the read position make it read again from the start."""
+    p = tmp_path / "m.jsonl"
+    rows = [{"step": i, "loss": 0.5 + i} for i in range(6)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ix = index(tmp_path)
+    assert series(ix.resolve("m", full=True), "loss")[1] == [0.5 + i for i in range(6)]
+    changed = 0 if where == "first line" else 5
+    rows[changed]["loss"] = 7.5  # as many characters as 0.5 + i
+    with open(p, "r+") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+    os.utime(p, (time.time() + 5, time.time() + 5))
+    want = [0.5 + i for i in range(6)]
+    want[changed] = 7.5
+    assert series(ix.resolve("m", full=True), "loss") == (list(range(6)), want)
+
+
 # ---- state ------------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,11 @@ Only complete lines are parsed; a line still being written is left for the next 
 ±Infinity tokens are accepted (Python ``json`` does). Lines that are not JSON objects are
 counted, never raised; so is a row whose values the caller cannot store (its ``emit`` raised
 ValueError, OverflowError or TypeError).
+
+A file that is no longer the one read so far (shorter than the read position, or other bytes in
+its first line or just before the read position: replaced by another file of the same size or
+longer, rewritten in place) raises ``Rewritten`` before anything of it is read: the caller drops
+what it built and reads it again from the start, as ``CsvTail`` does for CSV files.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
 MAX_LINE = 16 << 20  # a longer "line" is skipped, not buffered
+CHECK = 64  # bytes before the read position compared on every read
+HEAD = 256  # at most this much of the first line compared on every read
+
+
+class Rewritten(Exception):
+    """The file is not the one read so far: read it again from the start (a new reader)."""
 
 
 class JsonlReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self.offset = 0  # byte offset after the last complete line
+        self.head = b""  # the file's first bytes (at most its first line, HEAD bytes), as read
+        self.tail = b""  # the CHECK bytes before offset, as read
         self.bad_lines = 0
         self.bad_rows = 0  # JSON objects whose values could not be stored (a step past 64 bits...)
         self.lines = 0
@@ -74,8 +87,14 @@ class JsonlReader:
         at a time) to ``handle``; a line still being written is left for the next read."""
         with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
-            if size < self.offset:  # truncated/replaced: start over (the caller resets state)
-                self.offset = 0
+            if self.offset:  # decided from the file opened: is it still the one read so far?
+                if size < self.offset:
+                    raise Rewritten(f"{self.path}: shorter than the {self.offset:,} bytes read")
+                f.seek(self.offset - len(self.tail))
+                same = f.read(len(self.tail)) == self.tail
+                f.seek(0)
+                if not same or f.read(len(self.head)) != self.head:
+                    raise Rewritten(f"{self.path}: other bytes than those read")
             f.seek(self.offset)
             carry = b""
             pos = self.offset
@@ -90,9 +109,16 @@ class JsonlReader:
                     carry = data
                     if len(carry) > MAX_LINE:  # one enormous line: skip past it
                         self.bad_lines += 1
-                        self.offset += len(carry)
+                        self._advance(carry)
                         carry = b""
                     continue
                 complete, carry = data[: cut + 1], data[cut + 1 :]
                 handle(complete)
-                self.offset += len(complete)
+                self._advance(complete)
+
+    def _advance(self, consumed: bytes) -> None:
+        if not self.offset:
+            line = consumed.find(b"\n")
+            self.head = consumed[: min(HEAD, line + 1 if line >= 0 else len(consumed))]
+        self.offset += len(consumed)
+        self.tail = (self.tail + consumed[-CHECK:])[-CHECK:]

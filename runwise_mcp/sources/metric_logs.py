@@ -30,7 +30,7 @@ from ..confine import stat_file
 from ..model import KILLED, RUNNING, RunState, sane_time
 from .base import Claim, ReadContext, SegmentInfo, Source, WalkRules
 from .filebase import STEP_KEYS, CsvTail, FilePart, RowBuilder, as_step, coerce, head_bytes, strip_suffix
-from .jsonl import JsonlReader
+from .jsonl import JsonlReader, Rewritten
 from .jsonl_shapes import ShapeDecoder
 from .lightning_csv import METRICS, LightningSource, csv_rows
 
@@ -174,15 +174,13 @@ class MetricLogRun(FilePart):
 
     def parse(self) -> None:
         if self.kind == "jsonl":
-            size = self.keys.get(self.path, (0, 0))[0]
-            if self._reader is None or size < self._reader.offset:
-                self._reader, self._rb, self._last_step = JsonlReader(self.path), RowBuilder(), None
-                self._shapes = ShapeDecoder(self._rb, self.step_key, self._slow, lambda: self._last_step,
-                                            self._set_last_step)
-            if self.shapes:
-                self._reader.read_blocks(self._shapes.feed, READ_BLOCK)
-            else:
-                self._reader.read(self._emit)
+            if self._reader is None:
+                self._restart()
+            try:
+                self._read_jsonl()
+            except Rewritten:  # not the file read so far: everything built from it is void
+                self._restart()
+                self._read_jsonl()
             if self._reader.bad_lines:
                 self._notes.append(f"{self._reader.bad_lines:,} line(s) that are not JSON objects skipped")
         else:  # only the lines appended since the last read (the whole file again when rewritten)
@@ -195,6 +193,17 @@ class MetricLogRun(FilePart):
             for row in rows:
                 self._emit({k: v for k, v in zip(header, row) if v.strip() != ""})
         self._history = self._rb.h
+
+    def _restart(self) -> None:
+        self._reader, self._rb, self._last_step = JsonlReader(self.path), RowBuilder(), None
+        self._shapes = ShapeDecoder(self._rb, self.step_key, self._slow, lambda: self._last_step,
+                                    self._set_last_step)
+
+    def _read_jsonl(self) -> None:
+        if self.shapes:
+            self._reader.read_blocks(self._shapes.feed, READ_BLOCK)
+        else:
+            self._reader.read(self._emit)
 
     def last_timestamp(self) -> tuple[str, float] | None:
         """(key, epoch seconds) of the newest time the log itself records (``timestamp``,

@@ -32,7 +32,7 @@ from ..model import KILLED, RUNNING, History, RunState, judge_state
 from . import wandb_log
 from .base import Claim, ReadContext, RunPart, SegmentInfo, Source
 from .console import ConsoleFile
-from .jsonl import JsonlReader
+from .jsonl import JsonlReader, Rewritten
 from .leveldb_log import Replaced
 from .safeyaml import YamlRefused, safe_load
 from .wandb_log import WandbLog, flatten, max_time, skim
@@ -216,10 +216,12 @@ class JsonlHistory:
         if key == self.key:
             return False
         if key is not None:
-            if self.key is not None and key[0] < self.key[0]:  # rewritten: start over
-                self.reset()
             try:
-                self.reader.read(lambda row: self.fold(self.history, row))
+                try:
+                    self.reader.read(lambda row: self.fold(self.history, row))
+                except Rewritten:  # not the file read so far: start over
+                    self.reset()
+                    self.reader.read(lambda row: self.fold(self.history, row))
             except OSError:
                 pass
         self.key = key
