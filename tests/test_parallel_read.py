@@ -86,6 +86,19 @@ def test_a_parallel_read_equals_the_sequential_read(path):
             assert log.parts_read == len(par.part_bounds(path.stat().st_size, workers)) - 1 > 1
 
 
+def test_a_016_log_falls_back_to_one_process_and_equals_the_sequential_read():
+    """wandb 0.16.x rows carry no step (each is numbered from the row before): such a log is
+    read in one process, on from where the first part ended (a log made by the real 0.16.6)."""
+    (path,) = sorted((REPO / "tests/fixtures/wandb_legacy_long").glob("wandb/offline-run-*/run-*.wandb"))
+    assert path.stat().st_size >= 4 * BLOCK
+    want = sequential(path)
+    assert want.stepless == len(want.history.steps) == 1000 and want.bad_records == 0
+    for workers in (2, 4):
+        log = parallel(path, workers)
+        assert log.parts_read == 1 and log.part_times is None
+        assert state(log) == state(want), workers
+
+
 def test_a_log_named_by_a_relative_path_is_read_in_parallel(monkeypatch):
     """Workers run in another directory: a relative path is made absolute for them (it made
     every worker fail, and the read fall back to one process)."""
