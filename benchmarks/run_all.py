@@ -157,7 +157,8 @@ def main() -> None:
             "| `bench_reader.py` | the `.wandb` reader on a 1,000,000-step run (made once by the real wandb), next to "
             "`wandb leet inspect` and `cat` |\n"
             "| `bench_tools.py` | the analysis tools on that run: cold, warm, after a restart (persistent cache) |\n"
-            "| `bench_cold.py` | first calls on that run in a new process, with 1 and 2 read processes, next to "
+            "| `bench_cold.py` | first calls on that run in a new process, with 1, 2 and 4 read processes "
+            "(projected to 4 idle cores), next to "
             "`wandb leet inspect --summary` |\n"
             "| `make_many_runs.py` | makes 1,000 runs for the `list_runs` and `best_run` measurements |\n"
             "| `bench_console.py` | the console parser on a 1,000,000-line output.log |\n"
@@ -176,7 +177,8 @@ def main() -> None:
     parts = [head]
     parts.append(section("The .wandb reader on a 1,000,000-step run", "bench_reader.py"))
     parts.append(section("The analysis tools on the 1,000,000-step run", "bench_tools.py"))
-    parts.append(section("First calls on the 1,000,000-step run, cold", "bench_cold.py", "--steps", "1000000"))
+    parts.append(section("First calls on the 1,000,000-step run, cold", "bench_cold.py", "--steps", "1000000",
+                         "--workers", "1,2,4"))
     md, _ = list_runs_section()
     parts.append(md)
     sys.path.insert(0, str(HERE))
