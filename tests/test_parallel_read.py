@@ -86,6 +86,36 @@ def test_a_parallel_read_equals_the_sequential_read(path):
             assert log.parts_read == len(par.part_bounds(path.stat().st_size, workers)) - 1 > 1
 
 
+def test_attack_row_after_a_field_that_fails_to_read_is_read_as_in_one_process(tmp_path):
+    """A hand-made record: a config field whose item is not readable, then a whole history row.
+    One process stops at the config field (the row is not read; the record counts as bad); a
+    part cannot tell whether that field reads (it is read later, in order), so it must not read
+    the row either: it falls back to one process."""
+    from test_attacks import read_records, write_records
+
+    src = max(BIG, key=lambda p: p.stat().st_size)
+    path = tmp_path / src.name
+    records = read_records(src)
+
+    def body(r: bytes) -> int:  # where the record's body begins, after its number (field 1)
+        k = 1
+        while r[k] & 0x80:
+            k += 1
+        return k + 1
+
+    i = next(i for i in range(len(records) * 3 // 4, len(records))
+             if records[i][0] == 0x08 and records[i][body(records[i])] == 0x12)  # a row, late in the file
+    b = body(records[i])
+    bad_config = b"\x2a\x03\x0a\x01\xff"  # Record.config {update: item b"\xff"}: no item can be read
+    records[i] = records[i][:b] + bad_config + records[i][b:]
+    write_records(path, src.read_bytes()[:7], records)
+    want = sequential(path)
+    assert want.bad_records == 1 and len(want.history.steps) == len(sequential(src).history.steps) - 1
+    for workers in (2, 3):
+        log = parallel(path, workers)
+        assert state(log) == state(want), workers
+
+
 def test_a_016_log_falls_back_to_one_process_and_equals_the_sequential_read():
     """wandb 0.16.x rows carry no step (each is numbered from the row before): such a log is
     read in one process, on from where the first part ended (a log made by the real 0.16.6)."""

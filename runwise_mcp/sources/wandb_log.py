@@ -37,6 +37,8 @@ FIRST_ROW = (-1, b"")  # pending at the start of a parallel read's part: "whatev
 # Record oneof field numbers
 R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
+OTHER_FIELDS = frozenset({R_OUTPUT, R_CONFIG, R_STATS, R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER,
+                          R_ENVIRONMENT})  # the record fields ``_other`` decodes
 
 CONSOLE_TAIL_LINES = 200
 CONSOLE_STREAMS = 8  # console streams kept per log (wandb writes 0 stderr and 1 stdout); records of others are counted
@@ -344,11 +346,20 @@ class WandbLog:
                     if self.deferred_bytes > self.deferred_max:  # e.g. a console-heavy log
                         raise ReadInOneProcess(f"over {self.deferred_max >> 20} MiB of other records in one part")
                     try:
+                        decoded = False  # a field before that ``_other`` decodes (it may fail)
                         for f, wt, a, b in pw.fields(rec, pos, end):
-                            if wt == pw.LEN and f == R_HISTORY:
-                                self._history(rec, a, b)
-                            elif wt == pw.LEN and f == R_SUMMARY and self.only is None:
-                                self._summary(rec[a:b])
+                            if wt != pw.LEN:
+                                continue
+                            if f == R_HISTORY or (f == R_SUMMARY and self.only is None):
+                                if decoded:  # read here only if that field reads: not known here
+                                    self.deferred_unsafe = True
+                                    break
+                                if f == R_HISTORY:
+                                    self._history(rec, a, b)
+                                else:
+                                    self._summary(rec[a:b])
+                            elif f in OTHER_FIELDS:
+                                decoded = True
                     except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
                         self.deferred_unsafe = True  # (a damaged record: read in one process)
                     break
