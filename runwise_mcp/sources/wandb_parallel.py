@@ -20,8 +20,9 @@ file order into exactly the state one sequential read builds:
 Whenever joining could differ from a sequential read, the parts are discarded and the file is
 read sequentially instead (``Fallback``): damage anywhere, a part that stops early, rows
 without a step (wandb 0.16.x numbers those from the row before), media fields whose object
-was announced in another part, key counts near the caps, summary bytes near their cap, or a
-worker that could not run. Correctness never depends on the parallel path; only speed does.
+was announced in another part, key counts near the caps, summary bytes near their cap, a row
+or summary update after another decoded field of its record (whether one process reads the row
+depends on whether that field reads; hand-made logs only), or a worker that could not run. Correctness never depends on the parallel path; only speed does.
 
 Workers open the file by path with O_NOFOLLOW and must find the very inode this process opened
 through ``confine`` (decided from what was opened); a worker that finds anything else fails and
