@@ -800,7 +800,8 @@ class WandbLog:
                 else:
                     seen = [buf[p : _item_end(buf, p, end)] for p in starts]
                 mirror = self._match_pending(pending, seen)
-        if step is not None and self.row_sink is None and (not items or (len(items) == 1 and items[0][0][0] == "_step")):
+        if step is not None and self.row_sink is None and (
+                not items or (len(items) == 1 and items[0][0][0] == "_step")):
             # every value went straight into its column (the `_step` item only repeats the step)
             self.history.steps.append(step)
             self._row_seq.append(mirror)

@@ -22,7 +22,8 @@ read sequentially instead (``Fallback``): damage anywhere, a part that stops ear
 without a step (wandb 0.16.x numbers those from the row before), media fields whose object
 was announced in another part, key counts near the caps, summary bytes near their cap, a row
 or summary update after another decoded field of its record (whether one process reads the row
-depends on whether that field reads; hand-made logs only), or a worker that could not run. Correctness never depends on the parallel path; only speed does.
+depends on whether that field reads; hand-made logs only), or a worker that could not run.
+Correctness never depends on the parallel path; only speed does.
 
 Workers open the file by path with O_NOFOLLOW and must find the very inode this process opened
 through ``confine`` (decided from what was opened); a worker that finds anything else fails and
@@ -145,7 +146,8 @@ def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop
             f"pkg.__path__ = [{os.path.dirname(os.path.abspath(__file__))!r}]; "
             "sys.modules['runwise_mcp.sources'] = pkg; "
             "from runwise_mcp.sources.wandb_parallel import _main; _main(sys.argv[1])")
-    arg = json.dumps([os.path.abspath(path), list(ident), size, start, stop, None if keys is None else sorted(keys), deferred_max])
+    arg = json.dumps([os.path.abspath(path), list(ident), size, start, stop,  # (workers run in another directory)
+                      None if keys is None else sorted(keys), deferred_max])
     return subprocess.Popen([sys.executable, "-I", "-S", "-W", "ignore", "-c", code, arg], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=_PACKAGE_PARENT, close_fds=True)
 
