@@ -104,6 +104,20 @@ def flatten(prefix: str, value: Any, out: list[tuple[str, Any]]) -> None:
         out.append((prefix, value))
 
 
+def step_num(buf: bytes, s: int, e: int) -> int:
+    """HistoryStep.num of the HistoryStep at buf[s:e], which begins with num's tag (0x08). The
+    step of every row: a varint of 1-3 bytes that is the whole field is read inline (a call to
+    protowire costs more than the rest of it), any other through protowire."""
+    n = e - s
+    if n == 2 and buf[s + 1] < 0x80:
+        return buf[s + 1]
+    if n == 3 and buf[s + 2] < 0x80 <= buf[s + 1]:
+        return (buf[s + 1] & 0x7F) | buf[s + 2] << 7
+    if n == 4 and buf[s + 3] < 0x80 <= buf[s + 2] and buf[s + 1] >= 0x80:
+        return (buf[s + 1] & 0x7F) | (buf[s + 2] & 0x7F) << 7 | buf[s + 3] << 14
+    return pw.int64(pw.varint(buf, s + 1, e)[0])
+
+
 def _item_end(buf: bytes, pos: int, end: int) -> int:
     """End of the length-delimited field whose tag is at ``pos``."""
     ln = buf[pos + 1]
@@ -481,14 +495,8 @@ class WandbLog:
             step = 0
         elif rec[pos + 2] != 0x08:
             return False
-        elif ln == 2 and rec[pos + 3] < 0x80:
-            step = rec[pos + 3]
-        elif ln == 3 and rec[pos + 4] < 0x80:
-            step = (rec[pos + 3] & 0x7F) | rec[pos + 4] << 7
-        elif ln == 4 and rec[pos + 5] < 0x80:
-            step = (rec[pos + 3] & 0x7F) | (rec[pos + 4] & 0x7F) << 7 | rec[pos + 5] << 14
         else:
-            step = pw.int64(pw.varint(rec, pos + 3, end)[0])
+            step = step_num(rec, pos + 2, end)
         h = self.history
         items = []
         if found is not None:
@@ -758,15 +766,7 @@ class WandbLog:
                     step = 0
                     if e > s:
                         if buf[s] == 0x08:
-                            n = e - s  # the step varint inline when it is the whole field (1-3 bytes)
-                            if n == 2 and buf[s + 1] < 0x80:
-                                step = buf[s + 1]
-                            elif n == 3 and buf[s + 2] < 0x80 <= buf[s + 1]:
-                                step = (buf[s + 1] & 0x7F) | buf[s + 2] << 7
-                            elif n == 4 and buf[s + 3] < 0x80 <= buf[s + 2] and buf[s + 1] >= 0x80:
-                                step = (buf[s + 1] & 0x7F) | (buf[s + 2] & 0x7F) << 7 | buf[s + 3] << 14
-                            else:
-                                step = pw.int64(pw.varint(buf, s + 1, e)[0])
+                            step = step_num(buf, s, e)
                         else:
                             for f, wt, a, _ in pw.fields(buf, s, e):
                                 if f == 1 and wt == pw.VARINT:
