@@ -37,8 +37,6 @@ FIRST_ROW = (-1, b"")  # pending at the start of a parallel read's part: "whatev
 # Record oneof field numbers
 R_HISTORY, R_SUMMARY, R_OUTPUT, R_CONFIG, R_STATS = 2, 3, 4, 5, 7
 R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER, R_ENVIRONMENT = 12, 13, 17, 18, 21, 26
-OTHER_FIELDS = frozenset({R_OUTPUT, R_CONFIG, R_STATS, R_METRIC, R_OUTPUT_RAW, R_RUN, R_EXIT, R_HEADER,
-                          R_ENVIRONMENT})  # the record fields ``_other`` decodes
 
 CONSOLE_TAIL_LINES = 200
 CONSOLE_STREAMS = 8  # console streams kept per log (wandb writes 0 stderr and 1 stdout); records of others are counted
@@ -372,7 +370,7 @@ class WandbLog:
                                     self._history(rec, a, b)
                                 else:
                                     self._summary(rec[a:b])
-                            elif f in OTHER_FIELDS:
+                            elif f in self.OTHER:
                                 decoded = True
                     except (pw.WireError, IndexError, ValueError, TypeError, OverflowError, RecursionError):
                         self.deferred_unsafe = True  # (a damaged record: read in one process)
@@ -550,23 +548,15 @@ class WandbLog:
                 out.append((k.split(".", 1)[0].encode("utf-8", "surrogatepass"), None))
         return out
 
+    # the record fields other than rows and summary updates that are read, and their readers
+    OTHER = {R_RUN: "_run", R_CONFIG: "_config_items", R_OUTPUT_RAW: "_output", R_OUTPUT: "_output",
+             R_STATS: "_stats", R_METRIC: "_metric", R_EXIT: "_exit", R_HEADER: "_header",
+             R_ENVIRONMENT: "_environment"}
+
     def _other(self, f: int, rec: bytes, a: int, b: int) -> None:
-        if f == R_RUN:
-            self._run(rec, a, b)
-        elif f == R_CONFIG:
-            self._config_items(rec, a, b)
-        elif f == R_OUTPUT_RAW or f == R_OUTPUT:
-            self._output(rec, a, b)
-        elif f == R_STATS:
-            self._stats(rec, a, b)
-        elif f == R_METRIC:
-            self._metric(rec, a, b)
-        elif f == R_EXIT:
-            self._exit(rec, a, b)
-        elif f == R_HEADER:
-            self._header(rec, a, b)
-        elif f == R_ENVIRONMENT and self.producer:  # 0.16.x used 26 for something else
-            self._environment(rec, a, b)
+        name = self.OTHER.get(f)
+        if name is not None:
+            getattr(self, name)(rec, a, b)
 
     # ---- items (HistoryItem / SummaryItem / ConfigItem / StatsItem share this layout) ----
 
@@ -1236,6 +1226,8 @@ class WandbLog:
                         self.producer = pw.text(buf, p, q)
 
     def _environment(self, buf: bytes, a: int, b: int) -> None:
+        if not self.producer:  # 0.16.x used field 26 for something else
+            return
         strings = {1: "os", 2: "python", 6: "program", 12: "host", 18: "gpu_type", 25: "cuda_version"}
         env = self.environment
         gpus: list[str] = []
