@@ -213,13 +213,28 @@ class FilePart(RunPart):
         return RunState(RUNNING if running else KILLED, self.no_exit, None, last, certain=False, stopped=True)
 
 
+CHECK = 64  # bytes before the read position compared on every incremental read
+
+
+def same_as_read(f, size: int, offset: int, head: bytes, tail: bytes) -> bool:
+    """Whether the open file ``f`` of ``size`` bytes is still the one read up to ``offset``: at
+    least that long, with ``tail`` just before ``offset`` and ``head`` at its start (a file
+    replaced by another of the same size or longer, or rewritten in place, is not). Decided
+    from the file opened (CsvTail, jsonl.JsonlReader)."""
+    if size < offset:
+        return False
+    f.seek(offset - len(tail))
+    if f.read(len(tail)) != tail:
+        return False
+    f.seek(0)
+    return f.read(len(head)) == head
+
+
 class CsvTail:
     """A CSV file read incrementally: each ``read`` parses only the complete lines appended since
     the last one. A line still being written is left for the next read. A file that shrank, whose
     header line changed (Lightning rewrites the whole file with a new header when a key appears)
     or whose bytes before the read position changed is read again from the start (``reset``)."""
-
-    CHECK = 64  # bytes before the read position compared on every read
 
     def __init__(self, path: str, limit: int = MAX_FILE) -> None:
         self.path = path
@@ -239,15 +254,7 @@ class CsvTail:
             size = os.fstat(f.fileno()).st_size
             if size > self.limit:
                 raise OSError(f"{size:,} bytes, over the {self.limit:,}-byte limit for this format")
-            reset = not self.offset or size < self.offset
-            if not reset:
-                f.seek(self.offset - len(self.tail))
-                if f.read(len(self.tail)) != self.tail:
-                    reset = True
-                else:
-                    f.seek(0)
-                    if f.read(len(self.head)) != self.head:
-                        reset = True
+            reset = not self.offset or not same_as_read(f, size, self.offset, self.head, self.tail)
             if reset:
                 if self.offset:
                     self.resets += 1
@@ -261,7 +268,7 @@ class CsvTail:
                 self.head = data[: data.find(b"\n") + 1]
                 self.header = header
                 self.offset = cut
-                self.tail = data[max(0, cut - self.CHECK): cut]
+                self.tail = data[max(0, cut - CHECK): cut]
                 self.reads += 1
                 return rows, True
             f.seek(self.offset)
@@ -271,6 +278,6 @@ class CsvTail:
             return [], False
         _, rows = csv_rows(b"\n" + data[:cut])  # an empty first line stands for the header
         self.offset += cut
-        self.tail = (self.tail + data[:cut])[-self.CHECK:]
+        self.tail = (self.tail + data[:cut])[-CHECK:]
         self.reads += 1
         return rows, False

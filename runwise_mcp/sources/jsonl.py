@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..confine import open_read
+from .filebase import CHECK, same_as_read
 
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
 MAX_LINE = 16 << 20  # a longer "line" is skipped, not buffered
-CHECK = 64  # bytes before the read position compared on every read
 HEAD = 256  # at most this much of the first line compared on every read
 
 
@@ -87,14 +87,8 @@ class JsonlReader:
         at a time) to ``handle``; a line still being written is left for the next read."""
         with open_read(self.path) as f:
             size = os.fstat(f.fileno()).st_size
-            if self.offset:  # decided from the file opened: is it still the one read so far?
-                if size < self.offset:
-                    raise Rewritten(f"{self.path}: shorter than the {self.offset:,} bytes read")
-                f.seek(self.offset - len(self.tail))
-                same = f.read(len(self.tail)) == self.tail
-                f.seek(0)
-                if not same or f.read(len(self.head)) != self.head:
-                    raise Rewritten(f"{self.path}: other bytes than those read")
+            if self.offset and not same_as_read(f, size, self.offset, self.head, self.tail):
+                raise Rewritten(f"{self.path}: not the file read so far")
             f.seek(self.offset)
             carry = b""
             pos = self.offset
