@@ -193,7 +193,6 @@ class WandbLog:
     # updates are kept raw here for the joining process; rows without a step are counted.
     parts_read = 1  # how many parts the first read was decoded in (wandb_parallel)
     part_times = None  # wandb_parallel.PartTimes of that read, when parallel
-    cpu_seconds = 0.0  # (a worker's part: its process's CPU seconds when decoded)
     deferred: list[bytes] | None = None
     deferred_bytes = 0
     deferred_max = 0

@@ -83,6 +83,8 @@ class PartLog(WandbLog):
     first row, met with no summary update before it in the part, keeps its item bytes
     (``first_row``) to be matched against the update the part before left pending."""
 
+    cpu_seconds = 0.0  # in a worker: the worker process's CPU seconds once its part is decoded
+
     def __init__(self, path: str, keys: frozenset[str] | None, deferred_max: int = DEFERRED_BUDGET) -> None:
         super().__init__(path, keys=keys)
         self.deferred = []
@@ -115,7 +117,6 @@ def decode_part(path: str, ident: tuple[int, int], size: int, start: int, stop: 
         reader._read_chunks(f, size, emit, stop=stop)
     log.count_skipped()
     log.reader = _EndOf(reader)
-    log.cpu_seconds = time.process_time()  # the whole worker's so far (start, imports, decoding)
     return log
 
 
@@ -129,7 +130,8 @@ class _EndOf:
 
 # ---- joining -------------------------------------------------------------------------------
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SOURCES_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(_SOURCES_DIR))
 
 
 def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop: int | None,
@@ -143,7 +145,7 @@ def _start_worker(path: str, ident: tuple[int, int], size: int, start: int, stop
     log's modules only (interpreter start to decoding: 0.19 -> 0.11 s of CPU, measured)."""
     code = (f"import sys, types; sys.path.insert(0, {_PACKAGE_PARENT!r}); "
             "pkg = types.ModuleType('runwise_mcp.sources'); "
-            f"pkg.__path__ = [{os.path.dirname(os.path.abspath(__file__))!r}]; "
+            f"pkg.__path__ = [{_SOURCES_DIR!r}]; "
             "sys.modules['runwise_mcp.sources'] = pkg; "
             "from runwise_mcp.sources.wandb_parallel import _main; _main(sys.argv[1])")
     arg = json.dumps([os.path.abspath(path), list(ident), size, start, stop,  # (workers run in another directory)
@@ -175,6 +177,7 @@ def _main(arg: str) -> None:
         path, ident, size, start, stop, keys, deferred_max = json.loads(arg)
         result = decode_part(path, (ident[0], ident[1]), size, start, stop,
                              None if keys is None else frozenset(keys), deferred_max)
+        result.cpu_seconds = time.process_time()  # this worker's whole: start, imports, decoding
     except Fallback as e:
         result = str(e)
     except Exception as e:  # reported by the joining process, which reads the log itself
@@ -206,8 +209,7 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
             except OSError as e:
                 raise Fallback(f"no worker processes: {e}") from e
             reader.size = size
-            t_wall = time.perf_counter()
-            t_first = time.thread_time()
+            wall0, first0 = time.perf_counter(), time.thread_time()
             emit = log._record if log._marks is None else log._record_keyed
             if progress is not None:
                 # The parts advance at about the same pace: the first part's share read stands
@@ -224,16 +226,15 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
 
             reader._read_from(f, size, emit, stop=bounds[1])
             log.count_skipped()
-            t_first = time.thread_time() - t_first
+            first_cpu = time.thread_time() - first0
             if reader.header_ok is not True:
                 return log.records
             try:
                 if reader.tail or reader.damage.parts():
                     raise Fallback("the first part did not end cleanly")
-                t_receive = time.thread_time()
+                receive0 = time.thread_time()
                 parts = [_result(p) for p in procs]
-                t_join = time.thread_time()
-                t_receive = t_join - t_receive
+                join0 = time.thread_time()
                 _check(log, parts)
             except Fallback:
                 reader._remember(f.fileno(), st)  # read on from the first part, in this file only
@@ -253,8 +254,8 @@ def read_parallel(log: WandbLog, workers: int, progress: Callable[[int, int], No
             _join(log, part, last=i == n - 1)
             del part
         log.parts_read = n + 1
-        log.part_times = PartTimes(t_first, workers_cpu, t_receive, time.thread_time() - t_join,
-                                   time.perf_counter() - t_wall)
+        log.part_times = PartTimes(first_cpu, workers_cpu, join0 - receive0, time.thread_time() - join0,
+                                   time.perf_counter() - wall0)
         reader._remember(f.fileno(), st)
     log._summary_cache = None
     return log.records
