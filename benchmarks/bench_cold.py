@@ -49,9 +49,8 @@ args = {{k: v.replace("RUN", run_id) if isinstance(v, str) else v for k, v in ar
 out = getattr(answers, tool)(ix, **args)
 segs = list(ix._segments.values())
 kind = "full" if any(s.full for s in segs) else "keyed" if any(s.in_memory for s in segs) else "skim"
-import gc
-from runwise_mcp.sources.wandb_log import WandbLog
-pt = [o.part_times for o in gc.get_objects() if isinstance(o, WandbLog) and o.part_times is not None]
+logs = [getattr(s, a, None) for s in segs for a in ("_full", "_keyed")]  # (a W&B run's reads)
+pt = [x.part_times for x in logs if x is not None and x.part_times is not None]
 print(json.dumps({{"first_kind": kind, "chars": len(out),
                   "read_wall": pt[0].wall if pt else None, "critical": pt[0].critical_path() if pt else None,
                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
